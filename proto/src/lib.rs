@@ -1,0 +1,21 @@
+//! The sharecall wire contract.
+//!
+//! Everything two parties must agree on bit for bit lives here and nowhere
+//! else: the prime field and its encoding ([`field`]), replicated secret
+//! sharing and checked reconstruction ([`sharing`]), how pseudonyms and
+//! endpoints become field elements ([`encoding`]), and the protobuf messages
+//! exchanged between providers ([`wire`]). Clients, providers and the LEA
+//! tool all depend on this crate.
+
+pub mod encoding;
+pub mod field;
+pub mod sharing;
+
+/// Protobuf messages (prost) of the provider-to-provider SMC channel.
+pub mod wire {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/sharecall.smc.v1.rs"));
+}
+
+pub use field::{Fp, FieldError, Legendre};
+pub use sharing::{PartyId, Share, ShareError, ShareVec};

@@ -1,0 +1,15 @@
+//! The sharecall provider.
+//!
+//! One of three independent providers that together hold the location
+//! service as secret shares. The layers, inside out (see
+//! `docs/ARCHITECTURE.md`):
+//!
+//! - [`smc`]: the three-party SMC engine (replicated sharing, vectorised
+//!   protocols, preprocessing) over persistent mutually authenticated TLS;
+//! - [`identity`] and [`tls`]: each provider's key and certificate, and
+//!   trust in the other two by pinned fingerprint.
+
+pub mod identity;
+#[cfg(feature = "smc-wip")]
+pub mod smc;
+pub mod tls;
