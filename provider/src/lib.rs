@@ -10,6 +10,5 @@
 //!   trust in the other two by pinned fingerprint.
 
 pub mod identity;
-#[cfg(feature = "smc-wip")]
 pub mod smc;
 pub mod tls;
