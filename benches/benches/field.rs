@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo bench -p sharecall-benches --bench field`
 
+// criterion's macros generate undocumented public items.
+#![allow(missing_docs)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rand::SeedableRng;
 use sharecall_proto::field::{decode_batch, encode_batch};
@@ -21,8 +24,12 @@ fn field(c: &mut Criterion) {
     g.bench_function("random", |bench| bench.iter(|| Fp::random(&mut rng)));
     let batch: Vec<Fp> = (0..1000).map(|i| Fp::from_u64(i) * a).collect();
     let bytes = encode_batch(&batch);
-    g.bench_function("encode_1000", |bench| bench.iter(|| encode_batch(black_box(&batch))));
-    g.bench_function("decode_1000", |bench| bench.iter(|| decode_batch(black_box(&bytes))));
+    g.bench_function("encode_1000", |bench| {
+        bench.iter(|| encode_batch(black_box(&batch)))
+    });
+    g.bench_function("decode_1000", |bench| {
+        bench.iter(|| decode_batch(black_box(&bytes)))
+    });
     g.finish();
 }
 

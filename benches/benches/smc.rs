@@ -6,6 +6,9 @@
 //! 1 000 per iteration here (their preprocessing, 32 squares or one
 //! 128-bit block per value, is what a bigger batch would measure).
 
+// criterion's macros generate undocumented public items.
+#![allow(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -32,8 +35,12 @@ fn config() -> EngineConfig {
 
 fn inputs(n: usize, seed: u64) -> [(ShareVec, ShareVec); 3] {
     let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
-    let a: Vec<Fp> = (0..n).map(|i| Fp::from_u128(i as u128 * 0x9e37_79b9_7f4a_7c15)).collect();
-    let b: Vec<Fp> = (0..n).map(|i| Fp::from_u128((i as u128 + 7) * 0xc2b2_ae3d_27d4_eb4f)).collect();
+    let a: Vec<Fp> = (0..n)
+        .map(|i| Fp::from_u128(i as u128 * 0x9e37_79b9_7f4a_7c15))
+        .collect();
+    let b: Vec<Fp> = (0..n)
+        .map(|i| Fp::from_u128((i as u128 + 7) * 0xc2b2_ae3d_27d4_eb4f))
+        .collect();
     let sa = share_batch(&a, &mut rng);
     let sb = share_batch(&b, &mut rng);
     let [a0, a1, a2] = sa;
@@ -69,10 +76,13 @@ fn protocols(c: &mut Criterion) {
                             for _ in 0..iters {
                                 let ins = [0, 1, 2].map(|p| (data[p].clone(), keys[p].clone()));
                                 let start = Instant::now();
-                                rt.block_on(cluster.run(ins, |mut $s, (($a, $b), $k)| async move {
-                                    let _ = &$k;
-                                    $body.await.map(|_| ())
-                                }))
+                                rt.block_on(cluster.run(
+                                    ins,
+                                    |mut $s, (($a, $b), $k)| async move {
+                                        let _ = (&$b, &$k);
+                                        $body.await.map(|_| ())
+                                    },
+                                ))
                                 .expect("protocol");
                                 total += start.elapsed();
                                 // Let the pool refill outside the measurement.

@@ -23,7 +23,10 @@ pub struct BenchCluster {
 impl BenchCluster {
     /// Starts the cluster; with `delay`, every link crosses a relay adding
     /// that one-way latency.
-    pub async fn start(config: &EngineConfig, delay: Option<Duration>) -> anyhow::Result<BenchCluster> {
+    pub async fn start(
+        config: &EngineConfig,
+        delay: Option<Duration>,
+    ) -> anyhow::Result<BenchCluster> {
         let relays: Mutex<HashMap<usize, Relay>> = Mutex::new(HashMap::new());
         let failure: Mutex<Option<std::io::Error>> = Mutex::new(None);
         let route = |q: sharecall_proto::PartyId, addr| {

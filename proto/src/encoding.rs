@@ -103,9 +103,7 @@ pub enum EncodingError {
     NameNonAscii(char),
     /// A name pseudonym with whitespace, a control character or
     /// punctuation outside the allowed set.
-    #[error(
-        "pseudonym contains {0:?}; allowed are letters, digits and -_.!~*'()&=+$,;?/@%"
-    )]
+    #[error("pseudonym contains {0:?}; allowed are letters, digits and -_.!~*'()&=+$,;?/@%")]
     NameInvalidChar(char),
     /// An empty endpoint.
     #[error("endpoint is empty")]
@@ -271,8 +269,7 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 fn looks_like_phone(s: &str) -> bool {
     s.starts_with('+')
         || (s.chars().any(|c| c.is_ascii_digit())
-            && s
-                .chars()
+            && s.chars()
                 .all(|c| c.is_ascii_digit() || PHONE_SEPARATORS.contains(&c)))
 }
 
@@ -521,10 +518,7 @@ mod tests {
         assert!(err("030 1234567").to_string().contains("country code"));
         assert_eq!(err("+"), EncodingError::PhoneDigitCount(0));
         assert_eq!(err("00"), EncodingError::PhoneDigitCount(0));
-        assert_eq!(
-            err("+1234567890123456"),
-            EncodingError::PhoneDigitCount(16)
-        );
+        assert_eq!(err("+1234567890123456"), EncodingError::PhoneDigitCount(16));
         assert_eq!(err("+049301234567"), EncodingError::PhoneLeadingZero);
         assert_eq!(err("000 49 30"), EncodingError::PhoneLeadingZero);
         assert_eq!(err("+0049301234567"), EncodingError::PhoneLeadingZero);
@@ -599,15 +593,24 @@ mod tests {
     #[test]
     fn endpoint_parse() {
         let ok = |s: &str| Endpoint::parse(s).expect("valid endpoint");
-        assert_eq!(ok("sip:alice@192.0.2.1:5060").as_str(), "sip:alice@192.0.2.1:5060");
+        assert_eq!(
+            ok("sip:alice@192.0.2.1:5060").as_str(),
+            "sip:alice@192.0.2.1:5060"
+        );
         assert_eq!(ok("bücher.example:5060").to_string(), "bücher.example:5060");
         assert_eq!(ok(&"a".repeat(ENDPOINT_MAX_LEN)).as_str().len(), 308);
         let e = |s: &str| Endpoint::parse(s).expect_err("should be refused");
         assert_eq!(e(""), EncodingError::EmptyEndpoint);
         assert_eq!(e(&"a".repeat(309)), EncodingError::EndpointTooLong(309));
-        assert_eq!(e("sip:a@h\r\nVia: x"), EncodingError::EndpointControlChar('\r'));
+        assert_eq!(
+            e("sip:a@h\r\nVia: x"),
+            EncodingError::EndpointControlChar('\r')
+        );
         assert_eq!(e("sip:a@h\0"), EncodingError::EndpointControlChar('\0'));
-        assert_eq!(e("sip:a@h\u{85}"), EncodingError::EndpointControlChar('\u{85}'));
+        assert_eq!(
+            e("sip:a@h\u{85}"),
+            EncodingError::EndpointControlChar('\u{85}')
+        );
         assert_eq!(e(" sip:a@h"), EncodingError::EndpointWhitespace);
         assert_eq!(e("sip:a@h "), EncodingError::EndpointWhitespace);
         assert_eq!(e("sip:a@h\u{a0}"), EncodingError::EndpointWhitespace);
@@ -672,7 +675,10 @@ mod tests {
         // Invalid UTF-8: length 1, byte 0xff.
         let mut bad = [Fp::ZERO; ENDPOINT_ELEMENTS];
         bad[0] = Fp::from_u64(0xff_01_00);
-        assert_eq!(Endpoint::unpack(&bad), Err(EncodingError::PackedInvalidUtf8));
+        assert_eq!(
+            Endpoint::unpack(&bad),
+            Err(EncodingError::PackedInvalidUtf8)
+        );
 
         // Valid UTF-8 that parse refuses: "\r".
         bad[0] = Fp::from_u64(0x0d_01_00);

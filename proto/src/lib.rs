@@ -17,5 +17,5 @@ pub mod wire {
     include!(concat!(env!("OUT_DIR"), "/sharecall.smc.v1.rs"));
 }
 
-pub use field::{Fp, FieldError, Legendre};
+pub use field::{FieldError, Fp, Legendre};
 pub use sharing::{PartyId, Share, ShareError, ShareVec};

@@ -103,9 +103,15 @@ pub enum ShareError {
     Invalid(&'static str),
 }
 
-fn describe_inconsistency(component: usize, holders: [PartyId; 2], suspect: Option<PartyId>) -> String {
+fn describe_inconsistency(
+    component: usize,
+    holders: [PartyId; 2],
+    suspect: Option<PartyId>,
+) -> String {
     match suspect {
-        Some(p) => format!("{p} returned inconsistent shares (disagrees with both other providers)"),
+        Some(p) => {
+            format!("{p} returned inconsistent shares (disagrees with both other providers)")
+        }
         None => format!(
             "share component x{component} disagrees between {} and {}; one of them is inconsistent",
             holders[0], holders[1]
@@ -257,10 +263,7 @@ pub fn share_batch<R: RngCore + ?Sized>(values: &[Fp], rng: &mut R) -> [ShareVec
 /// index.
 pub fn reconstruct_batch(shares: &[ShareVec; 3]) -> Result<Vec<Fp>, (usize, ShareError)> {
     let n = shares[0].len();
-    if shares
-        .iter()
-        .any(|s| s.len() != n || s.second.len() != n)
-    {
+    if shares.iter().any(|s| s.len() != n || s.second.len() != n) {
         return Err((0, ShareError::Invalid("share vectors of different lengths")));
     }
     (0..n)

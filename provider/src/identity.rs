@@ -146,7 +146,8 @@ impl Identity {
     /// common name is `common_name` (for operators' eyes only).
     pub fn generate(common_name: &str) -> Result<Identity, IdentityError> {
         let gen = |e: rcgen::Error| IdentityError::Generate(e.to_string());
-        let mut params = rcgen::CertificateParams::new(vec![CERT_DNS_NAME.to_string()]).map_err(gen)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec![CERT_DNS_NAME.to_string()]).map_err(gen)?;
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, common_name);
@@ -279,10 +280,19 @@ mod tests {
         let a = Identity::generate("a").expect("generate");
         let b = Identity::generate("b").expect("generate");
         a.save(dir.path(), false).expect("save");
-        assert!(matches!(b.save(dir.path(), false), Err(IdentityError::Exists(_))));
-        assert_eq!(Identity::load(dir.path()).expect("load").fingerprint(), a.fingerprint());
+        assert!(matches!(
+            b.save(dir.path(), false),
+            Err(IdentityError::Exists(_))
+        ));
+        assert_eq!(
+            Identity::load(dir.path()).expect("load").fingerprint(),
+            a.fingerprint()
+        );
         b.save(dir.path(), true).expect("forced save");
-        assert_eq!(Identity::load(dir.path()).expect("load").fingerprint(), b.fingerprint());
+        assert_eq!(
+            Identity::load(dir.path()).expect("load").fingerprint(),
+            b.fingerprint()
+        );
     }
 
     #[cfg(unix)]
@@ -290,15 +300,24 @@ mod tests {
     fn key_file_is_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        Identity::generate("a").expect("generate").save(dir.path(), false).expect("save");
-        let mode = fs::metadata(dir.path().join(KEY_FILE)).expect("stat").permissions().mode();
+        Identity::generate("a")
+            .expect("generate")
+            .save(dir.path(), false)
+            .expect("save");
+        let mode = fs::metadata(dir.path().join(KEY_FILE))
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
     fn load_reports_missing_and_garbage_files() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(Identity::load(dir.path()), Err(IdentityError::Io { .. })));
+        assert!(matches!(
+            Identity::load(dir.path()),
+            Err(IdentityError::Io { .. })
+        ));
         fs::write(dir.path().join(CERT_FILE), "not pem").expect("write");
         fs::write(dir.path().join(KEY_FILE), "not pem").expect("write");
         let err = Identity::load(dir.path()).expect_err("garbage must fail");

@@ -50,7 +50,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init { data_dir, name, force } => {
+        Command::Init {
+            data_dir,
+            name,
+            force,
+        } => {
             let identity = Identity::generate(&name)?;
             identity.save(&data_dir, force)?;
             println!("wrote {}", data_dir.display());

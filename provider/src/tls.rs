@@ -10,10 +10,15 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{ClientConfig, CommonState, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, CommonState, DigitallySignedStruct, DistinguishedName, ServerConfig,
+    SignatureScheme,
+};
 
 use crate::identity::{Fingerprint, Identity, CERT_DNS_NAME};
 
@@ -34,7 +39,10 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Server side: presents `identity` and requires a client certificate
 /// whose fingerprint is one of `pinned`.
-pub fn server_config(identity: &Identity, pinned: &[Fingerprint]) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    identity: &Identity,
+    pinned: &[Fingerprint],
+) -> Result<Arc<ServerConfig>, TlsError> {
     if pinned.is_empty() {
         return Err(TlsError::NothingPinned);
     }
@@ -52,7 +60,10 @@ pub fn server_config(identity: &Identity, pinned: &[Fingerprint]) -> Result<Arc<
 
 /// Client side: presents `identity` and accepts only a server whose
 /// certificate has fingerprint `pinned`.
-pub fn client_config(identity: &Identity, pinned: Fingerprint) -> Result<Arc<ClientConfig>, TlsError> {
+pub fn client_config(
+    identity: &Identity,
+    pinned: Fingerprint,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let verifier = Arc::new(PinnedVerifier {
         pinned: vec![pinned],
@@ -112,7 +123,8 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity).map(|()| ServerCertVerified::assertion())
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -149,7 +161,8 @@ impl ClientCertVerifier for PinnedVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity).map(|()| ClientCertVerified::assertion())
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -193,7 +206,8 @@ mod tests {
     ) -> (Result<Option<Fingerprint>, String>, Result<(), String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let acceptor = TlsAcceptor::from(server_config(server, &[client_pin]).expect("server config"));
+        let acceptor =
+            TlsAcceptor::from(server_config(server, &[client_pin]).expect("server config"));
         let server_task = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
             let mut tls = acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
@@ -202,7 +216,8 @@ mod tests {
             tls.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(fp)
         });
-        let connector = TlsConnector::from(client_config(client, server_pin).expect("client config"));
+        let connector =
+            TlsConnector::from(client_config(client, server_pin).expect("client config"));
         let tcp = TcpStream::connect(addr).await.expect("connect");
         let client_result = async {
             let mut tls = connector
@@ -250,6 +265,9 @@ mod tests {
     #[test]
     fn server_needs_a_pin() {
         let a = Identity::generate("a").expect("a");
-        assert!(matches!(server_config(&a, &[]), Err(TlsError::NothingPinned)));
+        assert!(matches!(
+            server_config(&a, &[]),
+            Err(TlsError::NothingPinned)
+        ));
     }
 }

@@ -111,9 +111,9 @@ async fn equivocating_opening_is_caught_by_verify() {
         mo(e1, &x[1], None),
         mo(e2, &x[2], None)
     );
-    let named_p0 = [&a, &b, &c].iter().any(|r| {
-        matches!(r, Err(SmcError::Inconsistent { value_from, .. }) if *value_from == p(0))
-    });
+    let named_p0 = [&a, &b, &c].iter().any(
+        |r| matches!(r, Err(SmcError::Inconsistent { value_from, .. }) if *value_from == p(0)),
+    );
     assert!(named_p0, "{a:?} {b:?} {c:?}");
     // Both honest parties refuse the result; the liar's own view is moot.
     assert!(b.is_err() && c.is_err(), "{a:?} {b:?} {c:?}");
@@ -141,7 +141,8 @@ async fn unknown_certificate_is_refused() {
     let impostor = Identity::generate("impostor").expect("identity");
     let pinned = vec![real[0].clone(), real[1].clone(), impostor];
     let started = Instant::now();
-    let result = LocalCluster::start_with(&small_config(Duration::from_secs(5)), &real, Some(&pinned)).await;
+    let result =
+        LocalCluster::start_with(&small_config(Duration::from_secs(5)), &real, Some(&pinned)).await;
     match result {
         Err(SmcError::Link { peer, reason }) => {
             assert_eq!(peer, p(2), "{reason}");
@@ -166,8 +167,15 @@ async fn killed_peer_surfaces_an_error_in_bounded_time() {
     drop(e2); // closes P2's connections, like a killed process
     let x = shares(3);
     let started = Instant::now();
-    let (r0, r1) = tokio::join!(open_and_verify(&e0, 1, &x[0]), open_and_verify(&e1, 1, &x[1]));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let (r0, r1) = tokio::join!(
+        open_and_verify(&e0, 1, &x[0]),
+        open_and_verify(&e1, 1, &x[1])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     for r in [r0, r1] {
         match r {
             Err(SmcError::ConnectionLost { peer, .. }) | Err(SmcError::Timeout { peer, .. }) => {
@@ -213,10 +221,17 @@ async fn parties_out_of_step_get_an_error_not_a_result() {
     async fn mul_instead(e: &Engine, x: &ShareVec) -> SmcResult<Vec<Fp>> {
         e.session(0, 1).await?.mul_open(x, x).await
     }
-    let (r0, r1, r2) = tokio::join!(open_only(e0, &x[0]), open_only(e1, &x[1]), mul_instead(e2, &x[2]));
+    let (r0, r1, r2) = tokio::join!(
+        open_only(e0, &x[0]),
+        open_only(e1, &x[1]),
+        mul_instead(e2, &x[2])
+    );
     assert!(r2.is_err(), "P2 ran another operation and must fail");
     let out_of_step = |r: &SmcResult<Vec<Fp>>| {
-        matches!(r, Err(SmcError::OutOfStep { .. }) | Err(SmcError::PeerAborted { .. }))
+        matches!(
+            r,
+            Err(SmcError::OutOfStep { .. }) | Err(SmcError::PeerAborted { .. })
+        )
     };
     assert!(out_of_step(&r0) || out_of_step(&r1), "{r0:?} {r1:?}");
     let msg = [&r0, &r1, &r2]

@@ -263,15 +263,22 @@ fn batch_sizes_zero_one_and_thousand() {
         let b: Vec<u128> = (0..n as u128).map(|i| i * 104729 % 1000).collect();
         assert_eq!(open_values(5, fps(&a), 11), fps(&a));
         let eq = eq_values(5, fps(&a), fps(&b), 12);
-        assert_eq!(eq, a.iter().zip(&b).map(|(x, y)| x == y).collect::<Vec<_>>());
+        assert_eq!(
+            eq,
+            a.iter().zip(&b).map(|(x, y)| x == y).collect::<Vec<_>>()
+        );
         let (prod, fused) = mul_values(5, fps(&a), fps(&b), 13);
         let expected: Vec<Fp> = fps(&a).iter().zip(fps(&b)).map(|(x, y)| *x * y).collect();
         assert_eq!(prod, expected);
         assert_eq!(fused, expected);
     }
     for n in [0usize, 1, 100] {
-        let a: Vec<u128> = (0..n as u128).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).collect();
-        let b: Vec<u128> = (0..n as u128).map(|i| i.wrapping_mul(0xc2b2_ae3d_27d4_eb4f_1656_67b1_9e37_79b9)).collect();
+        let a: Vec<u128> = (0..n as u128)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+            .collect();
+        let b: Vec<u128> = (0..n as u128)
+            .map(|i| i.wrapping_mul(0xc2b2_ae3d_27d4_eb4f_1656_67b1_9e37_79b9))
+            .collect();
         let lt = lt_values(5, fps(&a), fps(&b), 14);
         assert_eq!(lt, a.iter().zip(&b).map(|(x, y)| x < y).collect::<Vec<_>>());
     }
@@ -288,10 +295,16 @@ fn prf_tags_are_stable_and_spread() {
     let mut distinct = first.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    assert!(distinct.len() > 60, "32-bit tags of 64 inputs should hardly collide");
+    assert!(
+        distinct.len() > 60,
+        "32-bit tags of 64 inputs should hardly collide"
+    );
     // A different key gives different tags.
     let other = prf_key(6);
-    assert_ne!(prf_values(6, &other, (0..64u64).map(Fp::from_u64).collect(), 3), first);
+    assert_ne!(
+        prf_values(6, &other, (0..64u64).map(Fp::from_u64).collect(), 3),
+        first
+    );
 }
 
 #[test]
@@ -303,7 +316,10 @@ fn pool_refills_in_the_background() {
         }
     });
     let before = s.cluster.engines[0].pool_stats()[7];
-    assert!(before.0.available >= 2048 && before.1.available >= 64, "{before:?}");
+    assert!(
+        before.0.available >= 2048 && before.1.available >= 64,
+        "{before:?}"
+    );
     // Consume squares for 40 tags, then the producer tops the pool up.
     let keys = prf_key(7);
     let x: Vec<Fp> = (0..40u64).map(Fp::from_u64).collect();

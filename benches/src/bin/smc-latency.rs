@@ -82,7 +82,9 @@ async fn main() -> anyhow::Result<()> {
         },
         ..EngineConfig::default()
     };
-    println!("| protocol | rounds | one-way delay (ms) | median (ms) | median / (rounds × delay) |");
+    println!(
+        "| protocol | rounds | one-way delay (ms) | median (ms) | median / (rounds × delay) |"
+    );
     println!("|---|---|---|---|---|");
     for &d in &args.delays_ms {
         let delay = Duration::from_secs_f64(d / 1000.0);
@@ -96,11 +98,41 @@ async fn main() -> anyhow::Result<()> {
         let n = args.batch;
         let it = args.iterations;
         let results = [
-            ("open", measure(&cluster, &keys, n, it, |mut s, ((a, _), _)| async move { s.open(&a).await.map(|_| s.ops()) }).await?),
-            ("mul_open", measure(&cluster, &keys, n, it, |mut s, ((a, b), _)| async move { s.mul_open(&a, &b).await.map(|_| s.ops()) }).await?),
-            ("eq_reveal", measure(&cluster, &keys, n, it, |mut s, ((a, b), _)| async move { s.eq_reveal(&a, &b).await.map(|_| s.ops()) }).await?),
-            ("prf_tag", measure(&cluster, &keys, n, it, |mut s, ((a, _), k)| async move { s.prf_tag(&k, &a).await.map(|_| s.ops()) }).await?),
-            ("lt_reveal", measure(&cluster, &keys, n, it, |mut s, ((a, b), _)| async move { s.lt_reveal(&a, &b).await.map(|_| s.ops()) }).await?),
+            (
+                "open",
+                measure(&cluster, &keys, n, it, |mut s, ((a, _), _)| async move {
+                    s.open(&a).await.map(|_| s.ops())
+                })
+                .await?,
+            ),
+            (
+                "mul_open",
+                measure(&cluster, &keys, n, it, |mut s, ((a, b), _)| async move {
+                    s.mul_open(&a, &b).await.map(|_| s.ops())
+                })
+                .await?,
+            ),
+            (
+                "eq_reveal",
+                measure(&cluster, &keys, n, it, |mut s, ((a, b), _)| async move {
+                    s.eq_reveal(&a, &b).await.map(|_| s.ops())
+                })
+                .await?,
+            ),
+            (
+                "prf_tag",
+                measure(&cluster, &keys, n, it, |mut s, ((a, _), k)| async move {
+                    s.prf_tag(&k, &a).await.map(|_| s.ops())
+                })
+                .await?,
+            ),
+            (
+                "lt_reveal",
+                measure(&cluster, &keys, n, it, |mut s, ((a, b), _)| async move {
+                    s.lt_reveal(&a, &b).await.map(|_| s.ops())
+                })
+                .await?,
+            ),
         ];
         for (name, (rounds, median)) in results {
             let ms = median.as_secs_f64() * 1000.0;

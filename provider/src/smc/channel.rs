@@ -122,7 +122,9 @@ impl Channel {
                 )?;
                 Ok(vec![x, y])
             }
-            _ => Err(SmcError::InvalidInput("a round receives from at most two peers".into())),
+            _ => Err(SmcError::InvalidInput(
+                "a round receives from at most two peers".into(),
+            )),
         }
     }
 }

@@ -97,9 +97,8 @@ impl Engine {
         let (mesh, inboxes, seeds) = Mesh::link(&link, identity, listener).await?;
         let mesh = Arc::new(mesh);
         let mut inboxes = inboxes.map(|v| v.into_iter().map(Some).collect::<Vec<_>>());
-        let mut receivers = |ch: u32| {
-            [0, 1, 2].map(|p| inboxes[p].get_mut(ch as usize).and_then(Option::take))
-        };
+        let mut receivers =
+            |ch: u32| [0, 1, 2].map(|p| inboxes[p].get_mut(ch as usize).and_then(Option::take));
         let mut lanes = Vec::new();
         let mut producers = Vec::new();
         for lane in 0..config.lanes {
@@ -168,7 +167,10 @@ impl Engine {
     /// the lane. Ids must increase per lane.
     pub async fn session(&self, lane: usize, id: u64) -> SmcResult<LaneSession> {
         let handle = self.lanes.get(lane).ok_or_else(|| {
-            SmcError::InvalidInput(format!("lane {lane} does not exist ({} lanes)", self.lanes.len()))
+            SmcError::InvalidInput(format!(
+                "lane {lane} does not exist ({} lanes)",
+                self.lanes.len()
+            ))
         })?;
         let guard = handle.channel.clone().lock_owned().await;
         Session::begin(guard, id)

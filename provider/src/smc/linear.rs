@@ -25,7 +25,12 @@ pub fn add(a: &ShareVec, b: &ShareVec) -> SmcResult<ShareVec> {
     same_len(a, b)?;
     Ok(ShareVec {
         first: a.first.iter().zip(&b.first).map(|(x, y)| *x + *y).collect(),
-        second: a.second.iter().zip(&b.second).map(|(x, y)| *x + *y).collect(),
+        second: a
+            .second
+            .iter()
+            .zip(&b.second)
+            .map(|(x, y)| *x + *y)
+            .collect(),
     })
 }
 
@@ -34,7 +39,12 @@ pub fn sub(a: &ShareVec, b: &ShareVec) -> SmcResult<ShareVec> {
     same_len(a, b)?;
     Ok(ShareVec {
         first: a.first.iter().zip(&b.first).map(|(x, y)| *x - *y).collect(),
-        second: a.second.iter().zip(&b.second).map(|(x, y)| *x - *y).collect(),
+        second: a
+            .second
+            .iter()
+            .zip(&b.second)
+            .map(|(x, y)| *x - *y)
+            .collect(),
     })
 }
 
@@ -97,7 +107,8 @@ mod tests {
         let parties = PartyId::ALL;
         let sum = [0, 1, 2].map(|i| add(&sa[i], &sb[i]).expect("same length"));
         let diff = [0, 1, 2].map(|i| sub(&sa[i], &sb[i]).expect("same length"));
-        let aff = [0, 1, 2].map(|i| add_public(parties[i], &scale(&sa[i], Fp::from_u64(7)), Fp::from_u64(5)));
+        let aff = [0, 1, 2]
+            .map(|i| add_public(parties[i], &scale(&sa[i], Fp::from_u64(7)), Fp::from_u64(5)));
         let sums = reconstruct_batch(&sum).expect("ok");
         let diffs = reconstruct_batch(&diff).expect("ok");
         let affs = reconstruct_batch(&aff).expect("ok");

@@ -65,7 +65,9 @@ impl LocalCluster {
         route: &(dyn Fn(PartyId, SocketAddr) -> SocketAddr + Sync),
     ) -> SmcResult<LocalCluster> {
         if identities.len() != 3 || pinned.is_some_and(|p| p.len() != 3) {
-            return Err(SmcError::InvalidInput("a local cluster needs three identities".into()));
+            return Err(SmcError::InvalidInput(
+                "a local cluster needs three identities".into(),
+            ));
         }
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();

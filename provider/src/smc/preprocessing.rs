@@ -183,7 +183,12 @@ impl<T> Pool<T> {
             };
             match result {
                 Ok(items) => {
-                    debug!(channel = channel.id(), chunk_no, items = items.len(), "preprocessed chunk");
+                    debug!(
+                        channel = channel.id(),
+                        chunk_no,
+                        items = items.len(),
+                        "preprocessed chunk"
+                    );
                     self.push(items);
                 }
                 Err(e) => {
@@ -233,8 +238,16 @@ fn component_bits(me: PartyId, first: &ShareVec, second: &ShareVec, k: usize) ->
     let holds_second = me.next().index() == k;
     (0..first.len())
         .map(|i| Share {
-            first: if holds_first { bit(first.first[i]) } else { Fp::ZERO },
-            second: if holds_second { bit(second.second[i]) } else { Fp::ZERO },
+            first: if holds_first {
+                bit(first.first[i])
+            } else {
+                Fp::ZERO
+            },
+            second: if holds_second {
+                bit(second.second[i])
+            } else {
+                Fp::ZERO
+            },
         })
         .collect()
 }

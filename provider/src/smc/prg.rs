@@ -61,7 +61,11 @@ fn draw_bounded(rng: &mut ChaCha12Rng, bits: u32) -> Fp {
     let mut buf = [0u8; 16];
     rng.fill_bytes(&mut buf);
     let v = u128::from_le_bytes(buf);
-    let v = if bits >= 128 { v } else { v & ((1u128 << bits) - 1) };
+    let v = if bits >= 128 {
+        v
+    } else {
+        v & ((1u128 << bits) - 1)
+    };
     Fp::from_u128(v)
 }
 
@@ -152,10 +156,11 @@ mod tests {
     fn zero_sharings_sum_to_zero() {
         let mut prgs = seeds().map(|s| Prg::new(&s, 0));
         let z = [0, 1, 2].map(|i| prgs[i].zero(20));
-        for k in 0..20 {
-            assert_eq!(z[0][k] + z[1][k] + z[2][k], Fp::ZERO);
-            assert_ne!(z[0][k], Fp::ZERO);
+        for ((a, b), c) in z[0].iter().zip(&z[1]).zip(&z[2]) {
+            assert_eq!(*a + *b + *c, Fp::ZERO);
+            assert_ne!(*a, Fp::ZERO);
         }
+        assert_eq!(z[0].len(), 20);
     }
 
     #[test]

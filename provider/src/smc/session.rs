@@ -121,7 +121,12 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
     }
 
     async fn fail(&mut self, at: OpRef, e: &SmcError) {
-        warn!(channel = at.channel, session = at.session, op = at.op, "SMC session fails: {e}");
+        warn!(
+            channel = at.channel,
+            session = at.session,
+            op = at.op,
+            "SMC session fails: {e}"
+        );
         self.failed = Some(e.to_string());
         let reason = Bytes::from(e.to_string().into_bytes());
         for peer in self.me().others() {
@@ -333,10 +338,21 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
         let got = self
             .round(
                 vec![
-                    (me.next(), FrameKind::Verify, Bytes::copy_from_slice(&d_prev)),
-                    (me.prev(), FrameKind::Verify, Bytes::copy_from_slice(&d_next)),
+                    (
+                        me.next(),
+                        FrameKind::Verify,
+                        Bytes::copy_from_slice(&d_prev),
+                    ),
+                    (
+                        me.prev(),
+                        FrameKind::Verify,
+                        Bytes::copy_from_slice(&d_next),
+                    ),
                 ],
-                &[(me.next(), FrameKind::Verify), (me.prev(), FrameKind::Verify)],
+                &[
+                    (me.next(), FrameKind::Verify),
+                    (me.prev(), FrameKind::Verify),
+                ],
             )
             .await?;
         // Next tells us what it got from its next, our prev; prev tells us

@@ -110,22 +110,21 @@ impl Mesh {
             version: PROTOCOL_VERSION,
         };
 
-        let to_accept: Vec<&PeerSpec> = config
-            .peers
-            .iter()
-            .filter(|p| p.party < me)
-            .collect();
-        let to_dial: Vec<&PeerSpec> = config
-            .peers
-            .iter()
-            .filter(|p| p.party > me)
-            .collect();
+        let to_accept: Vec<&PeerSpec> = config.peers.iter().filter(|p| p.party < me).collect();
+        let to_dial: Vec<&PeerSpec> = config.peers.iter().filter(|p| p.party > me).collect();
         let dials = futures::future::join_all(
             to_dial
                 .iter()
                 .map(|peer| dial(peer, identity, &my_hello, deadline, config.channels)),
         );
-        let accepts = accept_all(&to_accept, identity, listener, &my_hello, deadline, config.channels);
+        let accepts = accept_all(
+            &to_accept,
+            identity,
+            listener,
+            &my_hello,
+            deadline,
+            config.channels,
+        );
         let (dialed, accepted) = tokio::join!(dials, accepts);
         for r in dialed {
             let (party, framed, hello) = r?;
@@ -142,8 +141,12 @@ impl Mesh {
         let mut links: [Option<PeerLink>; 3] = [None, None, None];
         let mut inboxes: Inboxes = [Vec::new(), Vec::new(), Vec::new()];
         for (idx, slot) in streams.into_iter().enumerate() {
-            let Some((framed, hello)) = slot else { continue };
-            let Some(peer) = PartyId::new(idx) else { continue };
+            let Some((framed, hello)) = slot else {
+                continue;
+            };
+            let Some(peer) = PartyId::new(idx) else {
+                continue;
+            };
             let (low, high) = if me < peer {
                 ((me, &my_hello), (peer, &hello))
             } else {
@@ -250,7 +253,8 @@ async fn dial(
         peer: peer.party,
         reason,
     };
-    let config = tls::client_config(identity, peer.fingerprint).map_err(|e| link_err(e.to_string()))?;
+    let config =
+        tls::client_config(identity, peer.fingerprint).map_err(|e| link_err(e.to_string()))?;
     let connector = TlsConnector::from(config);
     // The peer may not be up yet: retry the TCP connect until the deadline,
     // but not a TLS refusal, which will not fix itself.
@@ -271,9 +275,7 @@ async fn dial(
         .map_err(|_| link_err("TLS handshake timed out".into()))?
         .map_err(|e| link_err(format!("TLS handshake failed: {e}")))?;
     let mut framed = Framed::new(TlsStreamAny::Client(tls), codec());
-    send_hello(&mut framed, hello)
-        .await
-        .map_err(link_err)?;
+    send_hello(&mut framed, hello).await.map_err(link_err)?;
     let their = tokio::time::timeout_at(deadline, recv_hello(&mut framed))
         .await
         .map_err(|_| link_err("no Hello before the link deadline".into()))?
@@ -315,7 +317,10 @@ async fn accept_all(
                         .find(|p| !got.iter().any(|g| g.0 == p.party))
                         .map(|p| p.party)
                         .unwrap_or(expected[0].party),
-                    reason: format!("{} did not connect before the link deadline", missing.join(", ")),
+                    reason: format!(
+                        "{} did not connect before the link deadline",
+                        missing.join(", ")
+                    ),
                 })
             }
             Ok(Err(e)) => {
@@ -377,7 +382,9 @@ async fn send_hello(
         .map_err(|e| format!("sending Hello: {e}"))
 }
 
-async fn recv_hello(framed: &mut Framed<TlsStreamAny, LengthDelimitedCodec>) -> Result<Hello, String> {
+async fn recv_hello(
+    framed: &mut Framed<TlsStreamAny, LengthDelimitedCodec>,
+) -> Result<Hello, String> {
     match framed.next().await {
         Some(Ok(buf)) => Hello::decode(buf.freeze()).map_err(|e| format!("undecodable Hello: {e}")),
         Some(Err(e)) => Err(format!("reading Hello: {e}")),

@@ -1,0 +1,55 @@
+//! `sharecall demo` end to end: three providers linked over TLS, a
+//! registration, its resolution through SMC and the client-side
+//! reconstruction.
+
+use sharecall_tests::{run, text};
+
+#[test]
+fn demo_registers_and_resolves() {
+    let out = run("sharecall", &["demo"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    // A number written in another form resolves to its registration.
+    assert!(
+        stdout.contains("resolved +49301234567 -> sip:alice@192.0.2.10:5060"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("resolved bob@example.org -> sip:bob@198.51.100.7:5062;transport=tcp"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not registered (+15550100)"), "{stdout}");
+    // Exactly one answer per query: no false matches.
+    assert_eq!(stdout.matches("resolved ").count(), 2, "{stdout}");
+}
+
+#[test]
+fn demo_resolves_what_it_is_given() {
+    let out = run(
+        "sharecall",
+        &[
+            "demo",
+            "--register",
+            "tel:+33 1 23 45 67 89=sip:dora@203.0.113.5:5070",
+            "--register",
+            "eve=sip:eve@203.0.113.6",
+            "--resolve",
+            "+33123456789",
+            "--resolve",
+            "EVE",
+            "--resolve",
+            "mallory",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("resolved +33123456789 -> sip:dora@203.0.113.5:5070"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("resolved eve -> sip:eve@203.0.113.6"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not registered (mallory)"), "{stdout}");
+}
