@@ -242,3 +242,34 @@ async fn parties_out_of_step_get_an_error_not_a_result() {
         .join(" | ");
     assert!(msg.contains("out of step"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_during_preprocessed_op_takes_the_lane_out_of_service() {
+    let cluster = LocalCluster::start(&small_config(Duration::from_millis(800)))
+        .await
+        .expect("link");
+    for e in &cluster.engines {
+        e.warm().await.expect("warm");
+    }
+    let [e0, e1, e2] = &cluster.engines;
+    let x = shares(1);
+    async fn tag(e: &Engine, id: u64, x: &ShareVec) -> SmcResult<Vec<u32>> {
+        let mut s = e.session(0, id).await?;
+        let key = s.gen_prf_key();
+        s.prf_tag(&key, x).await
+    }
+    // P2 never joins: P0 and P1 have taken random squares that P2 has not,
+    // so their pools no longer line up with P2's.
+    let (r0, r1) = tokio::join!(tag(e0, 1, &x[0]), tag(e1, 1, &x[1]));
+    assert!(r0.is_err() && r1.is_err(), "{r0:?} {r1:?}");
+    assert!(!e0.is_healthy() && !e1.is_healthy());
+    assert!(e2.is_healthy(), "P2 took nothing and stays in step");
+    // Further sessions are refused with a clear error, never computed on
+    // misaligned material.
+    match e0.session(0, 2).await.err() {
+        Some(SmcError::Desynchronised { reason, .. }) => {
+            assert!(reason.contains("preprocessed"), "{reason}")
+        }
+        other => panic!("expected Desynchronised, got {other:?}"),
+    }
+}

@@ -28,6 +28,23 @@ pub(crate) struct Inbox {
 }
 
 /// Preprocessed material a channel draws from (online lanes only).
+/// Set once a failed session may have left a channel's preprocessed
+/// material misaligned with its peers' (shared with the engine, which then
+/// reports itself unhealthy).
+#[derive(Clone, Default)]
+pub(crate) struct Desync(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Desync {
+    pub(crate) fn set(&self, reason: String) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(reason);
+    }
+
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Pools {
     pub squares: Arc<Pool<Share>>,
@@ -40,6 +57,8 @@ pub struct Channel {
     pub(crate) me: PartyId,
     pub(crate) mesh: Arc<Mesh>,
     pub(crate) prg: Prg,
+    pub(crate) seeds: PairwiseSeeds,
+    pub(crate) desync: Desync,
     inboxes: [Option<Inbox>; 3],
     pub(crate) last_session: Option<u64>,
     pub(crate) timeout: Duration,
@@ -59,7 +78,10 @@ impl Channel {
         Channel {
             id,
             me: mesh.me(),
-            prg: Prg::new(seeds, id),
+            // Replaced at every session start; see `Prg`.
+            prg: Prg::new(seeds, id, 0),
+            seeds: seeds.clone(),
+            desync: Desync::default(),
             mesh,
             inboxes: receivers.map(|r| r.map(|rx| Inbox { rx, stash: None })),
             last_session: None,

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
-use super::channel::{Channel, Pools};
+use super::channel::{Channel, Desync, Pools};
 use super::error::{SmcError, SmcResult};
 use super::preprocessing::{BitBlock, Pool, PoolSizing, PoolStats};
 use super::session::Session;
@@ -65,6 +65,7 @@ pub type LaneSession = Session<OwnedMutexGuard<Channel>>;
 struct LaneHandle {
     channel: Arc<Mutex<Channel>>,
     pools: Pools,
+    desync: Desync,
 }
 
 /// A linked three-party SMC engine; see the module docs.
@@ -136,6 +137,7 @@ impl Engine {
             let bits_pool = pools.bits.clone();
             producers.push(tokio::spawn(async move { bits_pool.produce(bits).await }));
             lanes.push(LaneHandle {
+                desync: online.desync.clone(),
                 channel: Arc::new(Mutex::new(online)),
                 pools,
             });
@@ -158,9 +160,14 @@ impl Engine {
         self.lanes.len()
     }
 
-    /// Whether both peer connections are up.
+    /// Whether the engine can still serve sessions: both peer connections
+    /// are up, every preprocessing producer runs, and no failed session left
+    /// a lane out of step. An unhealthy engine must be re-linked.
     pub fn is_healthy(&self) -> bool {
         self.mesh.is_healthy()
+            && self.lanes.iter().all(|l| {
+                l.desync.get().is_none() && !l.pools.squares.failed() && !l.pools.bits.failed()
+            })
     }
 
     /// Opens session `id` on `lane`, waiting while an earlier session holds

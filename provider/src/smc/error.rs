@@ -114,6 +114,15 @@ pub enum SmcError {
     /// lengths, an unknown lane, a session id that is not increasing).
     #[error("invalid SMC call: {0}")]
     InvalidInput(String),
+    /// A failed session may have left this channel's preprocessed material
+    /// out of step with the peers'; the engine must be re-linked.
+    #[error("channel {channel} is out of step with its peers ({reason}); re-link the engine")]
+    Desynchronised {
+        /// The channel concerned.
+        channel: u32,
+        /// What left it out of step.
+        reason: String,
+    },
     /// An earlier operation of this session failed; the session is dead.
     #[error("session already failed: {0}")]
     SessionFailed(String),

@@ -102,6 +102,11 @@ impl<T> Pool<T> {
         }
     }
 
+    /// Whether the producer has stopped with an error.
+    pub fn failed(&self) -> bool {
+        self.lock().error.is_some()
+    }
+
     /// Takes `n` items in FIFO order, waiting for the producer when the
     /// pool runs dry; fails if the producer has failed.
     pub async fn take(&self, n: usize) -> SmcResult<Vec<T>> {

@@ -39,10 +39,11 @@ pub fn derive_pair_seed(low: (u32, &[u8]), high: (u32, &[u8])) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-fn stream(seed: &[u8; 32], channel: u32, purpose: &str) -> ChaCha12Rng {
+fn stream(seed: &[u8; 32], channel: u32, session: u64, purpose: &str) -> ChaCha12Rng {
     let mut h = blake3::Hasher::new_derive_key("sharecall 2026 prg stream v1");
     h.update(seed);
     h.update(&channel.to_le_bytes());
+    h.update(&session.to_le_bytes());
     h.update(purpose.as_bytes());
     ChaCha12Rng::from_seed(*h.finalize().as_bytes())
 }
@@ -69,9 +70,11 @@ fn draw_bounded(rng: &mut ChaCha12Rng, bits: u32) -> Fp {
     Fp::from_u128(v)
 }
 
-/// The PRG streams of one channel. Both holders of a seed consume its
-/// streams in the same order because they run the same operations in the
-/// same order on that channel.
+/// The PRG streams of one session on one channel. Both holders of a seed
+/// consume its streams in the same order because they run the same
+/// operations in the same order in that session; a fresh stream per session
+/// means a session that failed half-way (one party drew more than another)
+/// cannot misalign the next one.
 pub struct Prg {
     first: ChaCha12Rng,
     second: ChaCha12Rng,
@@ -80,13 +83,14 @@ pub struct Prg {
 }
 
 impl Prg {
-    /// The streams of `channel`, derived from the pairwise seeds.
-    pub fn new(seeds: &PairwiseSeeds, channel: u32) -> Prg {
+    /// The streams of `session` on `channel`, derived from the pairwise
+    /// seeds.
+    pub fn new(seeds: &PairwiseSeeds, channel: u32, session: u64) -> Prg {
         Prg {
-            first: stream(&seeds.with_prev, channel, "random"),
-            second: stream(&seeds.with_next, channel, "random"),
-            zero_prev: stream(&seeds.with_prev, channel, "zero"),
-            zero_next: stream(&seeds.with_next, channel, "zero"),
+            first: stream(&seeds.with_prev, channel, session, "random"),
+            second: stream(&seeds.with_next, channel, session, "random"),
+            zero_prev: stream(&seeds.with_prev, channel, session, "zero"),
+            zero_next: stream(&seeds.with_next, channel, session, "zero"),
         }
     }
 
@@ -141,7 +145,7 @@ mod tests {
 
     #[test]
     fn random_sharings_are_consistent() {
-        let mut prgs = seeds().map(|s| Prg::new(&s, 4));
+        let mut prgs = seeds().map(|s| Prg::new(&s, 4, 1));
         let shares = [0, 1, 2].map(|i| prgs[i].random(50));
         let values = reconstruct_batch(&shares).expect("consistent");
         assert_eq!(values.len(), 50);
@@ -154,7 +158,7 @@ mod tests {
 
     #[test]
     fn zero_sharings_sum_to_zero() {
-        let mut prgs = seeds().map(|s| Prg::new(&s, 0));
+        let mut prgs = seeds().map(|s| Prg::new(&s, 0, 1));
         let z = [0, 1, 2].map(|i| prgs[i].zero(20));
         for ((a, b), c) in z[0].iter().zip(&z[1]).zip(&z[2]) {
             assert_eq!(*a + *b + *c, Fp::ZERO);
@@ -166,7 +170,8 @@ mod tests {
     #[test]
     fn channels_are_independent() {
         let s = &seeds()[0];
-        assert_ne!(Prg::new(s, 0).random(1), Prg::new(s, 1).random(1));
+        assert_ne!(Prg::new(s, 0, 1).random(1), Prg::new(s, 1, 1).random(1));
+        assert_ne!(Prg::new(s, 0, 1).random(1), Prg::new(s, 0, 2).random(1));
         assert_ne!(
             derive_pair_seed((0, &[1]), (1, &[2])),
             derive_pair_seed((0, &[2]), (1, &[1]))

@@ -22,10 +22,11 @@ use sharecall_proto::wire::FrameKind;
 use sharecall_proto::{Fp, Legendre, PartyId, Share, ShareVec};
 use tracing::warn;
 
-use super::channel::{Channel, Pools};
+use super::channel::{Channel, Desync, Pools};
 use super::error::{OpRef, SmcError, SmcResult};
 use super::linear;
 use super::preprocessing::{BitBlock, COMPARE_BITS};
+use super::prg::Prg;
 
 /// Output bits of the PRF tag.
 pub const TAG_BITS: usize = 32;
@@ -47,12 +48,38 @@ pub struct Session<C> {
     from_prev: blake3::Hasher,
     /// Fault injection for tests: send this peer a wrong additive share.
     equivocate_to: Option<PartyId>,
+    /// Set while an operation that consumes preprocessed material runs: if
+    /// the session ends (fails or is dropped) with this set, the parties
+    /// may have taken different amounts from their pools, and the channel
+    /// is marked desynchronised.
+    material_pending: bool,
+    desync: Desync,
+}
+
+impl<C> Drop for Session<C> {
+    fn drop(&mut self) {
+        if self.material_pending {
+            self.desync.set(format!(
+                "session {} ended during an operation on preprocessed material ({})",
+                self.id,
+                self.failed.as_deref().unwrap_or("cancelled")
+            ));
+        }
+    }
 }
 
 impl<C: DerefMut<Target = Channel>> Session<C> {
     /// Starts session `id` on a channel. Session ids must increase per
     /// channel, so leftovers of an old session are recognised as such.
+    /// Refused on a channel that an earlier failure left out of step with
+    /// its peers ([`SmcError::Desynchronised`]): the engine must re-link.
     pub fn begin(mut ch: C, id: u64) -> SmcResult<Session<C>> {
+        if let Some(reason) = ch.desync.get() {
+            return Err(SmcError::Desynchronised {
+                channel: ch.id,
+                reason,
+            });
+        }
         if ch.last_session.is_some_and(|last| id <= last) {
             return Err(SmcError::InvalidInput(format!(
                 "session id {id} on channel {} is not above the last one ({})",
@@ -61,6 +88,8 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             )));
         }
         ch.last_session = Some(id);
+        ch.prg = Prg::new(&ch.seeds, ch.id, id);
+        let desync = ch.desync.clone();
         Ok(Session {
             ch,
             id,
@@ -69,6 +98,8 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             from_next: blake3::Hasher::new(),
             from_prev: blake3::Hasher::new(),
             equivocate_to: None,
+            material_pending: false,
+            desync,
         })
     }
 
@@ -395,6 +426,14 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
     /// a preprocessed random square s, which hides everything but the
     /// quadratic character.
     pub async fn prf_tag(&mut self, key: &PrfKey, x: &ShareVec) -> SmcResult<Vec<u32>> {
+        let result = self.prf_tag_with_squares(key, x).await;
+        if result.is_ok() {
+            self.material_pending = false;
+        }
+        result
+    }
+
+    async fn prf_tag_with_squares(&mut self, key: &PrfKey, x: &ShareVec) -> SmcResult<Vec<u32>> {
         if key.0.len() != TAG_BITS {
             return Err(SmcError::InvalidInput(format!(
                 "PRF key has {} elements, expected {TAG_BITS}",
@@ -405,7 +444,9 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let squares = self.pools()?.squares.take(n * TAG_BITS).await?;
+        let pools = self.pools()?;
+        self.material_pending = true;
+        let squares = pools.squares.take(n * TAG_BITS).await?;
         let mut a = ShareVec::with_capacity(n * TAG_BITS);
         for v in x.iter() {
             for k in key.0.iter() {
@@ -438,13 +479,23 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
     /// level is free): 5 multiplication levels, and the last level is fused
     /// with the opening of bit 128 of d.
     pub async fn lt_reveal(&mut self, a: &ShareVec, b: &ShareVec) -> SmcResult<Vec<bool>> {
+        let result = self.lt_reveal_with_bits(a, b).await;
+        if result.is_ok() {
+            self.material_pending = false;
+        }
+        result
+    }
+
+    async fn lt_reveal_with_bits(&mut self, a: &ShareVec, b: &ShareVec) -> SmcResult<Vec<bool>> {
         let n = a.len();
         linear::same_len(a, b)?;
         if n == 0 {
             return Ok(Vec::new());
         }
         let me = self.me();
-        let blocks = self.pools()?.bits.take(n).await?;
+        let pools = self.pools()?;
+        self.material_pending = true;
+        let blocks = pools.bits.take(n).await?;
         let two128 = Fp::pow2(COMPARE_BITS as u32);
         let inv128 = two128
             .inverse()
