@@ -1,9 +1,14 @@
-//! Compiles the protobuf wire contract with prost.
+//! Compiles the protobuf wire contract with prost (and tonic for the
+//! command/control service).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let mut config = prost_build::Config::new();
     // Payloads are large batches of field elements: decode them zero-copy.
     config.bytes(["."]);
     config.compile_protos(&["proto/smc.proto"], &["proto"])?;
+    tonic_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_protos(&["proto/control.proto"], &["proto"])?;
     Ok(())
 }

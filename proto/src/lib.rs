@@ -17,5 +17,12 @@ pub mod wire {
     include!(concat!(env!("OUT_DIR"), "/sharecall.smc.v1.rs"));
 }
 
+/// Protobuf messages and the tonic service of the command/control plane
+/// between providers (orchestration).
+pub mod control {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("sharecall.control.v1");
+}
+
 pub use field::{FieldError, Fp, Legendre};
 pub use sharing::{PartyId, Share, ShareError, ShareVec};

@@ -9,6 +9,13 @@
 //! - [`identity`] and [`tls`]: each provider's key and certificate, and
 //!   trust in the other two by pinned fingerprint.
 
+pub mod admin;
+pub mod config;
+pub mod directory;
 pub mod identity;
+pub mod metrics;
+pub mod orchestration;
+pub mod rpc;
+pub mod server;
 pub mod smc;
 pub mod tls;

@@ -24,6 +24,7 @@ fn small_config(op_timeout: Duration) -> EngineConfig {
             target: 4,
             chunk: 4,
         },
+        ..EngineConfig::default()
     }
 }
 

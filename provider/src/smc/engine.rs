@@ -39,6 +39,9 @@ pub struct EngineConfig {
     /// Bit blocks kept ready per lane (one per `lt_reveal` comparison).
     /// Default target 256 in chunks of 64.
     pub bit_blocks: PoolSizing,
+    /// Link epoch: all three engines of one link must use the same value,
+    /// so a connection from an earlier link attempt is refused. Default 0.
+    pub epoch: u64,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +58,7 @@ impl Default for EngineConfig {
                 target: 256,
                 chunk: 64,
             },
+            epoch: 0,
         }
     }
 }
@@ -74,6 +78,7 @@ pub struct Engine {
     mesh: Arc<Mesh>,
     lanes: Vec<LaneHandle>,
     producers: Vec<JoinHandle<()>>,
+    epoch: u64,
 }
 
 impl Engine {
@@ -94,6 +99,7 @@ impl Engine {
             peers,
             channels: config.lanes * CHANNELS_PER_LANE,
             link_timeout: config.link_timeout,
+            epoch: config.epoch,
         };
         let (mesh, inboxes, seeds) = Mesh::link(&link, identity, listener).await?;
         let mesh = Arc::new(mesh);
@@ -147,12 +153,18 @@ impl Engine {
             mesh,
             lanes,
             producers,
+            epoch: config.epoch,
         })
     }
 
     /// This provider's party index.
     pub fn party(&self) -> PartyId {
         self.me
+    }
+
+    /// The link epoch this engine was linked at.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Number of online lanes.

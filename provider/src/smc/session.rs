@@ -295,6 +295,24 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
         self.mul_open_plus(a, b, None).await
     }
 
+    /// Opens the element-wise sum over the three parties of each party's
+    /// private summands `mine` (1 round): every party sends its summands
+    /// masked by a fresh additive zero sharing, so a single peer sees only
+    /// uniformly random values, and the masks cancel in the sum.
+    pub async fn sum_inputs(&mut self, mine: &[Fp]) -> SmcResult<Vec<Fp>> {
+        let n = mine.len();
+        let zeros = ShareVec {
+            first: vec![Fp::ZERO; n],
+            second: vec![Fp::ZERO; n],
+        };
+        // An additive input rides on the product opening: 0·0 + mine + zero.
+        let mine = ShareVec {
+            first: mine.to_vec(),
+            second: vec![Fp::ZERO; n],
+        };
+        self.mul_open_plus(&zeros, &zeros, Some(&mine)).await
+    }
+
     /// Opens a ⊙ b + c for a shared c (1 round); linear terms ride along
     /// with the product for free.
     pub async fn mul_open_plus(

@@ -67,6 +67,8 @@ pub struct LinkConfig {
     pub channels: u32,
     /// How long linking may take in total (waiting for peers to come up).
     pub link_timeout: Duration,
+    /// Link epoch; both sides must agree.
+    pub epoch: u64,
 }
 
 struct PeerLink {
@@ -108,6 +110,7 @@ impl Mesh {
             },
             lanes: config.channels,
             version: PROTOCOL_VERSION,
+            epoch: config.epoch,
         };
 
         let to_accept: Vec<&PeerSpec> = config.peers.iter().filter(|p| p.party < me).collect();
@@ -242,7 +245,31 @@ fn codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// Dials `peer` until it accepts or the deadline passes: during a re-link
+/// the peer may still be finishing an earlier link attempt and drop us.
 async fn dial(
+    peer: &PeerSpec,
+    identity: &Identity,
+    hello: &Hello,
+    deadline: tokio::time::Instant,
+    channels: u32,
+) -> SmcResult<(PartyId, Framed<TlsStreamAny, LengthDelimitedCodec>, Hello)> {
+    loop {
+        match dial_once(peer, identity, hello, deadline, channels).await {
+            Ok(linked) => return Ok(linked),
+            Err(e) => {
+                let retry_at = tokio::time::Instant::now() + Duration::from_millis(100);
+                if retry_at >= deadline {
+                    return Err(e);
+                }
+                debug!(peer = %peer.party, "dial failed, retrying: {e}");
+                tokio::time::sleep_until(retry_at).await;
+            }
+        }
+    }
+}
+
+async fn dial_once(
     peer: &PeerSpec,
     identity: &Identity,
     hello: &Hello,
@@ -280,7 +307,7 @@ async fn dial(
         .await
         .map_err(|_| link_err("no Hello before the link deadline".into()))?
         .map_err(link_err)?;
-    check_hello(&their, peer.party, channels).map_err(link_err)?;
+    check_hello(&their, peer.party, channels, hello.epoch).map_err(link_err)?;
     debug!(peer = %peer.party, "linked (dialed)");
     Ok((peer.party, framed, their))
 }
@@ -354,7 +381,13 @@ async fn accept_all(
             }
             Err(_) => continue,
         };
-        if let Err(e) = check_hello(&their, peer.party, channels) {
+        if their.epoch < hello.epoch {
+            // Left over from an earlier link attempt: not an error of the
+            // link being made now.
+            debug!(peer = %peer.party, epoch = their.epoch, "dropping stale SMC connection");
+            continue;
+        }
+        if let Err(e) = check_hello(&their, peer.party, channels, hello.epoch) {
             return Err(SmcError::Link {
                 peer: peer.party,
                 reason: e,
@@ -392,7 +425,13 @@ async fn recv_hello(
     }
 }
 
-fn check_hello(h: &Hello, expected: PartyId, channels: u32) -> Result<(), String> {
+fn check_hello(h: &Hello, expected: PartyId, channels: u32, epoch: u64) -> Result<(), String> {
+    if h.epoch != epoch {
+        return Err(format!(
+            "peer links at epoch {}, we link at epoch {epoch}",
+            h.epoch
+        ));
+    }
     if h.version != PROTOCOL_VERSION {
         return Err(format!(
             "protocol version {} (we speak {PROTOCOL_VERSION})",

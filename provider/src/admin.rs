@@ -1,0 +1,168 @@
+//! The admin HTTP endpoint: peer directory, job submission, metrics.
+//!
+//! - `GET /v1/admin/peers`: this provider's link state and its view of the
+//!   other two (health from heartbeats);
+//! - `POST /v1/admin/jobs`: run a task (`{"kind": "secure-sum", "params":
+//!   {...}, "purpose": "..."}`) through the orchestration core;
+//! - `GET /metrics`: Prometheus/OpenMetrics text.
+//!
+//! Errors are JSON: `{"error": {"code": ..., "message": ...}}`. The
+//! endpoint binds to loopback by default: it is for the operator.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sharecall_proto::control::Status;
+
+use crate::directory::Directory;
+use crate::metrics::Metrics;
+use crate::orchestration::status::status_name;
+use crate::orchestration::{Gateway, JobError, LinkManager, TaskKind};
+
+/// Largest accepted request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    /// This provider's id.
+    pub me: u8,
+    /// Changes at every process start.
+    pub incarnation: u64,
+    /// Runs jobs.
+    pub gateway: Arc<Gateway>,
+    /// Peer health.
+    pub directory: Arc<Directory>,
+    /// The SMC link.
+    pub link: Arc<LinkManager>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/v1/admin/peers", get(peers))
+        .route("/v1/admin/jobs", post(submit_job))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// A JSON error response.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn peers(State(s): State<Arc<AdminState>>) -> Response {
+    let (epoch, healthy) = s.link.state();
+    Json(json!({
+        "me": s.me,
+        "incarnation": s.incarnation,
+        "link": {"epoch": epoch, "healthy": healthy},
+        "peers": s.directory.snapshot(Instant::now()),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobRequest {
+    kind: String,
+    #[serde(default)]
+    params: Option<Value>,
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+async fn submit_job(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
+    let req: JobRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    let kind: TaskKind = match req.kind.parse() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "unknown_kind", e.to_string()),
+    };
+    let params = match &req.params {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => v.to_string().into_bytes(),
+    };
+    if let Err(e) = crate::orchestration::computation::validate(kind, &params) {
+        return error(StatusCode::BAD_REQUEST, "bad_params", e.to_string());
+    }
+    let purpose = req.purpose.unwrap_or_else(|| "admin request".into());
+    match s.gateway.run(kind, &params, &purpose).await {
+        Ok(report) => {
+            let output: Value = if report.output.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&report.output).unwrap_or(Value::Null)
+            };
+            Json(json!({
+                "job_id": report.job_id,
+                "kind": report.kind,
+                "output": output,
+                "phases": report.phases,
+                "relinked": report.relinked,
+                "total_us": report.total_us,
+            }))
+            .into_response()
+        }
+        Err(e) => job_error(&e),
+    }
+}
+
+fn job_error(e: &JobError) -> Response {
+    if e.is_busy() {
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy", e.detail.clone());
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let status = match e.status {
+        Status::Denied => StatusCode::FORBIDDEN,
+        Status::BadRequest | Status::UnknownCmd => StatusCode::BAD_REQUEST,
+        Status::Timeout | Status::StreamErr | Status::LinkFailed => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    (
+        status,
+        Json(json!({"error": {
+            "code": status_name(e.status),
+            "message": e.to_string(),
+            "job_id": e.job_id,
+            "phase": e.phase,
+            "peer": e.peer,
+            "class": e.class,
+        }})),
+    )
+        .into_response()
+}

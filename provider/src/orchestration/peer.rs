@@ -1,0 +1,335 @@
+//! The peer side of the orchestration: answers a gateway's commands.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use sharecall_proto::control::command::Body;
+use sharecall_proto::control::control_server::Control;
+use sharecall_proto::control::{
+    Command, HeartbeatReply, HeartbeatRequest, Phase, PhaseResult, Status,
+};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Streaming};
+use tracing::{info, info_span, warn, Instrument};
+
+use super::computation::{self, LocalInputs};
+use super::link::LinkManager;
+use super::policy::{Policies, Review};
+use super::task::{self, TaskKind};
+use crate::identity::Fingerprint;
+use crate::rpc::PeerIdentity;
+
+/// How long a prepared job is kept without a Finish or Abort.
+const PREPARED_TTL: Duration = Duration::from_secs(600);
+
+/// Per-phase limits on the peer side.
+#[derive(Debug, Clone)]
+pub struct PeerTimeouts {
+    /// Linking the SMC mesh.
+    pub link: Duration,
+    /// One Session (including waiting for the lane).
+    pub session: Duration,
+}
+
+struct PreparedJob {
+    kind: TaskKind,
+    params: Vec<u8>,
+    at: Instant,
+}
+
+/// The command/control service of one provider.
+pub struct PeerService {
+    me: u32,
+    incarnation: u64,
+    providers: HashMap<Fingerprint, u32>,
+    link: Arc<LinkManager>,
+    policy: Arc<Policies>,
+    inputs: LocalInputs,
+    timeouts: PeerTimeouts,
+    jobs: Arc<Mutex<HashMap<(u32, u64), PreparedJob>>>,
+}
+
+impl PeerService {
+    /// A peer service. `providers` maps each pinned certificate (this
+    /// provider's own included) to its provider id.
+    pub fn new(
+        me: u32,
+        incarnation: u64,
+        providers: HashMap<Fingerprint, u32>,
+        link: Arc<LinkManager>,
+        policy: Arc<Policies>,
+        inputs: LocalInputs,
+        timeouts: PeerTimeouts,
+    ) -> PeerService {
+        PeerService {
+            me,
+            incarnation,
+            providers,
+            link,
+            policy,
+            inputs,
+            timeouts,
+            jobs: Arc::default(),
+        }
+    }
+
+    #[allow(clippy::result_large_err)] // tonic::Status is what tonic handlers return
+    fn caller<T>(&self, req: &Request<T>) -> Result<u32, tonic::Status> {
+        let peer = req
+            .extensions()
+            .get::<PeerIdentity>()
+            .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
+        self.providers
+            .get(&peer.fingerprint)
+            .copied()
+            .ok_or_else(|| tonic::Status::permission_denied("certificate not pinned"))
+    }
+}
+
+/// Everything a command handler needs, cheap to clone into a task.
+#[derive(Clone)]
+struct Handler {
+    me: u32,
+    link: Arc<LinkManager>,
+    policy: Arc<Policies>,
+    inputs: LocalInputs,
+    timeouts: PeerTimeouts,
+    jobs: Arc<Mutex<HashMap<(u32, u64), PreparedJob>>>,
+}
+
+impl Handler {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u64), PreparedJob>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn handle(&self, gateway: u32, cmd: Command) -> PhaseResult {
+        let started = Instant::now();
+        let phase = Phase::try_from(cmd.phase).unwrap_or(Phase::Unspecified);
+        let (status, detail, output) = match cmd.body {
+            Some(Body::Prepare(p)) => self.prepare(gateway, cmd.job_id, p),
+            Some(Body::Link(l)) => self.link(l.epoch).await,
+            Some(Body::Session(s)) => self.session(gateway, cmd.job_id, s).await,
+            Some(Body::Abort(a)) => {
+                if self.jobs().remove(&(gateway, cmd.job_id)).is_some() {
+                    info!(reason = %a.reason, "job aborted by its gateway");
+                }
+                (Status::Success, String::new(), Vec::new())
+            }
+            Some(Body::Finish(_)) => {
+                self.jobs().remove(&(gateway, cmd.job_id));
+                (Status::Success, String::new(), Vec::new())
+            }
+            None => (
+                Status::UnknownCmd,
+                "command without a body".to_string(),
+                Vec::new(),
+            ),
+        };
+        let (link_epoch, link_healthy) = self.link.state();
+        PhaseResult {
+            job_id: cmd.job_id,
+            phase: phase as i32,
+            attempt: cmd.attempt,
+            peer: self.me,
+            status: status as i32,
+            detail,
+            link_epoch,
+            link_healthy,
+            output,
+            elapsed_us: started.elapsed().as_micros() as u64,
+        }
+    }
+
+    fn prepare(
+        &self,
+        gateway: u32,
+        job_id: u64,
+        p: sharecall_proto::control::Prepare,
+    ) -> (Status, String, Vec<u8>) {
+        let Some(signed) = p.task else {
+            return (
+                Status::BadRequest,
+                "Prepare without a task".into(),
+                Vec::new(),
+            );
+        };
+        let task = match task::decode(&signed) {
+            Ok(t) => t,
+            Err(e) => return (Status::BadRequest, e.to_string(), Vec::new()),
+        };
+        let mut participants = p.participants.clone();
+        participants.sort_unstable();
+        if participants != [0, 1, 2] {
+            return (
+                Status::Denied,
+                "all three providers must take part".into(),
+                Vec::new(),
+            );
+        }
+        let review = Review {
+            signed: &signed,
+            task: &task,
+            gateway,
+        };
+        if let Err(why) = self.policy.review(&review) {
+            warn!(kind = %task.kind, requester = %task.requester, "task denied: {why}");
+            return (Status::Denied, why, Vec::new());
+        }
+        let kind = match task.kind.parse::<TaskKind>() {
+            Ok(k) => k,
+            Err(e) => return (Status::UnknownCmd, e.to_string(), Vec::new()),
+        };
+        if let Err(e) = computation::validate(kind, &task.params) {
+            return (Status::BadRequest, e.to_string(), Vec::new());
+        }
+        info!(%kind, requester = %task.requester, purpose = %task.purpose, "task accepted");
+        let mut jobs = self.jobs();
+        jobs.retain(|_, j| j.at.elapsed() < PREPARED_TTL);
+        jobs.insert(
+            (gateway, job_id),
+            PreparedJob {
+                kind,
+                params: task.params.to_vec(),
+                at: Instant::now(),
+            },
+        );
+        (Status::Success, String::new(), Vec::new())
+    }
+
+    async fn link(&self, epoch: u64) -> (Status, String, Vec<u8>) {
+        match tokio::time::timeout(self.timeouts.link, self.link.ensure(epoch)).await {
+            Ok(Ok(_)) => (Status::Success, String::new(), Vec::new()),
+            Ok(Err(e)) => (Status::LinkFailed, e.to_string(), Vec::new()),
+            Err(_) => (
+                Status::LinkFailed,
+                format!("linking took longer than {:?}", self.timeouts.link),
+                Vec::new(),
+            ),
+        }
+    }
+
+    async fn session(
+        &self,
+        gateway: u32,
+        job_id: u64,
+        s: sharecall_proto::control::SessionCommand,
+    ) -> (Status, String, Vec<u8>) {
+        let job = self
+            .jobs()
+            .get(&(gateway, job_id))
+            .map(|j| (j.kind, j.params.clone()));
+        let Some((kind, params)) = job else {
+            return (
+                Status::UnknownJob,
+                "job is not prepared here".into(),
+                Vec::new(),
+            );
+        };
+        let Some(engine) = self.link.current() else {
+            return (Status::LinkFailed, "not linked".into(), Vec::new());
+        };
+        if engine.epoch() != s.epoch {
+            return (
+                Status::LinkFailed,
+                format!("linked at epoch {}, not {}", engine.epoch(), s.epoch),
+                Vec::new(),
+            );
+        }
+        let inputs = self.inputs.clone();
+        let run = async move {
+            let mut session = engine.session(s.lane as usize, s.session_id).await?;
+            computation::run(kind, &params, &mut session, &inputs)
+                .await
+                .map_err(|e| match e {
+                    computation::ComputationError::Smc(e) => e,
+                    other => crate::smc::SmcError::InvalidInput(other.to_string()),
+                })
+        };
+        match tokio::time::timeout(self.timeouts.session, run).await {
+            Ok(Ok(output)) => (Status::Success, String::new(), output),
+            Ok(Err(e)) => (Status::Aborted, e.to_string(), Vec::new()),
+            Err(_) => (
+                Status::Aborted,
+                format!("session took longer than {:?}", self.timeouts.session),
+                Vec::new(),
+            ),
+        }
+    }
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<PhaseResult, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Control for PeerService {
+    type CommandsStream = ResultStream;
+
+    async fn commands(
+        &self,
+        request: Request<Streaming<Command>>,
+    ) -> Result<Response<ResultStream>, tonic::Status> {
+        let caller = self.caller(&request)?;
+        let mut commands = request.into_inner();
+        // Results go out as they finish; the bound gives back-pressure to a
+        // gateway that does not read them.
+        let (tx, rx) = mpsc::channel::<Result<PhaseResult, tonic::Status>>(256);
+        let handler = Handler {
+            me: self.me,
+            link: self.link.clone(),
+            policy: self.policy.clone(),
+            inputs: self.inputs.clone(),
+            timeouts: self.timeouts.clone(),
+            jobs: self.jobs.clone(),
+        };
+        tokio::spawn(async move {
+            while let Some(next) = commands.next().await {
+                let cmd = match next {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(gateway = caller, "command stream broke: {e}");
+                        break;
+                    }
+                };
+                if cmd.gateway != caller {
+                    let _ = tx
+                        .send(Err(tonic::Status::permission_denied(format!(
+                            "provider {caller} cannot send commands as gateway {}",
+                            cmd.gateway
+                        ))))
+                        .await;
+                    break;
+                }
+                let handler = handler.clone();
+                let tx = tx.clone();
+                let span = info_span!("job", gateway = caller, job = cmd.job_id, phase = cmd.phase);
+                tokio::spawn(
+                    async move {
+                        let result = handler.handle(caller, cmd).await;
+                        let _ = tx.send(Ok(result)).await;
+                    }
+                    .instrument(span),
+                );
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatReply>, tonic::Status> {
+        self.caller(&request)?;
+        let (link_epoch, link_healthy) = self.link.state();
+        Ok(Response::new(HeartbeatReply {
+            peer: self.me,
+            incarnation: self.incarnation,
+            link_epoch,
+            link_healthy,
+        }))
+    }
+}

@@ -1,0 +1,276 @@
+//! Three real `sharecall-provider` processes on loopback, for end-to-end
+//! tests: identities made with `init`, configurations written as an
+//! operator would, processes started, killed and restarted.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{bin, run, text};
+
+/// Per-provider knobs a test may change.
+#[derive(Clone, Debug)]
+pub struct ProviderOptions {
+    /// The provider's secure-sum contribution.
+    pub value: u64,
+    /// Task kinds this provider accepts.
+    pub allowed_kinds: Vec<String>,
+}
+
+impl Default for ProviderOptions {
+    fn default() -> Self {
+        ProviderOptions {
+            value: 0,
+            allowed_kinds: vec!["secure-sum".into(), "noop".into()],
+        }
+    }
+}
+
+/// Cluster-wide knobs.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Per provider.
+    pub providers: [ProviderOptions; 3],
+    /// SMC lanes.
+    pub lanes: u32,
+    /// Jobs admitted per gateway.
+    pub max_queued: usize,
+    /// Session timeout.
+    pub session_timeout: &'static str,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            providers: Default::default(),
+            lanes: 6,
+            max_queued: 1024,
+            session_timeout: "10s",
+        }
+    }
+}
+
+/// Addresses of one provider.
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    /// gRPC command/control.
+    pub control: SocketAddr,
+    /// SMC mesh.
+    pub smc: SocketAddr,
+    /// HTTP admin.
+    pub admin: SocketAddr,
+}
+
+/// A running three-provider cluster; processes are killed on drop.
+pub struct Cluster {
+    /// Temporary directory holding data dirs, configs and logs.
+    pub dir: tempfile::TempDir,
+    /// Addresses per provider.
+    pub addrs: [Addrs; 3],
+    /// Fingerprints per provider.
+    pub fingerprints: [String; 3],
+    children: [Option<Child>; 3],
+    options: ClusterOptions,
+}
+
+fn free_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr")
+}
+
+fn fingerprint_of(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("fingerprint: "))
+        .expect("init prints the fingerprint")
+        .trim()
+        .to_string()
+}
+
+impl Cluster {
+    /// Initialises three providers and starts them; waits until each
+    /// admin endpoint answers.
+    pub fn start(options: ClusterOptions) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addrs: [Addrs; 3] = std::array::from_fn(|_| Addrs {
+            control: free_port(),
+            smc: free_port(),
+            admin: free_port(),
+        });
+        let fingerprints: [String; 3] = std::array::from_fn(|i| {
+            let data = dir.path().join(format!("p{i}"));
+            let out = run(
+                "sharecall-provider",
+                &["init", "--data-dir", data.to_str().expect("utf-8 path")],
+            );
+            let (stdout, stderr) = text(&out);
+            assert!(out.status.success(), "init failed: {stderr}");
+            fingerprint_of(&stdout)
+        });
+        let mut cluster = Cluster {
+            dir,
+            addrs,
+            fingerprints,
+            children: [None, None, None],
+            options,
+        };
+        for i in 0..3 {
+            cluster.write_config(i);
+        }
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        for i in 0..3 {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    /// Path of provider `i`'s configuration.
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("p{i}.toml"))
+    }
+
+    /// Path of provider `i`'s log (stderr).
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("p{i}.log"))
+    }
+
+    /// Provider `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.log_path(i)).unwrap_or_default()
+    }
+
+    fn write_config(&self, i: usize) {
+        let o = &self.options;
+        let p = &o.providers[i];
+        let a = self.addrs[i];
+        let data = self.dir.path().join(format!("p{i}"));
+        let mut s = format!(
+            "id = {i}\ndata_dir = {:?}\n\n[listen]\ncontrol = \"{}\"\nsmc = \"{}\"\nadmin = \"{}\"\n\n",
+            data.to_str().expect("utf-8 path"),
+            a.control,
+            a.smc,
+            a.admin
+        );
+        for j in (0..3).filter(|j| *j != i) {
+            s += &format!(
+                "[[peers]]\nid = {j}\ncontrol = \"{}\"\nsmc = \"{}\"\nfingerprint = \"{}\"\n\n",
+                self.addrs[j].control, self.addrs[j].smc, self.fingerprints[j]
+            );
+        }
+        s += &format!(
+            "[timeouts]\nprepare = \"2s\"\nlink = \"5s\"\nsession = \"{}\"\nsmc_op = \"2s\"\nheartbeat_interval = \"200ms\"\nsuspect_after = \"600ms\"\ndown_after = \"1500ms\"\n\n",
+            o.session_timeout
+        );
+        s += &format!(
+            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[log]\nfilter = \"info\"\n",
+            o.lanes, o.max_queued, p.value, p.allowed_kinds
+        );
+        std::fs::write(self.config_path(i), s).expect("write config");
+    }
+
+    /// Starts provider `i` (its log is appended to).
+    pub fn spawn(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .expect("log file");
+        let child = Command::new(bin("sharecall-provider"))
+            .args(["run", "--config"])
+            .arg(self.config_path(i))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start provider");
+        self.children[i] = Some(child);
+    }
+
+    /// Waits until provider `i`'s admin endpoint answers (at most 20 s).
+    pub fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.get(i, "/v1/admin/peers").is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "provider {i} did not come up:\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills provider `i` (SIGKILL) and waits for it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts provider `i` and waits until it is ready.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+
+    /// Child process of provider `i`, if running.
+    pub fn child(&mut self, i: usize) -> Option<&mut Child> {
+        self.children[i].as_mut()
+    }
+
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{path}", self.addrs[i].admin)
+    }
+
+    /// GET on provider `i`'s admin API: Ok(json) on 2xx, Err((status, body)).
+    pub fn get(&self, i: usize, path: &str) -> Result<Value, (u16, String)> {
+        response(
+            ureq::get(&self.url(i, path))
+                .timeout(Duration::from_secs(5))
+                .call(),
+        )
+    }
+
+    /// GET returning the raw text (for /metrics).
+    pub fn get_text(&self, i: usize, path: &str) -> String {
+        ureq::get(&self.url(i, path))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .expect("GET")
+            .into_string()
+            .expect("text body")
+    }
+
+    /// Submits a job through provider `i`.
+    pub fn job(&self, i: usize, kind: &str, params: Value) -> Result<Value, (u16, String)> {
+        response(
+            ureq::post(&self.url(i, "/v1/admin/jobs"))
+                .timeout(Duration::from_secs(60))
+                .send_json(serde_json::json!({"kind": kind, "params": params, "purpose": "test"})),
+        )
+    }
+}
+
+fn response(r: Result<ureq::Response, ureq::Error>) -> Result<Value, (u16, String)> {
+    match r {
+        Ok(r) => Ok(r.into_json().expect("JSON body")),
+        Err(ureq::Error::Status(code, r)) => Err((code, r.into_string().unwrap_or_default())),
+        Err(e) => Err((0, e.to_string())),
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}

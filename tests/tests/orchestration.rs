@@ -1,0 +1,321 @@
+//! The orchestration core with three real provider processes on loopback:
+//! jobs, denials, a killed and restarted peer, an unpinned certificate,
+//! and many concurrent jobs with back-pressure.
+
+// ureq::Error is large; these are tests.
+#![allow(clippy::result_large_err)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sharecall_tests::cluster::{Cluster, ClusterOptions, ProviderOptions};
+use sharecall_tests::{run, text};
+
+fn with_values(values: [u64; 3]) -> ClusterOptions {
+    let mut o = ClusterOptions::default();
+    for (p, v) in o.providers.iter_mut().zip(values) {
+        p.value = v;
+    }
+    o
+}
+
+fn error_of(body: &str) -> Value {
+    let v: Value =
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("error body is JSON: {body}"));
+    v["error"].clone()
+}
+
+#[test]
+fn secure_sum_is_correct_and_its_phases_are_measured() {
+    let cluster = Cluster::start(with_values([5, 7, 30]));
+    // Through each provider's gateway.
+    for gw in 0..3 {
+        let r = cluster
+            .job(gw, "secure-sum", Value::Null)
+            .expect("job succeeds");
+        assert_eq!(r["output"]["sum"], "42", "{r}");
+        assert_eq!(r["output"]["average"], 14.0, "{r}");
+        assert_eq!(r["output"]["count"], 3, "{r}");
+    }
+    // Repeated sums in one session and the empty session work too.
+    let r = cluster
+        .job(1, "secure-sum", json!({"repeat": 50}))
+        .expect("repeat");
+    assert_eq!(r["output"]["sum"], "42");
+    let r = cluster.job(2, "noop", Value::Null).expect("noop");
+    assert!(r["output"].is_null());
+    // Links are reused: a later job does not re-link.
+    let r = cluster.job(0, "secure-sum", Value::Null).expect("job");
+    assert_eq!(r["relinked"], false, "{r}");
+
+    let metrics = cluster.get_text(0, "/metrics");
+    assert!(
+        metrics.contains("sharecall_phase_duration_seconds"),
+        "{metrics}"
+    );
+    for phase in ["prepare", "session"] {
+        assert!(
+            metrics.contains(&format!("phase=\"{phase}\"")),
+            "no {phase} timing in:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("sharecall_jobs_total"), "{metrics}");
+
+    // The CLI reaches the same API.
+    let admin = cluster.addrs[2].admin.to_string();
+    let out = run(
+        "sharecall-provider",
+        &["job", "--admin", &admin, "--kind", "secure-sum"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("\"42\""), "{stdout}");
+
+    // Bad input gets a JSON 4xx.
+    let err = cluster
+        .job(0, "frobnicate", Value::Null)
+        .expect_err("unknown kind");
+    assert_eq!(err.0, 400);
+    assert_eq!(error_of(&err.1)["code"], "unknown_kind");
+    let err = cluster
+        .job(0, "secure-sum", json!({"repeat": 0}))
+        .expect_err("bad params");
+    assert_eq!(err.0, 400);
+
+    // The directory sees both peers available.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let peers = cluster.get(0, "/v1/admin/peers").expect("peers");
+        let list = peers["peers"].as_array().expect("peer list").clone();
+        if list.len() == 2 && list.iter().all(|p| p["health"] == "available") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "peers not available: {peers}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn refusing_peer_makes_the_job_fail_with_denied_naming_it() {
+    let mut o = with_values([1, 2, 3]);
+    o.providers[2] = ProviderOptions {
+        value: 3,
+        allowed_kinds: vec!["noop".into()],
+    };
+    let cluster = Cluster::start(o);
+    let (code, body) = cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect_err("denied");
+    assert_eq!(code, 403, "{body}");
+    let e = error_of(&body);
+    assert_eq!(e["code"], "denied", "{body}");
+    assert_eq!(e["peer"], 2, "{body}");
+    assert_eq!(e["phase"], "prepare", "{body}");
+    // Tasks P2 accepts still run.
+    cluster
+        .job(0, "noop", Value::Null)
+        .expect("noop is allowed");
+}
+
+#[test]
+fn killed_peer_aborts_the_job_and_is_used_again_after_restart() {
+    let mut cluster = Cluster::start(with_values([10, 20, 30]));
+    cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect("warm-up job");
+
+    // A long session (many rounds), and P2 dies in the middle of it.
+    let admin = cluster.addrs[0].admin;
+    let long = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = ureq::post(&format!("http://{admin}/v1/admin/jobs"))
+            .timeout(Duration::from_secs(120))
+            .send_json(json!({"kind": "secure-sum", "params": {"repeat": 1000000}}));
+        (
+            r.map(|_| ()).map_err(|e| match e {
+                ureq::Error::Status(code, r) => (code, r.into_string().unwrap_or_default()),
+                other => (0, other.to_string()),
+            }),
+            started.elapsed(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.kill(2);
+    let (result, took) = long.join().expect("job thread");
+    let (code, body) = result.expect_err("the job must fail once P2 is gone");
+    assert!(code >= 500, "{code} {body}");
+    let e = error_of(&body);
+    assert_eq!(e["peer"], 2, "the failure names the killed peer: {body}");
+    assert!(took < Duration::from_secs(60), "aborted after {took:?}");
+
+    // While P2 is down, jobs fail cleanly and quickly.
+    let started = Instant::now();
+    let err = cluster
+        .job(1, "secure-sum", Value::Null)
+        .expect_err("P2 is down");
+    assert_eq!(error_of(&err.1)["peer"], 2, "{}", err.1);
+    assert!(started.elapsed() < Duration::from_secs(40));
+
+    // P2 comes back; the others are not restarted; the next job re-links.
+    cluster.restart(2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        match cluster.job(0, "secure-sum", Value::Null) {
+            Ok(r) => break r,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no recovery: {e:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert_eq!(r["output"]["sum"], "60", "{r}");
+    let r = cluster
+        .job(2, "secure-sum", Value::Null)
+        .expect("through the restarted gateway");
+    assert_eq!(r["output"]["sum"], "60", "{r}");
+}
+
+#[test]
+fn provider_with_an_unpinned_certificate_cannot_join() {
+    let mut cluster = Cluster::start(with_values([1, 1, 1]));
+    cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect("genuine cluster works");
+    // P2 gets a new identity that nobody pinned, and comes back with it.
+    cluster.kill(2);
+    let data = cluster.dir.path().join("p2");
+    let out = run(
+        "sharecall-provider",
+        &[
+            "init",
+            "--force",
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success());
+    cluster.spawn(2);
+    cluster.wait_ready(2);
+
+    let (code, body) = cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect_err("must not run");
+    assert!(code >= 500, "{code} {body}");
+    assert_eq!(error_of(&body)["peer"], 2, "{body}");
+    // P0 refuses the stranger's connections and says why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.log(0).contains("not pinned") {
+        assert!(Instant::now() < deadline, "P0 log:\n{}", cluster.log(0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let peers = cluster.get(0, "/v1/admin/peers").expect("peers");
+    let p2 = peers["peers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["id"] == 2).cloned())
+        .expect("P2 listed");
+    assert_ne!(p2["health"], "available", "{peers}");
+}
+
+fn rss_kib(cluster: &mut Cluster, i: usize) -> u64 {
+    let pid = cluster.child(i).expect("running").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn burst(cluster: &Cluster, n: usize) -> Vec<Result<Value, (u16, String)>> {
+    let admins: Vec<_> = cluster.addrs.iter().map(|a| a.admin).collect();
+    let handles: Vec<_> = (0..n)
+        .map(|k| {
+            let admin = admins[k % 3];
+            std::thread::spawn(move || {
+                match ureq::post(&format!("http://{admin}/v1/admin/jobs"))
+                    .timeout(Duration::from_secs(120))
+                    .send_json(json!({"kind": "secure-sum"}))
+                {
+                    Ok(r) => Ok(r.into_json::<Value>().expect("json")),
+                    Err(ureq::Error::Status(code, r)) => {
+                        let retry = r.header("retry-after").map(str::to_string);
+                        Err((
+                            code,
+                            format!(
+                                "{}|retry-after={retry:?}",
+                                r.into_string().unwrap_or_default()
+                            ),
+                        ))
+                    }
+                    Err(e) => Err((0, e.to_string())),
+                }
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .collect()
+}
+
+#[test]
+fn two_hundred_concurrent_jobs_complete_without_memory_growth() {
+    let mut cluster = Cluster::start(with_values([3, 4, 5]));
+    for r in burst(&cluster, 200) {
+        let r = r.expect("every job completes");
+        assert_eq!(r["output"]["sum"], "12");
+    }
+    let before: Vec<u64> = (0..3).map(|i| rss_kib(&mut cluster, i)).collect();
+    for _ in 0..3 {
+        for r in burst(&cluster, 200) {
+            r.expect("every job completes");
+        }
+    }
+    let after: Vec<u64> = (0..3).map(|i| rss_kib(&mut cluster, i)).collect();
+    for i in 0..3 {
+        // 600 more jobs must not leave state behind: allow allocator noise.
+        assert!(
+            after[i] < before[i] + 64 * 1024,
+            "provider {i} grew from {} KiB to {} KiB",
+            before[i],
+            after[i]
+        );
+    }
+}
+
+#[test]
+fn a_full_gateway_pushes_back_instead_of_queueing() {
+    let mut o = with_values([1, 2, 3]);
+    o.max_queued = 0;
+    o.lanes = 3;
+    let cluster = Cluster::start(o);
+    cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect("link first");
+    // One lane per gateway and no queue: a burst at one gateway is partly
+    // refused with 503 + Retry-After, and nothing hangs.
+    let admin = cluster.addrs[0].admin;
+    let handles: Vec<_> = (0..40)
+        .map(|_| {
+            std::thread::spawn(move || {
+                ureq::post(&format!("http://{admin}/v1/admin/jobs"))
+                    .timeout(Duration::from_secs(60))
+                    .send_json(json!({"kind": "secure-sum", "params": {"repeat": 200}}))
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut busy = 0;
+    for h in handles {
+        match h.join().expect("thread") {
+            Ok(_) => ok += 1,
+            Err(ureq::Error::Status(503, r)) => {
+                assert_eq!(r.header("retry-after"), Some("1"));
+                busy += 1;
+            }
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert!(ok >= 1, "some jobs run");
+    assert!(busy >= 1, "some jobs are pushed back");
+}
