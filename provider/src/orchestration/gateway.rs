@@ -328,7 +328,7 @@ impl Lanes {
 /// Runs tasks as jobs on the three peers.
 pub struct Gateway {
     config: GatewayConfig,
-    peers: Vec<PeerConn>,
+    peers: Vec<Arc<PeerConn>>,
     key: RequesterKey,
     lanes: Lanes,
     admission: Arc<Semaphore>,
@@ -364,12 +364,14 @@ impl Gateway {
         let peers = channels
             .into_iter()
             .enumerate()
-            .map(|(i, ch)| PeerConn {
-                id: i as u32,
-                client: ControlClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20),
-                stream: tokio::sync::Mutex::new(None),
+            .map(|(i, ch)| {
+                Arc::new(PeerConn {
+                    id: i as u32,
+                    client: ControlClient::new(ch)
+                        .max_decoding_message_size(64 << 20)
+                        .max_encoding_message_size(64 << 20),
+                    stream: tokio::sync::Mutex::new(None),
+                })
             })
             .collect();
         Gateway {
@@ -489,16 +491,20 @@ impl Gateway {
         match &result {
             Ok(()) => {
                 attempt += 1;
-                // Peers drop the job's state; nobody waits for this.
-                let _ = self
-                    .broadcast(
+                // Peers drop the job's state; the requester does not wait
+                // for that.
+                for peer in &self.peers {
+                    let peer = peer.clone();
+                    let cmd = Command {
                         job_id,
-                        Phase::Finish,
+                        gateway: self.config.me,
+                        phase: Phase::Finish as i32,
                         attempt,
-                        Body::Finish(Finish {}),
-                        self.config.prepare_timeout,
-                    )
-                    .await;
+                        body: Some(Body::Finish(Finish {})),
+                    };
+                    let timeout = self.config.prepare_timeout;
+                    tokio::spawn(async move { peer.call(cmd, timeout).await });
+                }
             }
             Err(e) => {
                 attempt += 1;
