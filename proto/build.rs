@@ -5,7 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     // Payloads are large batches of field elements: decode them zero-copy.
     config.bytes(["."]);
-    config.compile_protos(&["proto/smc.proto"], &["proto"])?;
+    config.compile_protos(&["proto/smc.proto", "proto/sequencer.proto"], &["proto"])?;
     tonic_build::configure()
         .build_client(true)
         .build_server(true)

@@ -24,5 +24,11 @@ pub mod control {
     tonic::include_proto!("sharecall.control.v1");
 }
 
+/// Protobuf messages of the raft log's payload (the sequencer).
+pub mod sequencer {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/sharecall.sequencer.v1.rs"));
+}
+
 pub use field::{FieldError, Fp, Legendre};
 pub use sharing::{PartyId, Share, ShareError, ShareVec};

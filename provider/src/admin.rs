@@ -26,6 +26,9 @@ use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::orchestration::status::status_name;
 use crate::orchestration::{Gateway, JobError, LinkManager, TaskKind};
+use crate::sequencer::applied;
+use crate::sequencer::Sequencer;
+use sharecall_proto::sequencer::RequestRecord;
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -44,6 +47,8 @@ pub struct AdminState {
     pub link: Arc<LinkManager>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The raft sequencer.
+    pub sequencer: Sequencer,
 }
 
 /// The admin routes.
@@ -52,6 +57,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/admin/peers", get(peers))
         .route("/v1/admin/jobs", post(submit_job))
         .route("/metrics", get(metrics))
+        .route("/v1/admin/raft", get(raft_status))
+        .route("/v1/admin/sequence", post(sequence).get(applied))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -82,6 +89,8 @@ async fn peers(State(s): State<Arc<AdminState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<AdminState>>) -> Response {
+    let r = s.sequencer.status();
+    s.metrics.raft(r.term, r.commit, r.applied, r.leader);
     (
         [(
             header::CONTENT_TYPE,
@@ -165,4 +174,81 @@ fn job_error(e: &JobError) -> Response {
         }})),
     )
         .into_response()
+}
+
+async fn raft_status(State(s): State<Arc<AdminState>>) -> Response {
+    Json(s.sequencer.status()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SequenceRequest {
+    request_id: String,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Longest accepted request id.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Orders a request through raft and answers with its sequence number once
+/// it is applied here (the same number at every provider).
+async fn sequence(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
+    let req: SequenceRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    if req.request_id.is_empty() || req.request_id.len() > MAX_REQUEST_ID {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request_id",
+            format!("request_id must be 1..={MAX_REQUEST_ID} bytes"),
+        );
+    }
+    let record = RequestRecord {
+        request_id: req.request_id.clone(),
+        kind: req.kind.unwrap_or_else(|| "admin".into()),
+        origin: u32::from(s.me),
+        proposed_at_ms: crate::orchestration::task::now_ms(),
+    };
+    match s
+        .sequencer
+        .submit(record, std::time::Duration::from_secs(15))
+        .await
+    {
+        Ok(seq) => Json(json!({"request_id": req.request_id, "seq": seq})).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ordered",
+            e.to_string(),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default = "first")]
+    from: u64,
+    #[serde(default = "page")]
+    limit: u64,
+}
+
+fn first() -> u64 {
+    1
+}
+
+fn page() -> u64 {
+    1000
+}
+
+/// Applied request ids in order, from sequence number `from`.
+async fn applied(
+    State(s): State<Arc<AdminState>>,
+    axum::extract::Query(p): axum::extract::Query<Page>,
+) -> Response {
+    let db = s.sequencer.store().database();
+    match applied::range(db, p.from.max(1), p.limit.min(100_000)) {
+        Ok(ids) => Json(json!({"from": p.from.max(1), "ids": ids})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
 }

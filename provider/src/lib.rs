@@ -16,6 +16,7 @@ pub mod identity;
 pub mod metrics;
 pub mod orchestration;
 pub mod rpc;
+pub mod sequencer;
 pub mod server;
 pub mod smc;
 pub mod tls;

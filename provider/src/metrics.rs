@@ -75,6 +75,10 @@ struct Inner {
     phases: PhaseHistograms,
     in_flight: Gauge,
     peer_up: Family<PeerLabels, Gauge<f64, AtomicU64>>,
+    raft_term: Gauge,
+    raft_commit: Gauge,
+    raft_applied: Gauge,
+    raft_leader: Gauge,
 }
 
 /// The provider's metrics. Cheap to clone; clones record into the same
@@ -120,6 +124,26 @@ impl Metrics {
             "Peer health from heartbeats: 1 available, 0.5 suspect, 0 down",
             peer_up.clone(),
         );
+        let raft_term = Gauge::default();
+        registry.register("raft_term", "Current raft term", raft_term.clone());
+        let raft_commit = Gauge::default();
+        registry.register(
+            "raft_commit_index",
+            "Raft commit index",
+            raft_commit.clone(),
+        );
+        let raft_applied = Gauge::default();
+        registry.register(
+            "raft_applied_index",
+            "Raft applied index",
+            raft_applied.clone(),
+        );
+        let raft_leader = Gauge::default();
+        registry.register(
+            "raft_leader",
+            "Raft id of the current leader (0 if none known)",
+            raft_leader.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -127,6 +151,10 @@ impl Metrics {
                 phases,
                 in_flight,
                 peer_up,
+                raft_term,
+                raft_commit,
+                raft_applied,
+                raft_leader,
             }),
         }
     }
@@ -158,6 +186,15 @@ impl Metrics {
     /// Sets the number of jobs in flight.
     pub fn jobs_in_flight(&self, n: i64) {
         self.inner.in_flight.set(n);
+    }
+
+    /// Sets the raft gauges (term, commit and applied index, leader id).
+    pub fn raft(&self, term: u64, commit: u64, applied: u64, leader: u64) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.inner.raft_term.set(g(term));
+        self.inner.raft_commit.set(g(commit));
+        self.inner.raft_applied.set(g(applied));
+        self.inner.raft_leader.set(g(leader));
     }
 
     /// Sets peer `peer`'s health: 1 available, 0.5 suspect, 0 down.

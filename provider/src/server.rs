@@ -27,6 +27,9 @@ use crate::orchestration::{
     Policies, RequesterKey, SignaturePolicy, TaskKind,
 };
 use crate::rpc::{self, RpcError};
+use crate::sequencer::storage::RaftStore;
+use crate::sequencer::transport::GrpcRaftTransport;
+use crate::sequencer::{Sequencer, SequencerConfig};
 use crate::smc::{EngineConfig, PeerSpec};
 
 /// Why the provider could not start.
@@ -132,20 +135,6 @@ pub async fn run(
                 .collect::<HashSet<_>>(),
         )),
     ]));
-    let peer_service = PeerService::new(
-        u32::from(me),
-        incarnation,
-        providers,
-        link.clone(),
-        policy,
-        LocalInputs {
-            secure_sum_value: config.secure_sum.value,
-        },
-        PeerTimeouts {
-            link: config.timeouts.link,
-            session: config.timeouts.session,
-        },
-    );
 
     // Control channels to providers 0, 1, 2 (lazy: a peer that is down now
     // is connected to when it comes up).
@@ -168,6 +157,29 @@ pub async fn run(
         .filter(|id| *id != me)
         .map(|id| (id, ControlClient::new(channels[id as usize].clone())))
         .collect();
+    // The sequencer: raft over the control channels, state in redb.
+    let store = Arc::new(
+        RaftStore::open(&config.data_dir.join("raft.redb"))
+            .map_err(|e| ServerError::Other(format!("raft store: {e}")))?,
+    );
+    let transport = Arc::new(GrpcRaftTransport::new(me, heartbeat_clients.clone()));
+    let sequencer = Sequencer::start(SequencerConfig::for_provider(me), store, transport)
+        .map_err(|e| ServerError::Other(format!("sequencer: {e}")))?;
+    let peer_service = PeerService::new(
+        u32::from(me),
+        incarnation,
+        providers,
+        link.clone(),
+        policy,
+        LocalInputs {
+            secure_sum_value: config.secure_sum.value,
+        },
+        PeerTimeouts {
+            link: config.timeouts.link,
+            session: config.timeouts.session,
+        },
+    )
+    .with_sequencer(sequencer.clone());
     let key = RequesterKey::load_or_create(&config.data_dir, &format!("admin@provider-{me}"))
         .map_err(|e| ServerError::Other(e.to_string()))?;
     let gateway = Arc::new(Gateway::new(
@@ -260,6 +272,7 @@ pub async fn run(
             directory,
             link,
             metrics,
+            sequencer,
         });
         let cancel = cancel.clone();
         tasks.spawn(async move {

@@ -76,11 +76,6 @@ pub struct Cluster {
     options: ClusterOptions,
 }
 
-fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
-}
-
 fn fingerprint_of(stdout: &str) -> String {
     stdout
         .lines()
@@ -95,11 +90,18 @@ impl Cluster {
     /// admin endpoint answers.
     pub fn start(options: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let addrs: [Addrs; 3] = std::array::from_fn(|_| Addrs {
-            control: free_port(),
-            smc: free_port(),
-            admin: free_port(),
+        // Hold every probe listener until all nine ports are chosen, so
+        // the kernel cannot hand out the same port twice.
+        let probes: Vec<TcpListener> = (0..9)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+            .collect();
+        let port = |k: usize| probes[k].local_addr().expect("local addr");
+        let addrs: [Addrs; 3] = std::array::from_fn(|i| Addrs {
+            control: port(3 * i),
+            smc: port(3 * i + 1),
+            admin: port(3 * i + 2),
         });
+        drop(probes);
         let fingerprints: [String; 3] = std::array::from_fn(|i| {
             let data = dir.path().join(format!("p{i}"));
             let out = run(
@@ -120,12 +122,7 @@ impl Cluster {
         for i in 0..3 {
             cluster.write_config(i);
         }
-        for i in 0..3 {
-            cluster.spawn(i);
-        }
-        for i in 0..3 {
-            cluster.wait_ready(i);
-        }
+        cluster.restart_all();
         cluster
     }
 
@@ -247,6 +244,29 @@ impl Cluster {
             .expect("GET")
             .into_string()
             .expect("text body")
+    }
+
+    /// POSTs JSON to provider `i`'s admin API.
+    pub fn post(&self, i: usize, path: &str, body: Value) -> Result<Value, (u16, String)> {
+        response(
+            ureq::post(&self.url(i, path))
+                .timeout(Duration::from_secs(60))
+                .send_json(body),
+        )
+    }
+
+    /// (Re)starts all three providers at once (from their data on disk)
+    /// and waits until all are ready.
+    pub fn restart_all(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+        for i in 0..3 {
+            self.spawn(i);
+        }
+        for i in 0..3 {
+            self.wait_ready(i);
+        }
     }
 
     /// Submits a job through provider `i`.

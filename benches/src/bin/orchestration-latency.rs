@@ -25,10 +25,6 @@ struct Args {
     jobs: usize,
 }
 
-fn port() -> anyhow::Result<std::net::SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -43,9 +39,15 @@ fn main() -> anyhow::Result<()> {
     let ids: Vec<Identity> = (0..3)
         .map(|i| Identity::generate(&format!("bench-{i}")))
         .collect::<Result<_, _>>()?;
+    // Keep the probes open until all nine ports are chosen (no repeats).
+    let probes: Vec<TcpListener> = (0..9)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    let port = |k: usize| probes[k].local_addr();
     let addrs: Vec<[std::net::SocketAddr; 3]> = (0..3)
-        .map(|_| Ok([port()?, port()?, port()?]))
+        .map(|i| Ok([port(3 * i)?, port(3 * i + 1)?, port(3 * i + 2)?]))
         .collect::<anyhow::Result<_>>()?;
+    drop(probes);
     let mut configs = Vec::new();
     for i in 0..3 {
         let data = dir.path().join(format!("p{i}"));
@@ -65,7 +67,10 @@ fn main() -> anyhow::Result<()> {
                 ids[j].fingerprint()
             );
         }
-        toml += &format!("[secure_sum]\nvalue = {}\n[log]\nfilter = \"warn\"\n", i + 1);
+        toml += &format!(
+            "[secure_sum]\nvalue = {}\n[log]\nfilter = \"warn\"\n",
+            i + 1
+        );
         configs.push(ProviderConfig::from_toml_str(&toml)?);
     }
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -51,9 +51,16 @@ pub struct PeerService {
     inputs: LocalInputs,
     timeouts: PeerTimeouts,
     jobs: Arc<Mutex<HashMap<(u32, u64), PreparedJob>>>,
+    sequencer: Option<crate::sequencer::Sequencer>,
 }
 
 impl PeerService {
+    /// Routes incoming raft messages to `sequencer`.
+    pub fn with_sequencer(mut self, sequencer: crate::sequencer::Sequencer) -> PeerService {
+        self.sequencer = Some(sequencer);
+        self
+    }
+
     /// A peer service. `providers` maps each pinned certificate (this
     /// provider's own included) to its provider id.
     pub fn new(
@@ -74,6 +81,7 @@ impl PeerService {
             inputs,
             timeouts,
             jobs: Arc::default(),
+            sequencer: None,
         }
     }
 
@@ -317,6 +325,20 @@ impl Control for PeerService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+
+    async fn raft(
+        &self,
+        request: Request<sharecall_proto::control::RaftBatch>,
+    ) -> Result<Response<sharecall_proto::control::RaftAck>, tonic::Status> {
+        let caller = self.caller(&request)?;
+        let Some(sequencer) = &self.sequencer else {
+            return Err(tonic::Status::unavailable("no sequencer"));
+        };
+        for m in crate::sequencer::transport::decode_batch(caller, request.get_ref()) {
+            sequencer.step(m);
+        }
+        Ok(Response::new(sharecall_proto::control::RaftAck {}))
     }
 
     async fn heartbeat(

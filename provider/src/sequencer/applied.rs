@@ -1,0 +1,168 @@
+//! The sequencer's state machine: applied requests in log order.
+//!
+//! A request id is applied once: a duplicate (a retried proposal) gets the
+//! sequence number of its first application. A blake3 hash chain over the
+//! applied ids lets the providers compare their states with one value.
+
+// redb::Error is large, but it is the error type of the store's
+// transaction callbacks; these functions run inside them.
+#![allow(clippy::result_large_err)]
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+const SEQ_BY_ID: TableDefinition<&str, u64> = TableDefinition::new("applied_seq_by_id");
+const ID_BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("applied_id_by_seq");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("applied_state");
+
+/// Outcome of applying one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Its sequence number (1-based, in log order).
+    pub seq: u64,
+    /// False if the id had been applied before (the retry got the old seq).
+    pub fresh: bool,
+}
+
+/// Applies request `id` inside `txn`.
+pub fn apply(txn: &WriteTransaction, id: &str) -> Result<Applied, redb::Error> {
+    let mut by_id = txn.open_table(SEQ_BY_ID)?;
+    if let Some(seq) = by_id.get(id)? {
+        return Ok(Applied {
+            seq: seq.value(),
+            fresh: false,
+        });
+    }
+    let mut state = txn.open_table(STATE)?;
+    let count = state
+        .get("count")?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+        .unwrap_or(0);
+    let digest: [u8; 32] = state
+        .get("digest")?
+        .and_then(|v| v.value().try_into().ok())
+        .unwrap_or([0u8; 32]);
+    let seq = count + 1;
+    let next = chain(&digest, id);
+    by_id.insert(id, seq)?;
+    txn.open_table(ID_BY_SEQ)?.insert(seq, id)?;
+    state.insert("count", seq.to_le_bytes().as_slice())?;
+    state.insert("digest", next.as_slice())?;
+    Ok(Applied { seq, fresh: true })
+}
+
+/// The next link of the hash chain.
+pub fn chain(prev: &[u8; 32], id: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("sharecall 2026 applied chain v1");
+    h.update(prev);
+    h.update(&(id.len() as u64).to_le_bytes());
+    h.update(id.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Number of applied requests and the chain head.
+pub fn summary(db: &redb::Database) -> Result<(u64, [u8; 32]), redb::Error> {
+    let txn = db.begin_read()?;
+    let state = match txn.open_table(STATE) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, [0u8; 32])),
+        Err(e) => return Err(e.into()),
+    };
+    let count = state
+        .get("count")?
+        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
+        .unwrap_or(0);
+    let digest = state
+        .get("digest")?
+        .and_then(|v| v.value().try_into().ok())
+        .unwrap_or([0u8; 32]);
+    Ok((count, digest))
+}
+
+/// Applied ids with sequence numbers in `from..from+limit` (1-based).
+pub fn range(db: &redb::Database, from: u64, limit: u64) -> Result<Vec<String>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(ID_BY_SEQ) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let end = from.saturating_add(limit);
+    let mut out = Vec::new();
+    for item in table.range(from..end)? {
+        let (_, id) = item?;
+        out.push(id.value().to_string());
+    }
+    Ok(out)
+}
+
+/// The sequence number of an applied id.
+pub fn seq_of(db: &redb::Database, id: &str) -> Result<Option<u64>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(SEQ_BY_ID) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.get(id)?.map(|v| v.value()))
+}
+
+/// Every applied id in order (for snapshots).
+pub fn all(db: &redb::Database) -> Result<Vec<String>, redb::Error> {
+    range(db, 1, u64::MAX - 1)
+}
+
+/// Replaces the state with `ids` (from a leader's snapshot).
+pub fn restore(txn: &WriteTransaction, ids: &[String]) -> Result<(), redb::Error> {
+    txn.delete_table(SEQ_BY_ID)?;
+    txn.delete_table(ID_BY_SEQ)?;
+    txn.delete_table(STATE)?;
+    for id in ids {
+        apply(txn, id)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_keep_their_first_sequence_number() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("a.redb")).expect("db");
+        let txn = db.begin_write().expect("txn");
+        assert_eq!(
+            apply(&txn, "a").expect("a"),
+            Applied {
+                seq: 1,
+                fresh: true
+            }
+        );
+        assert_eq!(
+            apply(&txn, "b").expect("b"),
+            Applied {
+                seq: 2,
+                fresh: true
+            }
+        );
+        assert_eq!(
+            apply(&txn, "a").expect("a again"),
+            Applied {
+                seq: 1,
+                fresh: false
+            }
+        );
+        txn.commit().expect("commit");
+        let (count, digest) = summary(&db).expect("summary");
+        assert_eq!(count, 2);
+        assert_eq!(digest, chain(&chain(&[0; 32], "a"), "b"));
+        assert_eq!(range(&db, 1, 10).expect("range"), vec!["a", "b"]);
+        assert_eq!(seq_of(&db, "b").expect("seq"), Some(2));
+
+        let txn = db.begin_write().expect("txn");
+        restore(&txn, &["x".to_string()]).expect("restore");
+        txn.commit().expect("commit");
+        assert_eq!(all(&db).expect("all"), vec!["x"]);
+        assert_eq!(seq_of(&db, "a").expect("seq"), None);
+    }
+}
