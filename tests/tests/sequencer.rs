@@ -194,3 +194,111 @@ fn killed_leader_and_follower_lose_no_acknowledged_request() {
     unique.dedup();
     assert_eq!(unique.len() as u64, total, "a request was applied twice");
 }
+
+fn part_body(id: &str, parts: &[Vec<u8>; 3], me: usize, window_ms: u64) -> Value {
+    let hashes: Vec<String> = parts
+        .iter()
+        .map(|p| blake3::hash(p).to_hex().to_string())
+        .collect();
+    json!({
+        "request_id": id,
+        "kind": "register",
+        "window_ms": window_ms,
+        "part_hashes": hashes,
+        "part": hex::encode(&parts[me]),
+    })
+}
+
+#[test]
+fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let parts = [
+        b"share-0".to_vec(),
+        b"share-1".to_vec(),
+        b"share-2".to_vec(),
+    ];
+
+    // All three parts, sent concurrently: executed, same seq everywhere.
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|i| {
+                let body = part_body("req-full", &parts, i, 5000);
+                let cluster = &cluster;
+                s.spawn(move || cluster.post(i, "/v1/requests", body))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let seqs: Vec<u64> = answers
+        .iter()
+        .map(|a| a.as_ref().expect("executed")["seq"].as_u64().expect("seq"))
+        .collect();
+    assert!(seqs.iter().all(|s| *s == seqs[0]), "{answers:?}");
+
+    // A retry of the same id is answered from the record.
+    let again = cluster
+        .post(1, "/v1/requests", part_body("req-full", &parts, 1, 5000))
+        .expect("duplicate answered");
+    assert_eq!(again["seq"].as_u64(), Some(seqs[0]));
+
+    // The third part never arrives: both clients get a clear error after
+    // the window, and every provider records the same abort.
+    let started = Instant::now();
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let body = part_body("req-partial", &parts, i, 1000);
+                let cluster = &cluster;
+                s.spawn(move || cluster.post(i, "/v1/requests", body))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for a in &answers {
+        let (code, body) = a.as_ref().expect_err("aborted");
+        assert_eq!(*code, 409, "{body}");
+        assert!(body.contains("provider 2"), "{body}");
+    }
+    // Followers apply the decision when the commit reaches them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..3 {
+        loop {
+            let (code, body) = cluster
+                .get(i, "/v1/requests/req-partial")
+                .expect_err("aborted or not yet known");
+            if code == 409 {
+                assert!(body.contains("provider 2"), "{body}");
+                break;
+            }
+            assert_eq!(code, 404, "{body}");
+            assert!(
+                Instant::now() < deadline,
+                "provider {i} never recorded the abort"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // The late part does not resurrect it.
+    let (code, _) = cluster
+        .post(2, "/v1/requests", part_body("req-partial", &parts, 2, 1000))
+        .expect_err("still aborted");
+    assert_eq!(code, 409);
+
+    // A part that does not match its hash is refused before anything is logged.
+    let mut bad = part_body("req-bad", &parts, 0, 1000);
+    bad["part"] = json!(hex::encode(b"tampered"));
+    let (code, body) = cluster.post(0, "/v1/requests", bad).expect_err("refused");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("part_hash_mismatch"), "{body}");
+    let (code, _) = cluster
+        .get(0, "/v1/requests/req-bad")
+        .expect_err("nothing recorded");
+    assert_eq!(code, 404);
+}

@@ -11,6 +11,7 @@
 //! shares.
 
 pub mod applied;
+pub mod lifecycle;
 pub mod node;
 pub mod storage;
 pub mod transport;

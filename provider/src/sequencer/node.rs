@@ -17,11 +17,14 @@ use prost::Message as _;
 use raft::prelude::{Entry, EntryType, Message, Snapshot};
 use raft::{GetEntriesContext, RaftState, RawNode, StateRole, Storage};
 use serde::Serialize;
-use sharecall_proto::sequencer::{log_record, AppliedState, LogRecord, RequestRecord};
+use sharecall_proto::sequencer::{
+    log_record, AbortRequest, AppliedState, LogRecord, PartReady, RequestRecord,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::applied;
+use super::lifecycle;
 use super::storage::{RaftStore, StoreError};
 
 /// Sequencer settings.
@@ -102,6 +105,7 @@ pub struct RaftStatus {
 
 enum Input {
     Propose(Vec<u8>, String, oneshot::Sender<u64>),
+    ProposeOnly(Vec<u8>),
     Step(Box<Message>),
 }
 
@@ -194,11 +198,45 @@ impl Sequencer {
                 warn!("sequencer stopped: {e}");
             }
         });
-        Ok(Sequencer {
+        let sequencer = Sequencer {
             inputs: tx,
             status,
             store,
-        })
+        };
+        tokio::spawn(sequencer.clone().expire_windows());
+        Ok(sequencer)
+    }
+
+    /// The leader logs an abort for every request whose window has passed
+    /// without all parts; all providers apply that decision identically.
+    async fn expire_windows(self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if self.inputs.is_closed() {
+                return;
+            }
+            if self.status().role != "leader" {
+                continue;
+            }
+            let now = crate::orchestration::task::now_ms();
+            let Ok(expired) = lifecycle::expired(self.store.database(), now) else {
+                continue;
+            };
+            for (request_id, reason) in expired {
+                info!(%request_id, "aborting: {reason}");
+                let record = LogRecord {
+                    body: Some(log_record::Body::Abort(AbortRequest {
+                        request_id,
+                        reason,
+                        at_ms: now,
+                    })),
+                };
+                if self.propose(record).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// Feeds a message from a peer (dropped if the node is overloaded:
@@ -218,6 +256,48 @@ impl Sequencer {
     /// The store (for reading the applied state).
     pub fn store(&self) -> &Arc<RaftStore> {
         &self.store
+    }
+
+    /// Proposes a record without waiting for it (it may be lost, e.g.
+    /// without a leader; records are idempotent, so callers re-propose).
+    pub async fn propose(&self, record: LogRecord) -> Result<(), SequencerError> {
+        self.inputs
+            .send(Input::ProposeOnly(record.encode_to_vec()))
+            .await
+            .map_err(|_| SequencerError::Stopped)
+    }
+
+    /// Logs that this provider holds its part of a request, then waits
+    /// (up to the request's window plus `grace`) for the logged outcome.
+    pub async fn part_ready(
+        &self,
+        part: PartReady,
+        grace: Duration,
+    ) -> Result<lifecycle::Outcome, SequencerError> {
+        let id = part.request_id.clone();
+        let wait = Duration::from_millis(part.window_ms) + grace;
+        let deadline = tokio::time::Instant::now() + wait;
+        let record = LogRecord {
+            body: Some(log_record::Body::PartReady(part)),
+        };
+        let mut next_proposal = tokio::time::Instant::now();
+        loop {
+            if let Some(o) = lifecycle::outcome(self.store.database(), &id)
+                .map_err(|e| SequencerError::Store(StoreError::from(e)))?
+            {
+                return Ok(o);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(SequencerError::Timeout(id, wait));
+            }
+            if now >= next_proposal {
+                // Re-proposing is harmless: the record is idempotent.
+                self.propose(record.clone()).await?;
+                next_proposal = now + Duration::from_secs(1);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Orders `record`; returns its sequence number once applied here.
@@ -294,6 +374,10 @@ impl Loop {
                     debug!("raft step: {e}");
                 }
             }
+            Input::ProposeOnly(data) => {
+                // Dropped without a leader; the caller retries if it cares.
+                let _ = self.node.propose(Vec::new(), data);
+            }
             Input::Propose(data, id, reply) => {
                 // A follower forwards to the leader; without a leader the
                 // proposal is dropped and the submitter re-proposes.
@@ -340,8 +424,10 @@ impl Loop {
         let index = snapshot.get_metadata().index;
         info!(index, "installing snapshot from the leader");
         let state = AppliedState::decode(snapshot.data.as_slice()).unwrap_or_default();
-        self.store
-            .apply_snapshot_with(snapshot, |txn| applied::restore(txn, &state.request_ids))?;
+        self.store.apply_snapshot_with(snapshot, |txn| {
+            applied::restore(txn, &state.request_ids)?;
+            lifecycle::import(txn, &state.lifecycle)
+        })?;
         Ok(())
     }
 
@@ -363,9 +449,18 @@ impl Loop {
                     warn!(index = e.index, "undecodable log entry skipped");
                     continue;
                 };
-                if let Some(log_record::Body::Request(r)) = record.body {
-                    let a = applied::apply(txn, &r.request_id)?;
-                    done.push((r.request_id, a.seq));
+                match record.body {
+                    Some(log_record::Body::Request(r)) => {
+                        let a = applied::apply(txn, &r.request_id)?;
+                        done.push((r.request_id, a.seq));
+                    }
+                    Some(log_record::Body::PartReady(r)) => {
+                        lifecycle::part_ready(txn, &r)?;
+                    }
+                    Some(log_record::Body::Abort(r)) => {
+                        lifecycle::abort(txn, &r)?;
+                    }
+                    None => {}
                 }
             }
             Ok(done)
@@ -390,9 +485,12 @@ impl Loop {
             .map_err(|e| SequencerError::Store(StoreError::from(e)))?;
         let (_, digest) = applied::summary(self.store.database())
             .map_err(|e| SequencerError::Store(StoreError::from(e)))?;
+        let lifecycle = lifecycle::export(self.store.database())
+            .map_err(|e| SequencerError::Store(StoreError::from(e)))?;
         let data = AppliedState {
             request_ids: ids,
             digest: digest.to_vec().into(),
+            lifecycle: lifecycle.into(),
         }
         .encode_to_vec();
         self.store.compact(applied_index, data)?;
