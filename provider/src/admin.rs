@@ -193,6 +193,17 @@ struct SequenceRequest {
 /// Longest accepted request id.
 const MAX_REQUEST_ID: usize = 128;
 
+/// The 400 answer for an invalid request id, if it is invalid.
+fn bad_request_id(id: &str) -> Option<Response> {
+    (id.is_empty() || id.len() > MAX_REQUEST_ID).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request_id",
+            format!("request_id must be 1..={MAX_REQUEST_ID} bytes"),
+        )
+    })
+}
+
 /// Orders a request through raft and answers with its sequence number once
 /// it is applied here (the same number at every provider).
 async fn sequence(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
@@ -200,12 +211,8 @@ async fn sequence(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
     };
-    if req.request_id.is_empty() || req.request_id.len() > MAX_REQUEST_ID {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_id",
-            format!("request_id must be 1..={MAX_REQUEST_ID} bytes"),
-        );
+    if let Some(r) = bad_request_id(&req.request_id) {
+        return r;
     }
     let record = RequestRecord {
         request_id: req.request_id.clone(),
@@ -295,12 +302,8 @@ async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
     };
-    if req.request_id.is_empty() || req.request_id.len() > MAX_REQUEST_ID {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_id",
-            format!("request_id must be 1..={MAX_REQUEST_ID} bytes"),
-        );
+    if let Some(r) = bad_request_id(&req.request_id) {
+        return r;
     }
     if req.kind.is_empty() || req.kind.len() > 64 {
         return error(

@@ -209,6 +209,28 @@ fn part_body(id: &str, parts: &[Vec<u8>; 3], me: usize, window_ms: u64) -> Value
     })
 }
 
+/// Sends the parts for providers 0..count concurrently, as a client would.
+fn send_parts(
+    cluster: &Cluster,
+    id: &str,
+    parts: &[Vec<u8>; 3],
+    count: usize,
+    window_ms: u64,
+) -> Vec<Result<Value, (u16, String)>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| {
+                let body = part_body(id, parts, i, window_ms);
+                s.spawn(move || cluster.post(i, "/v1/requests", body))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}
+
 #[test]
 fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     let cluster = Cluster::start(ClusterOptions::default());
@@ -219,19 +241,7 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     ];
 
     // All three parts, sent concurrently: executed, same seq everywhere.
-    let answers: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..3)
-            .map(|i| {
-                let body = part_body("req-full", &parts, i, 5000);
-                let cluster = &cluster;
-                s.spawn(move || cluster.post(i, "/v1/requests", body))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
+    let answers = send_parts(&cluster, "req-full", &parts, 3, 5000);
     let seqs: Vec<u64> = answers
         .iter()
         .map(|a| a.as_ref().expect("executed")["seq"].as_u64().expect("seq"))
@@ -247,19 +257,7 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     // The third part never arrives: both clients get a clear error after
     // the window, and every provider records the same abort.
     let started = Instant::now();
-    let answers: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|i| {
-                let body = part_body("req-partial", &parts, i, 1000);
-                let cluster = &cluster;
-                s.spawn(move || cluster.post(i, "/v1/requests", body))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("thread"))
-            .collect()
-    });
+    let answers = send_parts(&cluster, "req-partial", &parts, 2, 1000);
     assert!(started.elapsed() < Duration::from_secs(10));
     for a in &answers {
         let (code, body) = a.as_ref().expect_err("aborted");
