@@ -174,6 +174,9 @@ pub struct ProviderConfig {
     /// The secure-sum demo task. Optional; see [`SecureSumConfig`].
     #[serde(default)]
     pub secure_sum: SecureSumConfig,
+    /// Request ordering (raft). Optional; see [`SequencerSettings`].
+    #[serde(default)]
+    pub sequencer: SequencerSettings,
     /// Logging. Optional; see [`LogConfig`].
     #[serde(default)]
     pub log: LogConfig,
@@ -354,6 +357,23 @@ pub struct SecureSumConfig {
     /// The other providers never see it, only the sum and average of all
     /// three.
     pub value: u64,
+}
+
+/// Request ordering with raft (section `[sequencer]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequencerSettings {
+    /// Compact the raft log into a snapshot of the applied state after this
+    /// many applied entries. Default `10000`; at least 1.
+    pub compact_every: u64,
+}
+
+impl Default for SequencerSettings {
+    fn default() -> Self {
+        SequencerSettings {
+            compact_every: 10_000,
+        }
+    }
 }
 
 /// Logging (section `[log]`).

@@ -163,7 +163,11 @@ pub async fn run(
             .map_err(|e| ServerError::Other(format!("raft store: {e}")))?,
     );
     let transport = Arc::new(GrpcRaftTransport::new(me, heartbeat_clients.clone()));
-    let sequencer = Sequencer::start(SequencerConfig::for_provider(me), store, transport)
+    let sequencer_config = SequencerConfig {
+        compact_every: config.sequencer.compact_every.max(1),
+        ..SequencerConfig::for_provider(me)
+    };
+    let sequencer = Sequencer::start(sequencer_config, store, transport)
         .map_err(|e| ServerError::Other(format!("sequencer: {e}")))?;
     let peer_service = PeerService::new(
         u32::from(me),

@@ -40,6 +40,8 @@ pub struct ClusterOptions {
     pub max_queued: usize,
     /// Session timeout.
     pub session_timeout: &'static str,
+    /// Raft log compaction interval.
+    pub compact_every: u64,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +51,7 @@ impl Default for ClusterOptions {
             lanes: 6,
             max_queued: 1024,
             session_timeout: "10s",
+            compact_every: 10_000,
         }
     }
 }
@@ -164,8 +167,8 @@ impl Cluster {
             o.session_timeout
         );
         s += &format!(
-            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[log]\nfilter = \"info\"\n",
-            o.lanes, o.max_queued, p.value, p.allowed_kinds
+            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n",
+            o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
         std::fs::write(self.config_path(i), s).expect("write config");
     }

@@ -300,3 +300,41 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
         .expect_err("nothing recorded");
     assert_eq!(code, 404);
 }
+
+#[test]
+fn provider_down_past_compaction_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        compact_every: 40,
+        ..ClusterOptions::default()
+    });
+    let first = burst(&cluster, "s", 30, 3);
+    wait_applied(&cluster, 30);
+    let down = 2;
+    cluster.kill(down);
+    // Enough entries for the others to compact the log P2 would need.
+    let admins: Vec<_> = (0..2).map(|i| cluster.addrs[i].admin).collect();
+    let during: Vec<(String, u64)> = (0..200)
+        .map(|k| {
+            let id = format!("t-{k}");
+            (id.clone(), submit(admins[k % 2], &id).expect("ordered"))
+        })
+        .collect();
+    cluster.restart(down);
+    wait_applied(&cluster, 230);
+    let lists: Vec<Vec<String>> = (0..3).map(|i| applied_ids(&cluster, i)).collect();
+    assert_eq!(lists[0], lists[2], "the restarted provider differs");
+    assert_eq!(lists[0], lists[1]);
+    for (id, seq) in first.iter().chain(&during) {
+        assert_eq!(&lists[0][(*seq - 1) as usize], id);
+    }
+    let digests: Vec<Value> = (0..3)
+        .map(|i| cluster.get(i, "/v1/admin/raft").expect("status")["digest"].clone())
+        .collect();
+    assert_eq!(digests[0], digests[2]);
+    // It really came through a snapshot, not by replaying the log.
+    assert!(
+        cluster.log(down).contains("installing snapshot"),
+        "{}",
+        cluster.log(down)
+    );
+}
