@@ -9,6 +9,7 @@
 
 pub mod encoding;
 pub mod field;
+pub mod request;
 pub mod sharing;
 
 /// Protobuf messages (prost) of the provider-to-provider SMC channel.

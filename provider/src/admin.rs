@@ -267,16 +267,22 @@ async fn applied(
 struct PartRequest {
     request_id: String,
     kind: String,
-    #[serde(default)]
-    window_ms: Option<u64>,
+    /// How long the providers wait for all parts (100 ms to 10 min).
+    window_ms: u64,
+    /// The account's ed25519 public key, hex.
+    account: String,
+    /// Client clock (ms since the Unix epoch), signed.
+    timestamp_ms: u64,
     /// blake3 of each provider's part, hex, in provider order.
     part_hashes: Vec<String>,
+    /// ed25519 signature over `sharecall_proto::request::SignedFields`, hex.
+    signature: String,
     /// This provider's part, hex.
     part: String,
 }
 
-/// Default window for the other parts of a request to arrive.
-const DEFAULT_WINDOW_MS: u64 = 30_000;
+/// Largest accepted distance between a request's timestamp and our clock.
+const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Largest accepted part (decoded).
 const MAX_PART: usize = 64 * 1024;
 
@@ -312,7 +318,7 @@ async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response 
             "kind must be 1..=64 bytes",
         );
     }
-    let window_ms = req.window_ms.unwrap_or(DEFAULT_WINDOW_MS);
+    let window_ms = req.window_ms;
     if !(100..=600_000).contains(&window_ms) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -337,6 +343,50 @@ async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response 
             StatusCode::BAD_REQUEST,
             "bad_part_hash",
             "part_hashes must be three 64-digit hex blake3 hashes",
+        );
+    }
+    let hashes: [[u8; 32]; 3] = [hashes[0], hashes[1], hashes[2]];
+    let mut account = [0u8; 32];
+    if hex::decode_to_slice(&req.account, &mut account).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_account",
+            "account must be a 64-digit hex ed25519 public key",
+        );
+    }
+    let mut signature = [0u8; 64];
+    if hex::decode_to_slice(&req.signature, &mut signature).is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_signature",
+            "signature must be 128 hex digits",
+        );
+    }
+    let signed = sharecall_proto::request::SignedFields {
+        request_id: &req.request_id,
+        kind: &req.kind,
+        account: &account,
+        timestamp_ms: req.timestamp_ms,
+        window_ms,
+        part_hashes: &hashes,
+    }
+    .message();
+    let verified = ed25519_dalek::VerifyingKey::from_bytes(&account).and_then(|key| {
+        key.verify_strict(&signed, &ed25519_dalek::Signature::from_bytes(&signature))
+    });
+    if verified.is_err() {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the request signature does not verify for this account",
+        );
+    }
+    let skew = crate::orchestration::task::now_ms().abs_diff(req.timestamp_ms);
+    if skew > MAX_REQUEST_SKEW_MS {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+            format!("request timestamp is {skew} ms away from this provider's clock"),
         );
     }
     let part = match hex::decode(&req.part) {
@@ -373,15 +423,13 @@ async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response 
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
-    let mut all = blake3::Hasher::new();
-    for h in &hashes {
-        all.update(h);
-    }
+    // All three providers must have verified the same signed request.
+    let all = blake3::hash(&signed);
     let ready = sharecall_proto::sequencer::PartReady {
         request_id: req.request_id.clone(),
         provider: u32::from(s.me),
         kind: req.kind,
-        parts_hash: all.finalize().as_bytes().to_vec().into(),
+        parts_hash: all.as_bytes().to_vec().into(),
         window_ms,
         at_ms: crate::orchestration::task::now_ms(),
     };

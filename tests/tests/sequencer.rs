@@ -195,16 +195,52 @@ fn killed_leader_and_follower_lose_no_acknowledged_request() {
     assert_eq!(unique.len() as u64, total, "a request was applied twice");
 }
 
+/// The account key the test client signs with.
+fn account() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[42u8; 32])
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// Provider `me`'s part of a request, signed as the client signs it once
+/// for all three providers (same timestamp for every part).
 fn part_body(id: &str, parts: &[Vec<u8>; 3], me: usize, window_ms: u64) -> Value {
-    let hashes: Vec<String> = parts
-        .iter()
-        .map(|p| blake3::hash(p).to_hex().to_string())
-        .collect();
+    signed_part(id, parts, me, window_ms, now_ms())
+}
+
+fn signed_part(
+    id: &str,
+    parts: &[Vec<u8>; 3],
+    me: usize,
+    window_ms: u64,
+    timestamp_ms: u64,
+) -> Value {
+    let hashes: [[u8; 32]; 3] = std::array::from_fn(|i| *blake3::hash(&parts[i]).as_bytes());
+    let key = account();
+    let public = key.verifying_key().to_bytes();
+    let message = sharecall_proto::request::SignedFields {
+        request_id: id,
+        kind: "register",
+        account: &public,
+        timestamp_ms,
+        window_ms,
+        part_hashes: &hashes,
+    }
+    .message();
+    use ed25519_dalek::Signer;
     json!({
         "request_id": id,
         "kind": "register",
         "window_ms": window_ms,
-        "part_hashes": hashes,
+        "account": hex::encode(public),
+        "timestamp_ms": timestamp_ms,
+        "part_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+        "signature": hex::encode(key.sign(&message).to_bytes()),
         "part": hex::encode(&parts[me]),
     })
 }
@@ -217,10 +253,11 @@ fn send_parts(
     count: usize,
     window_ms: u64,
 ) -> Vec<Result<Value, (u16, String)>> {
+    let timestamp_ms = now_ms();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..count)
             .map(|i| {
-                let body = part_body(id, parts, i, window_ms);
+                let body = signed_part(id, parts, i, window_ms, timestamp_ms);
                 s.spawn(move || cluster.post(i, "/v1/requests", body))
             })
             .collect();
@@ -299,6 +336,20 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
         .get(0, "/v1/requests/req-bad")
         .expect_err("nothing recorded");
     assert_eq!(code, 404);
+
+    // A signature that does not cover what was sent is refused.
+    let mut forged = part_body("req-forged", &parts, 1, 1000);
+    forged["kind"] = json!("delete");
+    let (code, body) = cluster
+        .post(1, "/v1/requests", forged)
+        .expect_err("refused");
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("bad_signature"), "{body}");
+    // So is an old one.
+    let mut stale = part_body("req-stale", &parts, 1, 1000);
+    stale["timestamp_ms"] = json!(1_000_000_000_000u64);
+    let (code, _) = cluster.post(1, "/v1/requests", stale).expect_err("refused");
+    assert_eq!(code, 401);
 }
 
 #[test]

@@ -1,0 +1,102 @@
+//! What a client signs when it sends a request's parts to the providers.
+//!
+//! One signature covers the request id, type, account, timestamp, window
+//! and the blake3 hash of every provider's part, so a provider cannot swap
+//! or replay another provider's part, and nobody can change the request
+//! without the account key.
+
+/// Domain separation for request signatures.
+const CONTEXT: &[u8] = b"sharecall 2026 request v1\0";
+
+/// The fields a client signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFields<'a> {
+    /// Client-chosen request id.
+    pub request_id: &'a str,
+    /// Request type.
+    pub kind: &'a str,
+    /// The account's ed25519 public key.
+    pub account: &'a [u8; 32],
+    /// Client clock, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// How long the providers wait for all parts.
+    pub window_ms: u64,
+    /// blake3 of each provider's part, in provider order.
+    pub part_hashes: &'a [[u8; 32]; 3],
+}
+
+impl SignedFields<'_> {
+    /// The exact bytes that are signed (length-prefixed fields after a
+    /// context string, so no two requests share an encoding).
+    pub fn message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(CONTEXT.len() + 200);
+        m.extend_from_slice(CONTEXT);
+        for field in [self.request_id.as_bytes(), self.kind.as_bytes()] {
+            m.extend_from_slice(&(field.len() as u64).to_le_bytes());
+            m.extend_from_slice(field);
+        }
+        m.extend_from_slice(self.account);
+        m.extend_from_slice(&self.timestamp_ms.to_le_bytes());
+        m.extend_from_slice(&self.window_ms.to_le_bytes());
+        for h in self.part_hashes {
+            m.extend_from_slice(h);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_changes_the_message() {
+        let account = [7u8; 32];
+        let hashes = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        let base = SignedFields {
+            request_id: "r1",
+            kind: "register",
+            account: &account,
+            timestamp_ms: 10,
+            window_ms: 1000,
+            part_hashes: &hashes,
+        };
+        let m = base.message();
+        let other_account = [8u8; 32];
+        let swapped = [[2u8; 32], [1u8; 32], [3u8; 32]];
+        for changed in [
+            SignedFields {
+                request_id: "r2",
+                ..base.clone()
+            },
+            SignedFields {
+                kind: "resolve",
+                ..base.clone()
+            },
+            SignedFields {
+                account: &other_account,
+                ..base.clone()
+            },
+            SignedFields {
+                timestamp_ms: 11,
+                ..base.clone()
+            },
+            SignedFields {
+                window_ms: 999,
+                ..base.clone()
+            },
+            SignedFields {
+                part_hashes: &swapped,
+                ..base.clone()
+            },
+            // Moving bytes between id and kind must not collide.
+            SignedFields {
+                request_id: "r1r",
+                kind: "egister",
+                ..base.clone()
+            },
+        ] {
+            assert_ne!(changed.message(), m);
+        }
+    }
+}
