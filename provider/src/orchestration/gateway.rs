@@ -217,10 +217,11 @@ impl PeerConn {
     /// Sends one command and waits for its result; communication problems
     /// come back as a result with a communication status.
     async fn call(&self, cmd: Command, timeout: Duration) -> PhaseResult {
+        let (job_id, phase, attempt) = (cmd.job_id, cmd.phase, cmd.attempt);
         let failed = |status: Status, detail: String| PhaseResult {
-            job_id: cmd.job_id,
-            phase: cmd.phase,
-            attempt: cmd.attempt,
+            job_id,
+            phase,
+            attempt,
             peer: self.id,
             status: status as i32,
             detail,
@@ -233,15 +234,12 @@ impl PeerConn {
             Err(_) => return failed(Status::Timeout, "connecting took too long".into()),
         };
         let (tx, rx) = oneshot::channel();
-        let key = (cmd.job_id, cmd.attempt);
+        let key = (job_id, attempt);
         stream
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, tx);
-        let job_id = cmd.job_id;
-        let attempt = cmd.attempt;
-        let phase = cmd.phase;
         let forget = || {
             stream
                 .pending
@@ -254,38 +252,14 @@ impl PeerConn {
             .is_err()
         {
             forget();
-            return PhaseResult {
-                job_id,
-                phase,
-                attempt,
-                peer: self.id,
-                status: Status::Timeout as i32,
-                detail: "command queue full".into(),
-                ..PhaseResult::default()
-            };
+            return failed(Status::Timeout, "command queue full".into());
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => PhaseResult {
-                job_id,
-                phase,
-                attempt,
-                peer: self.id,
-                status: Status::StreamErr as i32,
-                detail: "command stream closed".into(),
-                ..PhaseResult::default()
-            },
+            Ok(Err(_)) => failed(Status::StreamErr, "command stream closed".into()),
             Err(_) => {
                 forget();
-                PhaseResult {
-                    job_id,
-                    phase,
-                    attempt,
-                    peer: self.id,
-                    status: Status::Timeout as i32,
-                    detail: format!("no answer within {timeout:?}"),
-                    ..PhaseResult::default()
-                }
+                failed(Status::Timeout, format!("no answer within {timeout:?}"))
             }
         }
     }

@@ -43,14 +43,10 @@ struct PreparedJob {
 
 /// The command/control service of one provider.
 pub struct PeerService {
-    me: u32,
     incarnation: u64,
     providers: HashMap<Fingerprint, u32>,
-    link: Arc<LinkManager>,
-    policy: Arc<Policies>,
-    inputs: LocalInputs,
-    timeouts: PeerTimeouts,
-    jobs: Arc<Mutex<HashMap<(u32, u64), PreparedJob>>>,
+    /// Cloned into the task of every command stream.
+    handler: Handler,
     sequencer: Option<crate::sequencer::Sequencer>,
 }
 
@@ -73,14 +69,16 @@ impl PeerService {
         timeouts: PeerTimeouts,
     ) -> PeerService {
         PeerService {
-            me,
             incarnation,
             providers,
-            link,
-            policy,
-            inputs,
-            timeouts,
-            jobs: Arc::default(),
+            handler: Handler {
+                me,
+                link,
+                policy,
+                inputs,
+                timeouts,
+                jobs: Arc::default(),
+            },
             sequencer: None,
         }
     }
@@ -284,14 +282,7 @@ impl Control for PeerService {
         // Results go out as they finish; the bound gives back-pressure to a
         // gateway that does not read them.
         let (tx, rx) = mpsc::channel::<Result<PhaseResult, tonic::Status>>(256);
-        let handler = Handler {
-            me: self.me,
-            link: self.link.clone(),
-            policy: self.policy.clone(),
-            inputs: self.inputs.clone(),
-            timeouts: self.timeouts.clone(),
-            jobs: self.jobs.clone(),
-        };
+        let handler = self.handler.clone();
         tokio::spawn(async move {
             while let Some(next) = commands.next().await {
                 let cmd = match next {
@@ -346,9 +337,9 @@ impl Control for PeerService {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, tonic::Status> {
         self.caller(&request)?;
-        let (link_epoch, link_healthy) = self.link.state();
+        let (link_epoch, link_healthy) = self.handler.link.state();
         Ok(Response::new(HeartbeatReply {
-            peer: self.me,
+            peer: self.handler.me,
             incarnation: self.incarnation,
             link_epoch,
             link_healthy,
