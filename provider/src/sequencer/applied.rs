@@ -8,7 +8,9 @@
 // transaction callbacks; these functions run inside them.
 #![allow(clippy::result_large_err)]
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Key, ReadOnlyTable, ReadTransaction, ReadableTable, TableDefinition, Value, WriteTransaction,
+};
 
 const SEQ_BY_ID: TableDefinition<&str, u64> = TableDefinition::new("applied_seq_by_id");
 const ID_BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("applied_id_by_seq");
@@ -33,14 +35,7 @@ pub fn apply(txn: &WriteTransaction, id: &str) -> Result<Applied, redb::Error> {
         });
     }
     let mut state = txn.open_table(STATE)?;
-    let count = state
-        .get("count")?
-        .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
-        .unwrap_or(0);
-    let digest: [u8; 32] = state
-        .get("digest")?
-        .and_then(|v| v.value().try_into().ok())
-        .unwrap_or([0u8; 32]);
+    let (count, digest) = read_state(&state)?;
     let seq = count + 1;
     let next = chain(&digest, id);
     by_id.insert(id, seq)?;
@@ -59,14 +54,10 @@ pub fn chain(prev: &[u8; 32], id: &str) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// Number of applied requests and the chain head.
-pub fn summary(db: &redb::Database) -> Result<(u64, [u8; 32]), redb::Error> {
-    let txn = db.begin_read()?;
-    let state = match txn.open_table(STATE) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, [0u8; 32])),
-        Err(e) => return Err(e.into()),
-    };
+/// Count and chain head as stored in the state table (zero when empty).
+fn read_state(
+    state: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<(u64, [u8; 32]), redb::Error> {
     let count = state
         .get("count")?
         .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes))
@@ -78,13 +69,30 @@ pub fn summary(db: &redb::Database) -> Result<(u64, [u8; 32]), redb::Error> {
     Ok((count, digest))
 }
 
+/// Opens a table for reading; `None` if nothing was ever written to it.
+pub(crate) fn read_table<K: Key + 'static, V: Value + 'static>(
+    txn: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, redb::Error> {
+    match txn.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Number of applied requests and the chain head.
+pub fn summary(db: &redb::Database) -> Result<(u64, [u8; 32]), redb::Error> {
+    match read_table(&db.begin_read()?, STATE)? {
+        Some(state) => read_state(&state),
+        None => Ok((0, [0u8; 32])),
+    }
+}
+
 /// Applied ids with sequence numbers in `from..from+limit` (1-based).
 pub fn range(db: &redb::Database, from: u64, limit: u64) -> Result<Vec<String>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(ID_BY_SEQ) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let Some(table) = read_table(&db.begin_read()?, ID_BY_SEQ)? else {
+        return Ok(Vec::new());
     };
     let end = from.saturating_add(limit);
     let mut out = Vec::new();
@@ -97,11 +105,8 @@ pub fn range(db: &redb::Database, from: u64, limit: u64) -> Result<Vec<String>, 
 
 /// The sequence number of an applied id.
 pub fn seq_of(db: &redb::Database, id: &str) -> Result<Option<u64>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(SEQ_BY_ID) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(table) = read_table(&db.begin_read()?, SEQ_BY_ID)? else {
+        return Ok(None);
     };
     Ok(table.get(id)?.map(|v| v.value()))
 }

@@ -123,11 +123,8 @@ pub fn abort(txn: &WriteTransaction, r: &AbortRequest) -> Result<Option<Outcome>
 
 /// The recorded outcome of a request.
 pub fn outcome(db: &redb::Database, id: &str) -> Result<Option<Outcome>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(OUTCOME) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(table) = applied::read_table(&db.begin_read()?, OUTCOME)? else {
+        return Ok(None);
     };
     let v = table.get(id)?;
     v.map(|v| decode(v.value())).transpose()
@@ -136,11 +133,8 @@ pub fn outcome(db: &redb::Database, id: &str) -> Result<Option<Outcome>, redb::E
 /// Pending requests whose window has passed at `now_ms`, with the reason
 /// an abort would give (which providers' parts are missing).
 pub fn expired(db: &redb::Database, now_ms: u64) -> Result<Vec<(String, String)>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(PENDING) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
+    let Some(table) = applied::read_table(&db.begin_read()?, PENDING)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for item in table.iter()? {
