@@ -25,6 +25,19 @@ pub struct SignedFields<'a> {
     pub part_hashes: &'a [[u8; 32]; 3],
 }
 
+/// Domain separation for enrollment signatures.
+const ENROLL_CONTEXT: &[u8] = b"sharecall 2026 enroll v1\0";
+
+/// The bytes an account signs to enroll its public key with a provider
+/// (proves it holds the private key; the timestamp bounds replay).
+pub fn enroll_message(account: &[u8; 32], timestamp_ms: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ENROLL_CONTEXT.len() + 40);
+    m.extend_from_slice(ENROLL_CONTEXT);
+    m.extend_from_slice(account);
+    m.extend_from_slice(&timestamp_ms.to_le_bytes());
+    m
+}
+
 impl SignedFields<'_> {
     /// The exact bytes that are signed (length-prefixed fields after a
     /// context string, so no two requests share an encoding).

@@ -49,6 +49,12 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The raft sequencer.
     pub sequencer: Sequencer,
+    /// The table's executor.
+    pub executor: Arc<crate::execution::Executor>,
+    /// Enrollment and rate limits.
+    pub accounts: Arc<crate::accounts::Accounts>,
+    /// How long a request waits for execution before a 202.
+    pub answer_wait: std::time::Duration,
 }
 
 /// The admin routes.
@@ -58,8 +64,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/admin/jobs", post(submit_job))
         .route("/metrics", get(metrics))
         .route("/v1/admin/raft", get(raft_status))
-        .route("/v1/requests", post(submit_part))
-        .route("/v1/requests/:id", get(request_outcome))
+        .route("/v1/requests", post(crate::api::submit_part))
+        .route("/v1/requests/:id", get(crate::api::request_outcome))
+        .route("/v1/accounts", post(crate::api::enroll))
+        .route("/v1/openapi.json", get(crate::api::openapi))
         .route("/v1/admin/sequence", post(sequence).get(applied))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -193,13 +201,19 @@ struct SequenceRequest {
 /// Longest accepted request id.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The 400 answer for an invalid request id, if it is invalid.
-fn bad_request_id(id: &str) -> Option<Response> {
-    (id.is_empty() || id.len() > MAX_REQUEST_ID).then(|| {
+/// The 400 answer for an invalid request id, if it is invalid: 1..=128
+/// bytes of `[A-Za-z0-9._:-]` (ids appear in URLs and logs).
+pub(crate) fn bad_request_id(id: &str) -> Option<Response> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    (!ok).then(|| {
         error(
             StatusCode::BAD_REQUEST,
             "bad_request_id",
-            format!("request_id must be 1..={MAX_REQUEST_ID} bytes"),
+            format!("request_id must be 1..={MAX_REQUEST_ID} of [A-Za-z0-9._:-]"),
         )
     })
 }
@@ -258,214 +272,6 @@ async fn applied(
     let db = s.sequencer.store().database();
     match applied::range(db, p.from.max(1), p.limit.min(100_000)) {
         Ok(ids) => Json(json!({"from": p.from.max(1), "ids": ids})).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartRequest {
-    request_id: String,
-    kind: String,
-    /// How long the providers wait for all parts (100 ms to 10 min).
-    window_ms: u64,
-    /// The account's ed25519 public key, hex.
-    account: String,
-    /// Client clock (ms since the Unix epoch), signed.
-    timestamp_ms: u64,
-    /// blake3 of each provider's part, hex, in provider order.
-    part_hashes: Vec<String>,
-    /// ed25519 signature over `sharecall_proto::request::SignedFields`, hex.
-    signature: String,
-    /// This provider's part, hex.
-    part: String,
-}
-
-/// Largest accepted distance between a request's timestamp and our clock.
-const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
-/// Largest accepted part (decoded).
-const MAX_PART: usize = 64 * 1024;
-
-fn outcome_response(id: &str, o: &crate::sequencer::lifecycle::Outcome) -> Response {
-    use crate::sequencer::lifecycle::Outcome;
-    match o {
-        Outcome::Executed { seq } => {
-            Json(json!({"request_id": id, "status": "executed", "seq": seq})).into_response()
-        }
-        Outcome::Aborted { reason } => (
-            StatusCode::CONFLICT,
-            Json(json!({"error": {"code": "aborted", "message": format!("request {id} was aborted: {reason}"), "request_id": id}})),
-        )
-            .into_response(),
-    }
-}
-
-/// One provider's part of a client request: verified against its hash,
-/// stored durably, then logged as ready; answers with the request's logged
-/// outcome (executed with its sequence number, or aborted and why).
-async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
-    let req: PartRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
-    };
-    if let Some(r) = bad_request_id(&req.request_id) {
-        return r;
-    }
-    if req.kind.is_empty() || req.kind.len() > 64 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_kind",
-            "kind must be 1..=64 bytes",
-        );
-    }
-    let window_ms = req.window_ms;
-    if !(100..=600_000).contains(&window_ms) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_window",
-            "window_ms must be 100..=600000",
-        );
-    }
-    let mut hashes = Vec::with_capacity(3);
-    for h in &req.part_hashes {
-        let mut out = [0u8; 32];
-        if hex::decode_to_slice(h, &mut out).is_err() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_part_hash",
-                "part_hashes must be three 64-digit hex blake3 hashes",
-            );
-        }
-        hashes.push(out);
-    }
-    if hashes.len() != 3 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_part_hash",
-            "part_hashes must be three 64-digit hex blake3 hashes",
-        );
-    }
-    let hashes: [[u8; 32]; 3] = [hashes[0], hashes[1], hashes[2]];
-    let mut account = [0u8; 32];
-    if hex::decode_to_slice(&req.account, &mut account).is_err() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_account",
-            "account must be a 64-digit hex ed25519 public key",
-        );
-    }
-    let mut signature = [0u8; 64];
-    if hex::decode_to_slice(&req.signature, &mut signature).is_err() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_signature",
-            "signature must be 128 hex digits",
-        );
-    }
-    let signed = sharecall_proto::request::SignedFields {
-        request_id: &req.request_id,
-        kind: &req.kind,
-        account: &account,
-        timestamp_ms: req.timestamp_ms,
-        window_ms,
-        part_hashes: &hashes,
-    }
-    .message();
-    let verified = ed25519_dalek::VerifyingKey::from_bytes(&account).and_then(|key| {
-        key.verify_strict(&signed, &ed25519_dalek::Signature::from_bytes(&signature))
-    });
-    if verified.is_err() {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            "the request signature does not verify for this account",
-        );
-    }
-    let skew = crate::orchestration::task::now_ms().abs_diff(req.timestamp_ms);
-    if skew > MAX_REQUEST_SKEW_MS {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "stale_timestamp",
-            format!("request timestamp is {skew} ms away from this provider's clock"),
-        );
-    }
-    let part = match hex::decode(&req.part) {
-        Ok(p) if p.len() <= MAX_PART => p,
-        Ok(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "part_too_large",
-                format!("a part is at most {MAX_PART} bytes"),
-            )
-        }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_part", "part must be hex"),
-    };
-    if *blake3::hash(&part).as_bytes() != hashes[usize::from(s.me)] {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "part_hash_mismatch",
-            format!("this part does not match part_hashes[{}]", s.me),
-        );
-    }
-    // A duplicate id is answered from its record, never executed twice.
-    let db = s.sequencer.store().database();
-    match crate::sequencer::lifecycle::outcome(db, &req.request_id) {
-        Ok(Some(o)) => return outcome_response(&req.request_id, &o),
-        Ok(None) => {}
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-    }
-    let store = s.sequencer.store().clone();
-    let id = req.request_id.clone();
-    let stored =
-        tokio::task::spawn_blocking(move || store_part(store.database(), &id, &part)).await;
-    match stored {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-    }
-    // All three providers must have verified the same signed request.
-    let all = blake3::hash(&signed);
-    let ready = sharecall_proto::sequencer::PartReady {
-        request_id: req.request_id.clone(),
-        provider: u32::from(s.me),
-        kind: req.kind,
-        parts_hash: all.as_bytes().to_vec().into(),
-        window_ms,
-        at_ms: crate::orchestration::task::now_ms(),
-    };
-    match s
-        .sequencer
-        .part_ready(ready, std::time::Duration::from_secs(5))
-        .await
-    {
-        Ok(o) => outcome_response(&req.request_id, &o),
-        Err(e) => error(StatusCode::GATEWAY_TIMEOUT, "not_ordered", e.to_string()),
-    }
-}
-
-const PARTS: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("request_parts");
-
-/// Stores a part durably (fsync'd on commit) before it is logged as ready.
-fn store_part(db: &redb::Database, id: &str, part: &[u8]) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    {
-        let mut table = txn.open_table(PARTS).map_err(|e| e.to_string())?;
-        table.insert(id, part).map_err(|e| e.to_string())?;
-    }
-    txn.commit().map_err(|e| e.to_string())
-}
-
-async fn request_outcome(
-    State(s): State<Arc<AdminState>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Response {
-    match crate::sequencer::lifecycle::outcome(s.sequencer.store().database(), &id) {
-        Ok(Some(o)) => outcome_response(&id, &o),
-        Ok(None) => error(
-            StatusCode::NOT_FOUND,
-            "unknown_request",
-            format!("no outcome recorded for request {id}"),
-        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
 }

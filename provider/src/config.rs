@@ -115,6 +115,12 @@ pub enum ConfigError {
     /// `policy.allowed_kinds` names a task kind the provider does not know.
     #[error("policy.allowed_kinds: {0}")]
     UnknownTaskKind(#[source] crate::orchestration::task::UnknownKind),
+    /// `tables.variant` is not a table variant.
+    #[error("tables.variant: {0}")]
+    BadVariant(String),
+    /// `accounts` is not valid.
+    #[error("accounts: {0}")]
+    BadAccounts(String),
     /// `jobs.lanes` is zero.
     #[error("jobs.lanes must be at least 1 (it is the number of concurrent SMC sessions)")]
     NoLanes,
@@ -177,9 +183,77 @@ pub struct ProviderConfig {
     /// Request ordering (raft). Optional; see [`SequencerSettings`].
     #[serde(default)]
     pub sequencer: SequencerSettings,
+    /// The lookup table. Optional; see [`TablesConfig`].
+    #[serde(default)]
+    pub tables: TablesConfig,
+    /// Accounts: enrollment and rate limits. Optional; see
+    /// [`AccountsConfig`].
+    #[serde(default)]
+    pub accounts: AccountsConfig,
     /// Logging. Optional; see [`LogConfig`].
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// The lookup table (section `[tables]`). All three providers must use the
+/// same variant; a batch coordinated by a provider with another variant is
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// `"hash"` (PRF tag picks the bucket), `"list"` (compare with every
+    /// entry) or `"tree"` / `"tree/<fanout>"` (sorted, fanout 2..=4096,
+    /// default 64). Default `"hash"`.
+    pub variant: String,
+    /// Most ordered requests executed in one SMC job. Default `256`.
+    pub max_batch: usize,
+    /// How often the leader logs a sweep that removes expired entries.
+    /// Default `"60s"`.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// How long `POST /v1/requests` waits for execution before answering
+    /// 202 (the client then polls). Default `"5s"`.
+    #[serde(with = "humantime_serde")]
+    pub answer_wait: Duration,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            variant: "hash".into(),
+            max_batch: 256,
+            sweep_interval: Duration::from_secs(60),
+            answer_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Accounts (section `[accounts]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountsConfig {
+    /// `"open"`: any key may enroll itself; `"token"`: enrollment needs one
+    /// of `tokens`; `"closed"`: no new enrollments. Default `"token"`.
+    pub enrollment: String,
+    /// Enrollment tokens accepted when `enrollment = "token"`. Default
+    /// none.
+    pub tokens: Vec<String>,
+    /// Requests per second one account may send to this provider
+    /// (sustained). Default `50`.
+    pub rate_per_second: u32,
+    /// Burst above the sustained rate. Default `100`.
+    pub burst: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            enrollment: "token".into(),
+            tokens: Vec::new(),
+            rate_per_second: 50,
+            burst: 100,
+        }
+    }
 }
 
 /// The addresses this provider listens on (section `[listen]`).
@@ -443,6 +517,24 @@ impl ProviderConfig {
             return Err(ConfigError::ZeroTaskSkew);
         }
         // A misspelt kind would otherwise silently refuse that kind's tasks.
+        self.tables
+            .variant
+            .parse::<crate::tables::Variant>()
+            .map_err(ConfigError::BadVariant)?;
+        if self.tables.max_batch == 0 {
+            return Err(ConfigError::BadVariant("tables.max_batch must be at least 1".into()));
+        }
+        if !["open", "token", "closed"].contains(&self.accounts.enrollment.as_str()) {
+            return Err(ConfigError::BadAccounts(format!(
+                "enrollment must be \"open\", \"token\" or \"closed\", not {:?}",
+                self.accounts.enrollment
+            )));
+        }
+        if self.accounts.rate_per_second == 0 || self.accounts.burst == 0 {
+            return Err(ConfigError::BadAccounts(
+                "rate_per_second and burst must be at least 1".into(),
+            ));
+        }
         for kind in &self.policy.allowed_kinds {
             kind.parse::<TaskKind>()
                 .map_err(ConfigError::UnknownTaskKind)?;

@@ -9,9 +9,12 @@
 //! - [`identity`] and [`tls`]: each provider's key and certificate, and
 //!   trust in the other two by pinned fingerprint.
 
+pub mod accounts;
 pub mod admin;
+pub mod api;
 pub mod config;
 pub mod directory;
+pub mod execution;
 pub mod identity;
 pub mod metrics;
 pub mod orchestration;
@@ -19,4 +22,5 @@ pub mod rpc;
 pub mod sequencer;
 pub mod server;
 pub mod smc;
+pub mod tables;
 pub mod tls;

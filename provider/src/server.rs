@@ -169,6 +169,22 @@ pub async fn run(
     };
     let sequencer = Sequencer::start(sequencer_config, store, transport)
         .map_err(|e| ServerError::Other(format!("sequencer: {e}")))?;
+    let variant = config
+        .tables
+        .variant
+        .parse::<crate::tables::Variant>()
+        .map_err(ServerError::Other)?;
+    let executor = crate::execution::Executor::open(
+        crate::execution::ExecutorConfig {
+            me,
+            variant,
+            max_batch: config.tables.max_batch,
+            sweep_interval: config.tables.sweep_interval,
+        },
+        sequencer.clone(),
+        heartbeat_clients.clone(),
+    )
+    .map_err(|e| ServerError::Other(format!("table: {e}")))?;
     let peer_service = PeerService::new(
         u32::from(me),
         incarnation,
@@ -183,7 +199,8 @@ pub async fn run(
             session: config.timeouts.session,
         },
     )
-    .with_sequencer(sequencer.clone());
+    .with_sequencer(sequencer.clone())
+    .with_executor(executor.clone());
     let key = RequesterKey::load_or_create(&config.data_dir, &format!("admin@provider-{me}"))
         .map_err(|e| ServerError::Other(e.to_string()))?;
     let gateway = Arc::new(Gateway::new(
@@ -267,9 +284,20 @@ pub async fn run(
         });
     }
 
+    // The coordinator: executes ordered requests while this provider leads.
+    {
+        let executor = executor.clone();
+        let gateway = gateway.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move { executor.coordinate(gateway, cancel).await });
+    }
+
     // Admin endpoint.
     {
         let state = Arc::new(AdminState {
+            executor,
+            accounts: Arc::new(crate::accounts::Accounts::new(config.accounts.clone())),
+            answer_wait: config.tables.answer_wait,
             me,
             incarnation,
             gateway,

@@ -24,7 +24,7 @@ impl Default for ProviderOptions {
     fn default() -> Self {
         ProviderOptions {
             value: 0,
-            allowed_kinds: vec!["secure-sum".into(), "noop".into()],
+            allowed_kinds: vec!["secure-sum".into(), "noop".into(), "execute".into()],
         }
     }
 }
@@ -42,6 +42,14 @@ pub struct ClusterOptions {
     pub session_timeout: &'static str,
     /// Raft log compaction interval.
     pub compact_every: u64,
+    /// Table variant (`hash`, `list`, `tree/<fanout>`).
+    pub variant: &'static str,
+    /// Expiry sweep interval.
+    pub sweep_interval: &'static str,
+    /// Account enrollment mode.
+    pub enrollment: &'static str,
+    /// Per-account sustained request rate and burst.
+    pub rate: (u32, u32),
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +60,10 @@ impl Default for ClusterOptions {
             max_queued: 1024,
             session_timeout: "10s",
             compact_every: 10_000,
+            variant: "hash",
+            sweep_interval: "60s",
+            enrollment: "open",
+            rate: (10_000, 10_000),
         }
     }
 }
@@ -167,8 +179,12 @@ impl Cluster {
             o.session_timeout
         );
         s += &format!(
-            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n",
+            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n\n",
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
+        );
+        s += &format!(
+            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\nrate_per_second = {}\nburst = {}\n",
+            o.variant, o.sweep_interval, o.enrollment, o.rate.0, o.rate.1
         );
         std::fs::write(self.config_path(i), s).expect("write config");
     }

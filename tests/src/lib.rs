@@ -41,3 +41,4 @@ pub fn text(out: &Output) -> (String, String) {
 }
 
 pub mod cluster;
+pub mod table;

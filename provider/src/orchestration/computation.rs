@@ -58,7 +58,8 @@ pub enum ComputationError {
 pub fn validate(kind: TaskKind, params: &[u8]) -> Result<(), ComputationError> {
     match kind {
         TaskKind::SecureSum => secure_sum_params(params).map(|_| ()),
-        TaskKind::Noop => Ok(()),
+        // Checked by the executor, against its own state, at Session.
+        TaskKind::Noop | TaskKind::Execute => Ok(()),
     }
 }
 
@@ -85,6 +86,9 @@ pub async fn run(
 ) -> Result<Vec<u8>, ComputationError> {
     match kind {
         TaskKind::Noop => Ok(Vec::new()),
+        TaskKind::Execute => Err(ComputationError::BadParams(
+            "execute runs on the executor, not as a plain computation".into(),
+        )),
         TaskKind::SecureSum => {
             let p = secure_sum_params(params)?;
             let mine = [Fp::from_u64(inputs.secure_sum_value)];

@@ -51,6 +51,12 @@ pub struct PeerService {
 }
 
 impl PeerService {
+    /// Runs `execute` jobs on `executor` and serves its transcripts.
+    pub fn with_executor(mut self, executor: Arc<crate::execution::Executor>) -> PeerService {
+        self.handler.executor = Some(executor);
+        self
+    }
+
     /// Routes incoming raft messages to `sequencer`.
     pub fn with_sequencer(mut self, sequencer: crate::sequencer::Sequencer) -> PeerService {
         self.sequencer = Some(sequencer);
@@ -78,6 +84,7 @@ impl PeerService {
                 inputs,
                 timeouts,
                 jobs: Arc::default(),
+                executor: None,
             },
             sequencer: None,
         }
@@ -105,6 +112,7 @@ struct Handler {
     inputs: LocalInputs,
     timeouts: PeerTimeouts,
     jobs: Arc<Mutex<HashMap<(u32, u64), PreparedJob>>>,
+    executor: Option<Arc<crate::execution::Executor>>,
 }
 
 impl Handler {
@@ -246,8 +254,20 @@ impl Handler {
             );
         }
         let inputs = self.inputs.clone();
+        let executor = self.executor.clone();
         let run = async move {
             let mut session = engine.session(s.lane as usize, s.session_id).await?;
+            if kind == TaskKind::Execute {
+                let Some(executor) = executor else {
+                    return Err(crate::smc::SmcError::InvalidInput(
+                        "this provider has no table".into(),
+                    ));
+                };
+                return executor
+                    .execute(gateway, &params, &mut session)
+                    .await
+                    .map_err(|e| crate::smc::SmcError::InvalidInput(e.to_string()));
+            }
             computation::run(kind, &params, &mut session, &inputs)
                 .await
                 .map_err(|e| match e {
@@ -330,6 +350,23 @@ impl Control for PeerService {
             sequencer.step(m);
         }
         Ok(Response::new(sharecall_proto::control::RaftAck {}))
+    }
+
+    async fn transcripts(
+        &self,
+        request: Request<sharecall_proto::control::TranscriptsRequest>,
+    ) -> Result<Response<sharecall_proto::control::TranscriptsReply>, tonic::Status> {
+        self.caller(&request)?;
+        let Some(executor) = &self.handler.executor else {
+            return Err(tonic::Status::unavailable("no table"));
+        };
+        let r = request.get_ref();
+        let transcripts = executor
+            .transcripts(r.from, r.limit as usize)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(Response::new(sharecall_proto::control::TranscriptsReply {
+            transcripts: transcripts.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn heartbeat(

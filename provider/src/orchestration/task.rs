@@ -18,17 +18,20 @@ pub enum TaskKind {
     SecureSum,
     /// An empty session: measures the orchestration's own overhead.
     Noop,
+    /// Execute a batch of ordered requests against the table.
+    Execute,
 }
 
 impl TaskKind {
     /// Every kind, for listings and policies.
-    pub const ALL: [TaskKind; 2] = [TaskKind::SecureSum, TaskKind::Noop];
+    pub const ALL: [TaskKind; 3] = [TaskKind::SecureSum, TaskKind::Noop, TaskKind::Execute];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::SecureSum => "secure-sum",
             TaskKind::Noop => "noop",
+            TaskKind::Execute => "execute",
         }
     }
 }
@@ -41,7 +44,7 @@ impl fmt::Display for TaskKind {
 
 /// A task kind name that is not known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task kind {0:?} (known: secure-sum, noop)")]
+#[error("unknown task kind {0:?} (known: secure-sum, noop, execute)")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for TaskKind {

@@ -15,6 +15,16 @@ use redb::{
 const SEQ_BY_ID: TableDefinition<&str, u64> = TableDefinition::new("applied_seq_by_id");
 const ID_BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("applied_id_by_seq");
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("applied_state");
+const META_BY_SEQ: TableDefinition<u64, &[u8]> = TableDefinition::new("applied_meta_by_seq");
+
+/// What the executor needs of an applied id besides its order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppliedMeta {
+    /// Request kind ("register", "sweep", ...).
+    pub kind: String,
+    /// Log time: the proposer's clock when the request became ready.
+    pub at_ms: u64,
+}
 
 /// Outcome of applying one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +36,7 @@ pub struct Applied {
 }
 
 /// Applies request `id` inside `txn`.
-pub fn apply(txn: &WriteTransaction, id: &str) -> Result<Applied, redb::Error> {
+pub fn apply(txn: &WriteTransaction, id: &str, meta: &AppliedMeta) -> Result<Applied, redb::Error> {
     let mut by_id = txn.open_table(SEQ_BY_ID)?;
     if let Some(seq) = by_id.get(id)? {
         return Ok(Applied {
@@ -40,6 +50,8 @@ pub fn apply(txn: &WriteTransaction, id: &str) -> Result<Applied, redb::Error> {
     let next = chain(&digest, id);
     by_id.insert(id, seq)?;
     txn.open_table(ID_BY_SEQ)?.insert(seq, id)?;
+    let m = serde_json::to_vec(meta).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+    txn.open_table(META_BY_SEQ)?.insert(seq, m.as_slice())?;
     state.insert("count", seq.to_le_bytes().as_slice())?;
     state.insert("digest", next.as_slice())?;
     Ok(Applied { seq, fresh: true })
@@ -111,18 +123,70 @@ pub fn seq_of(db: &redb::Database, id: &str) -> Result<Option<u64>, redb::Error>
     Ok(table.get(id)?.map(|v| v.value()))
 }
 
+/// Applied ids with their metadata for sequence numbers `from..=to`.
+pub fn entries(
+    db: &redb::Database,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, String, Option<AppliedMeta>)>, redb::Error> {
+    let txn = db.begin_read()?;
+    let Some(ids) = read_table(&txn, ID_BY_SEQ)? else {
+        return Ok(Vec::new());
+    };
+    let metas = read_table(&txn, META_BY_SEQ)?;
+    let mut out = Vec::new();
+    for item in ids.range(from..=to)? {
+        let (seq, id) = item?;
+        let meta = match &metas {
+            Some(t) => t
+                .get(seq.value())?
+                .map(|v| serde_json::from_slice(v.value()))
+                .transpose()
+                .map_err(|e| redb::Error::Corrupted(e.to_string()))?,
+            None => None,
+        };
+        out.push((seq.value(), id.value().to_string(), meta));
+    }
+    Ok(out)
+}
+
+/// Every applied id's metadata (for snapshots), JSON.
+pub fn export_meta(db: &redb::Database) -> Result<Vec<u8>, redb::Error> {
+    let all: Vec<(u64, Option<AppliedMeta>)> = entries(db, 1, u64::MAX)?
+        .into_iter()
+        .map(|(seq, _, m)| (seq, m))
+        .collect();
+    serde_json::to_vec(&all).map_err(|e| redb::Error::Corrupted(e.to_string()))
+}
+
 /// Every applied id in order (for snapshots).
 pub fn all(db: &redb::Database) -> Result<Vec<String>, redb::Error> {
     range(db, 1, u64::MAX - 1)
 }
 
-/// Replaces the state with `ids` (from a leader's snapshot).
-pub fn restore(txn: &WriteTransaction, ids: &[String]) -> Result<(), redb::Error> {
+/// Replaces the state with `ids` and their metadata (from a leader's
+/// snapshot; `meta` as made by [`export_meta`], empty if none).
+pub fn restore(txn: &WriteTransaction, ids: &[String], meta: &[u8]) -> Result<(), redb::Error> {
     txn.delete_table(SEQ_BY_ID)?;
     txn.delete_table(ID_BY_SEQ)?;
     txn.delete_table(STATE)?;
-    for id in ids {
-        apply(txn, id)?;
+    txn.delete_table(META_BY_SEQ)?;
+    let metas: std::collections::HashMap<u64, AppliedMeta> = if meta.is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_slice::<Vec<(u64, Option<AppliedMeta>)>>(meta)
+            .map_err(|e| redb::Error::Corrupted(e.to_string()))?
+            .into_iter()
+            .filter_map(|(s, m)| Some((s, m?)))
+            .collect()
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let m = metas.get(&seq).cloned().unwrap_or(AppliedMeta {
+            kind: String::new(),
+            at_ms: 0,
+        });
+        apply(txn, id, &m)?;
     }
     Ok(())
 }
@@ -130,6 +194,17 @@ pub fn restore(txn: &WriteTransaction, ids: &[String]) -> Result<(), redb::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn apply(txn: &WriteTransaction, id: &str) -> Result<Applied, redb::Error> {
+        super::apply(
+            txn,
+            id,
+            &AppliedMeta {
+                kind: "probe".into(),
+                at_ms: 5,
+            },
+        )
+    }
 
     #[test]
     fn duplicates_keep_their_first_sequence_number() {
@@ -163,9 +238,13 @@ mod tests {
         assert_eq!(digest, chain(&chain(&[0; 32], "a"), "b"));
         assert_eq!(range(&db, 1, 10).expect("range"), vec!["a", "b"]);
         assert_eq!(seq_of(&db, "b").expect("seq"), Some(2));
+        let e = entries(&db, 2, 2).expect("entries");
+        assert_eq!(e[0].1, "b");
+        assert_eq!(e[0].2.as_ref().map(|m| m.at_ms), Some(5));
 
         let txn = db.begin_write().expect("txn");
-        restore(&txn, &["x".to_string()]).expect("restore");
+        let meta = export_meta(&db).expect("meta");
+        restore(&txn, &["x".to_string()], &meta).expect("restore");
         txn.commit().expect("commit");
         assert_eq!(all(&db).expect("all"), vec!["x"]);
         assert_eq!(seq_of(&db, "a").expect("seq"), None);

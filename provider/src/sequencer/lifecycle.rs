@@ -98,7 +98,11 @@ pub fn part_ready(txn: &WriteTransaction, r: &PartReady) -> Result<Option<Outcom
     }
     pending.providers |= 1 << r.provider;
     if pending.providers == 0b111 {
-        let a = applied::apply(txn, &r.request_id)?;
+        let meta = applied::AppliedMeta {
+            kind: r.kind.clone(),
+            at_ms: r.at_ms,
+        };
+        let a = applied::apply(txn, &r.request_id, &meta)?;
         let outcome = Outcome::Executed { seq: a.seq };
         decide(txn, &r.request_id, &outcome)?;
         return Ok(Some(outcome));
@@ -168,13 +172,13 @@ struct Export {
 pub fn export(db: &redb::Database) -> Result<Vec<u8>, redb::Error> {
     let txn = db.begin_read()?;
     let mut e = Export::default();
-    if let Ok(t) = txn.open_table(PENDING) {
+    if let Some(t) = applied::read_table(&txn, PENDING)? {
         for item in t.iter()? {
             let (k, v) = item?;
             e.pending.push((k.value().to_string(), decode(v.value())?));
         }
     }
-    if let Ok(t) = txn.open_table(OUTCOME) {
+    if let Some(t) = applied::read_table(&txn, OUTCOME)? {
         for item in t.iter()? {
             let (k, v) = item?;
             e.outcomes.push((k.value().to_string(), decode(v.value())?));

@@ -425,7 +425,7 @@ impl Loop {
         info!(index, "installing snapshot from the leader");
         let state = AppliedState::decode(snapshot.data.as_slice()).unwrap_or_default();
         self.store.apply_snapshot_with(snapshot, |txn| {
-            applied::restore(txn, &state.request_ids)?;
+            applied::restore(txn, &state.request_ids, &state.meta)?;
             lifecycle::import(txn, &state.lifecycle)
         })?;
         Ok(())
@@ -451,7 +451,11 @@ impl Loop {
                 };
                 match record.body {
                     Some(log_record::Body::Request(r)) => {
-                        let a = applied::apply(txn, &r.request_id)?;
+                        let meta = applied::AppliedMeta {
+                            kind: r.kind.clone(),
+                            at_ms: r.proposed_at_ms,
+                        };
+                        let a = applied::apply(txn, &r.request_id, &meta)?;
                         done.push((r.request_id, a.seq));
                     }
                     Some(log_record::Body::PartReady(r)) => {
@@ -459,6 +463,13 @@ impl Loop {
                     }
                     Some(log_record::Body::Abort(r)) => {
                         lifecycle::abort(txn, &r)?;
+                    }
+                    Some(log_record::Body::Sweep(r)) => {
+                        let meta = applied::AppliedMeta {
+                            kind: "sweep".into(),
+                            at_ms: r.at_ms,
+                        };
+                        applied::apply(txn, &format!("sweep-{}", r.at_ms), &meta)?;
                     }
                     None => {}
                 }
@@ -487,7 +498,10 @@ impl Loop {
             .map_err(|e| SequencerError::Store(StoreError::from(e)))?;
         let lifecycle = lifecycle::export(self.store.database())
             .map_err(|e| SequencerError::Store(StoreError::from(e)))?;
+        let meta = applied::export_meta(self.store.database())
+            .map_err(|e| SequencerError::Store(StoreError::from(e)))?;
         let data = AppliedState {
+            meta: meta.into(),
             request_ids: ids,
             digest: digest.to_vec().into(),
             lifecycle: lifecycle.into(),

@@ -1,0 +1,161 @@
+//! Accounts: ed25519 public keys enrolled with this provider, and their
+//! rate limits.
+//!
+//! Each provider keeps its own enrollment list (its operator decides who
+//! may use it); a request from an account that is not enrolled at every
+//! provider cannot gather its three parts and is refused or aborted.
+
+// redb::Error is the error type of the store's transaction callbacks.
+#![allow(clippy::result_large_err)]
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use redb::TableDefinition;
+
+use crate::config::AccountsConfig;
+use crate::sequencer::applied::read_table;
+
+const ACCOUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("accounts");
+
+/// Why an enrollment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// This provider takes no new accounts.
+    #[error("enrollment is closed at this provider")]
+    Closed,
+    /// A token is required and the one given is missing or wrong.
+    #[error("enrollment needs a valid token")]
+    BadToken,
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] redb::Error),
+}
+
+/// Enrollment list and rate limits.
+pub struct Accounts {
+    config: AccountsConfig,
+    limiter: DefaultKeyedRateLimiter<[u8; 32]>,
+    clock: DefaultClock,
+}
+
+impl Accounts {
+    /// Accounts per `config`.
+    pub fn new(config: AccountsConfig) -> Accounts {
+        let rate = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+        Accounts {
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            clock: DefaultClock::default(),
+            config,
+        }
+    }
+
+    /// Enrolls `account` (signature already checked); true if it is new.
+    pub fn enroll(
+        &self,
+        db: &redb::Database,
+        account: &[u8; 32],
+        token: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, EnrollError> {
+        if is_enrolled(db, account)? {
+            return Ok(false);
+        }
+        match self.config.enrollment.as_str() {
+            "open" => {}
+            "token" => {
+                let ok = token.is_some_and(|t| {
+                    self.config
+                        .tokens
+                        .iter()
+                        .any(|k| constant_time_eq(k.as_bytes(), t.as_bytes()))
+                });
+                if !ok {
+                    return Err(EnrollError::BadToken);
+                }
+            }
+            _ => return Err(EnrollError::Closed),
+        }
+        store(db, account, now_ms)?;
+        Ok(true)
+    }
+
+    /// Takes one request from `account`'s budget, or says how long to wait.
+    pub fn check_rate(&self, account: &[u8; 32]) -> Result<(), Duration> {
+        self.limiter
+            .check_key(account)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+fn store(db: &redb::Database, account: &[u8; 32], now_ms: u64) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(ACCOUNTS)?
+        .insert(account.as_slice(), now_ms)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Whether `account` is enrolled here.
+pub fn is_enrolled(db: &redb::Database, account: &[u8; 32]) -> Result<bool, redb::Error> {
+    let txn = db.begin_read()?;
+    let Some(t) = read_table(&txn, ACCOUNTS)? else {
+        return Ok(false);
+    };
+    Ok(t.get(account.as_slice())?.is_some())
+}
+
+/// Compares secrets without an early exit on the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(enrollment: &str) -> AccountsConfig {
+        AccountsConfig {
+            enrollment: enrollment.into(),
+            tokens: vec!["s3cret".into()],
+            rate_per_second: 1,
+            burst: 2,
+        }
+    }
+
+    #[test]
+    fn enrollment_follows_the_configured_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("a.redb")).expect("db");
+        let a = [1u8; 32];
+        let closed = Accounts::new(config("closed"));
+        assert!(matches!(closed.enroll(&db, &a, None, 1), Err(EnrollError::Closed)));
+        let token = Accounts::new(config("token"));
+        assert!(matches!(
+            token.enroll(&db, &a, Some("wrong"), 1),
+            Err(EnrollError::BadToken)
+        ));
+        assert!(!is_enrolled(&db, &a).expect("read"));
+        assert!(token.enroll(&db, &a, Some("s3cret"), 1).expect("enroll"));
+        assert!(is_enrolled(&db, &a).expect("read"));
+        // Again: already enrolled, not new, whatever the mode.
+        assert!(!closed.enroll(&db, &a, None, 2).expect("again"));
+        let open = Accounts::new(config("open"));
+        assert!(open.enroll(&db, &[2u8; 32], None, 3).expect("open"));
+    }
+
+    #[test]
+    fn rate_limit_allows_the_burst_then_says_how_long_to_wait() {
+        let accounts = Accounts::new(config("open"));
+        let a = [1u8; 32];
+        assert!(accounts.check_rate(&a).is_ok());
+        assert!(accounts.check_rate(&a).is_ok());
+        let wait = accounts.check_rate(&a).expect_err("over the burst");
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        // Another account has its own budget.
+        assert!(accounts.check_rate(&[2u8; 32]).is_ok());
+    }
+}

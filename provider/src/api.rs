@@ -1,0 +1,396 @@
+//! The public REST API (`docs/API.md`, `docs/openapi.json`): signed
+//! request parts, their answers, and account enrollment.
+//!
+//! A request's part is verified (signature over the id, kind, account,
+//! timestamp, window and every part's hash; freshness; the part's hash and
+//! shape; enrollment; rate limit), stored durably, then logged as ready.
+//! Once all three providers hold their part the request is ordered, and
+//! the answer is what this provider's executor recorded for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::{info, info_span, Instrument};
+
+use crate::admin::{bad_request_id, error, AdminState};
+use crate::execution::batch::Answer;
+use crate::execution::store::{self, RequestMeta};
+use crate::orchestration::task::now_ms;
+use crate::sequencer::lifecycle::{self, Outcome};
+use crate::tables::part::{encode_shares, Kind, Part};
+
+/// Largest accepted distance between a request's timestamp and our clock.
+const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Largest accepted part (decoded).
+const MAX_PART: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartRequest {
+    request_id: String,
+    kind: String,
+    /// How long the providers wait for all parts (100 ms to 10 min).
+    window_ms: u64,
+    /// The account's ed25519 public key, hex.
+    account: String,
+    /// Client clock (ms since the Unix epoch), signed.
+    timestamp_ms: u64,
+    /// blake3 of each provider's part, hex, in provider order.
+    part_hashes: Vec<String>,
+    /// ed25519 signature over `sharecall_proto::request::SignedFields`, hex.
+    signature: String,
+    /// This provider's part, hex.
+    part: String,
+}
+
+fn answer_json(a: &Answer) -> Value {
+    let mut r = json!({"code": a.code.as_str()});
+    if let Some(e) = &a.endpoint {
+        r["endpoint"] = json!(hex::encode(encode_shares(e)));
+    }
+    if let Some(x) = &a.extra {
+        r["extra"] = json!(hex::encode(x));
+    }
+    if let Some(t) = a.expires_at_ms {
+        r["expires_at_ms"] = json!(t);
+    }
+    r
+}
+
+fn pending(id: &str, seq: Option<u64>) -> Response {
+    let mut body = json!({"request_id": id, "status": "pending"});
+    if let Some(seq) = seq {
+        body["seq"] = json!(seq);
+    }
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// The answer for a request whose outcome is `o`, waiting up to `wait`
+/// for it to execute.
+async fn answer(s: &AdminState, id: &str, o: &Outcome, wait: Duration) -> Response {
+    match o {
+        Outcome::Executed { seq } => {
+            s.executor.wait_executed(*seq, wait).await;
+            match store::answer(s.sequencer.store().database(), id) {
+                Ok(Some(a)) => Json(json!({
+                    "request_id": id,
+                    "status": "done",
+                    "seq": seq,
+                    "result": answer_json(&a),
+                }))
+                .into_response(),
+                Ok(None) => pending(id, Some(*seq)),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+            }
+        }
+        Outcome::Aborted { reason } => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": {
+                "code": "aborted",
+                "message": format!("request {id} was aborted: {reason}"),
+                "request_id": id,
+            }})),
+        )
+            .into_response(),
+    }
+}
+
+fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(s, &mut out).ok().map(|_| out)
+}
+
+/// `POST /v1/requests`: one provider's part of a client request.
+pub async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
+    let req: PartRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    if let Some(r) = bad_request_id(&req.request_id) {
+        return r;
+    }
+    let span = info_span!("request", id = %req.request_id, kind = %req.kind);
+    submit_checked(s, req).instrument(span).await
+}
+
+async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
+    let Some(kind) = Kind::parse(&req.kind) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_kind",
+            "kind must be one of register, resolve, update, delete",
+        );
+    };
+    let window_ms = req.window_ms;
+    if !(100..=600_000).contains(&window_ms) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_window",
+            "window_ms must be 100..=600000",
+        );
+    }
+    let hashes: Option<Vec<[u8; 32]>> = req.part_hashes.iter().map(|h| decode_hex(h)).collect();
+    let Some(Ok(hashes)) = hashes.map(<[[u8; 32]; 3]>::try_from) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_part_hash",
+            "part_hashes must be three 64-digit hex blake3 hashes",
+        );
+    };
+    let Some(account) = decode_hex::<32>(&req.account) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_account",
+            "account must be a 64-digit hex ed25519 public key",
+        );
+    };
+    let Some(signature) = decode_hex::<64>(&req.signature) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_signature",
+            "signature must be 128 hex digits",
+        );
+    };
+    let signed = sharecall_proto::request::SignedFields {
+        request_id: &req.request_id,
+        kind: &req.kind,
+        account: &account,
+        timestamp_ms: req.timestamp_ms,
+        window_ms,
+        part_hashes: &hashes,
+    }
+    .message();
+    let verified = ed25519_dalek::VerifyingKey::from_bytes(&account).and_then(|key| {
+        key.verify_strict(&signed, &ed25519_dalek::Signature::from_bytes(&signature))
+    });
+    if verified.is_err() {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the request signature does not verify for this account",
+        );
+    }
+    let skew = now_ms().abs_diff(req.timestamp_ms);
+    if skew > MAX_REQUEST_SKEW_MS {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+            format!("request timestamp is {skew} ms away from this provider's clock"),
+        );
+    }
+    let part = match hex::decode(&req.part) {
+        Ok(p) if p.len() <= MAX_PART => p,
+        Ok(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "part_too_large",
+                format!("a part is at most {MAX_PART} bytes"),
+            )
+        }
+        Err(_) => return error(StatusCode::BAD_REQUEST, "bad_part", "part must be hex"),
+    };
+    if *blake3::hash(&part).as_bytes() != hashes[usize::from(s.me)] {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "part_hash_mismatch",
+            format!("this part does not match part_hashes[{}]", s.me),
+        );
+    }
+    if let Err(e) = Part::parse(kind, &part) {
+        return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string());
+    }
+    let db = s.sequencer.store().database();
+    match crate::accounts::is_enrolled(db, &account) {
+        Ok(true) => {}
+        Ok(false) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "not_enrolled",
+                format!("account {} is not enrolled at provider {}", req.account, s.me),
+            )
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+    let signed_hash = blake3::hash(&signed).to_hex().to_string();
+    // A retry (same id, same signed request) is answered from the record;
+    // the same id for another request is refused.
+    let known = match store::request(db, &req.request_id) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    };
+    if let Some(k) = &known {
+        if k.signed != signed_hash {
+            return error(
+                StatusCode::CONFLICT,
+                "id_reused",
+                format!(
+                    "request id {} was already used for another request",
+                    req.request_id
+                ),
+            );
+        }
+    }
+    match lifecycle::outcome(db, &req.request_id) {
+        Ok(Some(o)) => return answer(&s, &req.request_id, &o, s.answer_wait).await,
+        Ok(None) => {}
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+    if known.is_none() {
+        if let Err(wait) = s.accounts.check_rate(&account) {
+            let secs = wait.as_secs() + 1;
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests from this account; retry in {secs} s"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+        let meta = RequestMeta {
+            kind: req.kind.clone(),
+            account: req.account.to_ascii_lowercase(),
+            signed: signed_hash.clone(),
+        };
+        let store = s.sequencer.store().clone();
+        let id = req.request_id.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            store::put_request(store.database(), &id, &meta, &part)
+        })
+        .await;
+        match stored {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        }
+        info!("part stored");
+    }
+    // All three providers must have verified the same signed request.
+    let ready = sharecall_proto::sequencer::PartReady {
+        request_id: req.request_id.clone(),
+        provider: u32::from(s.me),
+        kind: req.kind,
+        parts_hash: blake3::hash(&signed).as_bytes().to_vec().into(),
+        window_ms,
+        at_ms: now_ms(),
+    };
+    match s.sequencer.part_ready(ready, Duration::from_secs(5)).await {
+        Ok(o) => answer(&s, &req.request_id, &o, s.answer_wait).await,
+        Err(e) => error(StatusCode::GATEWAY_TIMEOUT, "not_ordered", e.to_string()),
+    }
+}
+
+/// `GET /v1/requests/{id}`: a request's answer at this provider.
+pub async fn request_outcome(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+    if let Some(r) = bad_request_id(&id) {
+        return r;
+    }
+    let db = s.sequencer.store().database();
+    match lifecycle::outcome(db, &id) {
+        Ok(Some(o)) => answer(&s, &id, &o, Duration::from_millis(200)).await,
+        Ok(None) => match store::request(db, &id) {
+            Ok(Some(_)) => pending(&id, None),
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                "unknown_request",
+                format!("no request {id} is known here"),
+            ),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+        },
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    account: String,
+    timestamp_ms: u64,
+    signature: String,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// `POST /v1/accounts`: enroll an ed25519 public key.
+pub async fn enroll(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
+    let req: EnrollRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    let Some(account) = decode_hex::<32>(&req.account) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_account",
+            "account must be a 64-digit hex ed25519 public key",
+        );
+    };
+    let Some(signature) = decode_hex::<64>(&req.signature) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_signature",
+            "signature must be 128 hex digits",
+        );
+    };
+    let message = sharecall_proto::request::enroll_message(&account, req.timestamp_ms);
+    let verified = ed25519_dalek::VerifyingKey::from_bytes(&account).and_then(|key| {
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&signature))
+    });
+    if verified.is_err() {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the enrollment signature does not verify for this account",
+        );
+    }
+    let skew = now_ms().abs_diff(req.timestamp_ms);
+    if skew > MAX_REQUEST_SKEW_MS {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+            format!("enrollment timestamp is {skew} ms away from this provider's clock"),
+        );
+    }
+    let db = s.sequencer.store().database();
+    match s.accounts.enroll(db, &account, req.token.as_deref(), now_ms()) {
+        Ok(true) => {
+            info!(account = %req.account, "account enrolled");
+            (
+                StatusCode::CREATED,
+                Json(json!({"account": req.account, "enrolled": true})),
+            )
+                .into_response()
+        }
+        Ok(false) => Json(json!({"account": req.account, "enrolled": true})).into_response(),
+        Err(crate::accounts::EnrollError::Closed) => error(
+            StatusCode::FORBIDDEN,
+            "enrollment_closed",
+            "this provider takes no new accounts",
+        ),
+        Err(crate::accounts::EnrollError::BadToken) => error(
+            StatusCode::FORBIDDEN,
+            "bad_token",
+            "enrollment at this provider needs a valid token",
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+/// The OpenAPI document (`docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        OPENAPI,
+    )
+        .into_response()
+}

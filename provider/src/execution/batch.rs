@@ -1,0 +1,764 @@
+//! One batch of ordered requests against the table: narrow (variant's
+//! SMC step), compare (one `eq_reveal` for every query against its
+//! candidates and against earlier writes of the batch), decide (plaintext,
+//! from opened values only, in log order), place new tree entries
+//! (`lt_reveal`), re-randomise the answers (one resharing round), verify.
+//!
+//! The decisions are recorded as a [`Transcript`]: public values only, so a
+//! provider that missed the batch can apply it from its own parts without
+//! running SMC ([`replay`]).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use sharecall_proto::{Fp, Share, ShareVec};
+
+use crate::smc::{linear, LaneSession, PrfKey, SmcError};
+use crate::tables::part::{Kind, Part};
+use crate::tables::{Change, Changes, Data, Index, Lookup, Meta, Narrowed, Variant};
+
+/// What a request asks of the table.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// A table request with this provider's part.
+    Table(Kind, Part),
+    /// Remove every entry expired at the request's log time.
+    Sweep,
+    /// Not a table request (e.g. an ordering probe): nothing to do.
+    Skip,
+}
+
+/// One ordered request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Sequence number.
+    pub seq: u64,
+    /// Client request id.
+    pub id: String,
+    /// What it asks.
+    pub op: Op,
+    /// Log time (the leader's clock when the request became ready).
+    pub at_ms: u64,
+    /// The signing account.
+    pub account: [u8; 32],
+}
+
+/// How a table request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    /// Done.
+    Ok,
+    /// No live entry with that pseudonym.
+    NotFound,
+    /// Register of a pseudonym that has a live entry.
+    Exists,
+    /// Update or delete by an account that does not own the entry.
+    Forbidden,
+    /// This provider applied the batch from a peer's transcript and has no
+    /// answer share; the other two providers have.
+    Unavailable,
+}
+
+impl Code {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "ok",
+            Code::NotFound => "not_found",
+            Code::Exists => "exists",
+            Code::Forbidden => "forbidden",
+            Code::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// This provider's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Result code.
+    pub code: Code,
+    /// Resolve: the endpoint shares, re-randomised.
+    pub endpoint: Option<Vec<Share>>,
+    /// Resolve: the extra data.
+    pub extra: Option<Vec<u8>>,
+    /// Resolve: when the entry expires.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Answer {
+    fn code(code: Code) -> Answer {
+        Answer {
+            code,
+            endpoint: None,
+            extra: None,
+            expires_at_ms: None,
+        }
+    }
+}
+
+/// A change without shares: enough to redo it from one's own parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum ChangeRecord {
+    /// Entry `slot` from the register request `request_id`.
+    Put {
+        /// Slot.
+        slot: u64,
+        /// The request whose part holds the shares.
+        request_id: String,
+        /// Expiry.
+        expires_at_ms: u64,
+        /// Owner (hex).
+        owner: String,
+        /// PRF tag.
+        tag: u32,
+    },
+    /// Entry `slot` takes the endpoint of update request `request_id`.
+    Update {
+        /// Slot.
+        slot: u64,
+        /// The update request.
+        request_id: String,
+        /// New expiry.
+        expires_at_ms: u64,
+    },
+    /// Entry `slot` is removed.
+    Delete {
+        /// Slot.
+        slot: u64,
+    },
+}
+
+/// The public record of one executed batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transcript {
+    /// First sequence number.
+    pub from: u64,
+    /// Last sequence number.
+    pub to: u64,
+    /// Table changes in order.
+    pub changes: Vec<ChangeRecord>,
+    /// (request id, kind, result code) per table request.
+    pub results: Vec<(String, String, Code)>,
+    /// Tree: (predecessor, slot) of every new entry, in final order.
+    pub inserts: Vec<(Option<u64>, u64)>,
+    /// Whether the batch created the hash table's PRF key.
+    pub created_prf_key: bool,
+}
+
+/// Everything a batch produced, to be committed in one transaction.
+pub struct Outcome {
+    /// Table changes.
+    pub changes: Changes,
+    /// Answers by request id.
+    pub answers: Vec<(String, Answer)>,
+    /// The public record.
+    pub transcript: Transcript,
+}
+
+/// Why a batch could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// The SMC protocol failed.
+    #[error(transparent)]
+    Smc(#[from] SmcError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// The transcript does not fit this provider's state.
+    #[error("cannot replay: {0}")]
+    Replay(String),
+}
+
+/// Where a live entry's endpoint shares are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Stored(u64),
+    Request(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    slot: u64,
+    owner: [u8; 32],
+    expires_at_ms: u64,
+    source: Source,
+}
+
+/// The state of a key after a successful write in the batch.
+#[derive(Debug, Clone)]
+enum After {
+    Live(Live),
+    Gone,
+}
+
+/// What a request found for its key.
+enum Found {
+    Live(Live),
+    Expired(u64),
+    Absent,
+}
+
+/// Runs a batch on `session`; nothing is committed here.
+pub async fn run(
+    variant: Variant,
+    index: &Index,
+    db: &redb::Database,
+    session: &mut LaneSession,
+    requests: &[Request],
+) -> Result<Outcome, BatchError> {
+    let me = session.party();
+    let from = requests.first().map(|r| r.seq).unwrap_or(index.cursor + 1);
+    let to = requests.last().map(|r| r.seq).unwrap_or(index.cursor);
+    // Table requests, by position.
+    let table: Vec<(usize, Kind, &Part)> = requests
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.op {
+            Op::Table(k, p) => Some((i, *k, p)),
+            _ => None,
+        })
+        .collect();
+    let mut keys = ShareVec::with_capacity(table.len());
+    for (_, _, p) in &table {
+        keys.push(p.key);
+    }
+
+    // The PRF key is made (with no traffic) by the first batch.
+    let mut created_key: Option<PrfKey> = None;
+    if variant == Variant::Hash && index.prf_key.is_none() && !table.is_empty() {
+        if index.cursor != 0 || !index.is_empty() {
+            return Err(BatchError::Replay(
+                "the table has entries but no PRF key share".into(),
+            ));
+        }
+        created_key = Some(session.gen_prf_key());
+    }
+    let prf_key = created_key.as_ref().or(index.prf_key.as_ref());
+    let narrowed = variant.narrow(index, prf_key, session, &keys).await?;
+
+    // One eq_reveal: each query against its stored candidates and the
+    // batch's earlier writes that may share its key.
+    let mut a = ShareVec::default();
+    let mut b = ShareVec::default();
+    let mut pairs: Vec<(usize, Target)> = Vec::new();
+    for (q, (_, _, p)) in table.iter().enumerate() {
+        for &slot in &narrowed.candidates[q] {
+            let m = index
+                .meta
+                .get(&slot)
+                .ok_or_else(|| BatchError::Store(format!("slot {slot} missing from the index")))?;
+            a.push(p.key);
+            b.push(m.key);
+            pairs.push((q, Target::Stored(slot)));
+        }
+        for (e, (_, kind, earlier)) in table.iter().enumerate().take(q) {
+            if kind.writes() && narrowed.may_equal(e, q) {
+                a.push(p.key);
+                b.push(earlier.key);
+                pairs.push((q, Target::Earlier(e)));
+            }
+        }
+    }
+    let equal = if a.is_empty() {
+        Vec::new()
+    } else {
+        session.eq_reveal(&a, &b).await?
+    };
+    let mut stored_match: HashMap<usize, u64> = HashMap::new();
+    let mut earlier_match: HashMap<usize, Vec<usize>> = HashMap::new();
+    for ((q, t), eq) in pairs.iter().zip(&equal) {
+        if *eq {
+            match t {
+                Target::Stored(slot) => {
+                    stored_match.insert(*q, *slot);
+                }
+                Target::Earlier(e) => earlier_match.entry(*q).or_default().push(*e),
+            }
+        }
+    }
+
+    // Decide in log order.
+    let mut after: Vec<Option<After>> = vec![None; table.len()];
+    let mut codes: Vec<Code> = Vec::with_capacity(table.len());
+    let mut resolved: Vec<(usize, Live)> = Vec::new();
+    let mut ops: Vec<Change> = Vec::new();
+    let mut records: Vec<ChangeRecord> = Vec::new();
+    let mut inserted: Vec<(usize, u64)> = Vec::new();
+    let mut deleted: HashSet<u64> = HashSet::new();
+    for (q, (pos, kind, part)) in table.iter().enumerate() {
+        let r = &requests[*pos];
+        let latest = earlier_match
+            .get(&q)
+            .and_then(|es| es.iter().rev().find_map(|e| after[*e].clone()));
+        let found = match latest {
+            Some(After::Live(l)) if l.expires_at_ms > r.at_ms => Found::Live(l),
+            Some(After::Live(l)) => Found::Expired(l.slot),
+            Some(After::Gone) => Found::Absent,
+            None => match stored_match.get(&q).and_then(|s| index.meta.get(s).map(|m| (*s, m))) {
+                Some((slot, m)) if m.expires_at_ms > r.at_ms => Found::Live(Live {
+                    slot,
+                    owner: m.owner,
+                    expires_at_ms: m.expires_at_ms,
+                    source: Source::Stored(slot),
+                }),
+                Some((slot, _)) => Found::Expired(slot),
+                None => Found::Absent,
+            },
+        };
+        let expires = r.at_ms.saturating_add(part.ttl_s.saturating_mul(1000));
+        let code = match (kind, found) {
+            (Kind::Register, Found::Live(_)) => Code::Exists,
+            (Kind::Register, found) => {
+                if let Found::Expired(old) = found {
+                    ops.push(Change::Delete(old));
+                    records.push(ChangeRecord::Delete { slot: old });
+                    deleted.insert(old);
+                }
+                let tag = narrowed.tags.get(q).copied().unwrap_or(0);
+                ops.push(Change::Put(
+                    r.seq,
+                    Meta {
+                        key: part.key,
+                        expires_at_ms: expires,
+                        owner: r.account,
+                        tag,
+                    },
+                    Data {
+                        endpoint: part.endpoint.clone(),
+                        extra: part.extra.clone(),
+                    },
+                ));
+                records.push(ChangeRecord::Put {
+                    slot: r.seq,
+                    request_id: r.id.clone(),
+                    expires_at_ms: expires,
+                    owner: hex::encode(r.account),
+                    tag,
+                });
+                inserted.push((q, r.seq));
+                after[q] = Some(After::Live(Live {
+                    slot: r.seq,
+                    owner: r.account,
+                    expires_at_ms: expires,
+                    source: Source::Request(q),
+                }));
+                Code::Ok
+            }
+            (Kind::Resolve, Found::Live(l)) => {
+                resolved.push((q, l));
+                Code::Ok
+            }
+            (Kind::Update | Kind::Delete, Found::Live(l)) if l.owner != r.account => {
+                Code::Forbidden
+            }
+            (Kind::Update, Found::Live(l)) => {
+                ops.push(Change::Update(
+                    l.slot,
+                    expires,
+                    Data {
+                        endpoint: part.endpoint.clone(),
+                        extra: part.extra.clone(),
+                    },
+                ));
+                records.push(ChangeRecord::Update {
+                    slot: l.slot,
+                    request_id: r.id.clone(),
+                    expires_at_ms: expires,
+                });
+                after[q] = Some(After::Live(Live {
+                    expires_at_ms: expires,
+                    source: Source::Request(q),
+                    ..l
+                }));
+                Code::Ok
+            }
+            (Kind::Delete, Found::Live(l)) => {
+                ops.push(Change::Delete(l.slot));
+                records.push(ChangeRecord::Delete { slot: l.slot });
+                deleted.insert(l.slot);
+                after[q] = Some(After::Gone);
+                Code::Ok
+            }
+            (_, Found::Expired(_) | Found::Absent) => Code::NotFound,
+        };
+        codes.push(code);
+    }
+
+    // Sweeps remove what is expired at their log time (after the batch's
+    // own changes; an expired entry is invisible to requests anyway).
+    for r in requests.iter().filter(|r| matches!(r.op, Op::Sweep)) {
+        for slot in expired_after(index, &ops, r.at_ms) {
+            if deleted.insert(slot) {
+                ops.push(Change::Delete(slot));
+                records.push(ChangeRecord::Delete { slot });
+            }
+        }
+    }
+
+    // Tree: place the new entries (one lt_reveal), then the new order.
+    let mut inserts: Vec<(Option<u64>, u64)> = Vec::new();
+    let new_order = if let Variant::Tree { .. } = variant {
+        let live_inserts: Vec<(usize, u64)> = inserted
+            .iter()
+            .copied()
+            .filter(|(_, slot)| !deleted.contains(slot))
+            .collect();
+        let order = place(index, &narrowed, &table, &live_inserts, &deleted, session).await?;
+        let new: HashSet<u64> = live_inserts.iter().map(|(_, s)| *s).collect();
+        for (i, slot) in order.iter().enumerate() {
+            if new.contains(slot) {
+                inserts.push((i.checked_sub(1).map(|p| order[p]), *slot));
+            }
+        }
+        Some(order)
+    } else {
+        None
+    };
+
+    // Answers: the resolved endpoints, resharing with fresh randomness.
+    let mut sources = ShareVec::default();
+    let mut extras: Vec<Vec<u8>> = Vec::with_capacity(resolved.len());
+    let n_el = sharecall_proto::encoding::ENDPOINT_ELEMENTS;
+    for (_, l) in &resolved {
+        let data = match l.source {
+            Source::Request(e) => Data {
+                endpoint: table[e].2.endpoint.clone(),
+                extra: table[e].2.extra.clone(),
+            },
+            Source::Stored(slot) => Index::data(db, slot)
+                .map_err(|e| BatchError::Store(e.to_string()))?
+                .ok_or_else(|| BatchError::Store(format!("slot {slot} has no data")))?,
+        };
+        if data.endpoint.len() != n_el {
+            return Err(BatchError::Store(format!("slot {} data is short", l.slot)));
+        }
+        for s in data.endpoint {
+            sources.push(s);
+        }
+        extras.push(data.extra);
+    }
+    let ones = {
+        let one = linear::constant(me, Fp::ONE);
+        let mut v = ShareVec::with_capacity(sources.len());
+        for _ in 0..sources.len() {
+            v.push(one);
+        }
+        v
+    };
+    let fresh = if sources.is_empty() {
+        ShareVec::default()
+    } else {
+        session.mul(&sources, &ones).await?
+    };
+    // Nobody acts on an opening before all three agree on it.
+    session.verify().await?;
+
+    let mut answers: Vec<(String, Answer)> = Vec::with_capacity(table.len());
+    let mut resolved_at = resolved.iter().enumerate().map(|(k, (q, l))| (*q, (k, l)));
+    let mut next_resolved = resolved_at.next();
+    for (q, code) in codes.iter().enumerate() {
+        let r = &requests[table[q].0];
+        let mut answer = Answer::code(*code);
+        if let Some((rq, (k, l))) = &next_resolved {
+            if *rq == q {
+                let endpoint: Vec<Share> = (0..n_el)
+                    .filter_map(|e| fresh.get(k * n_el + e))
+                    .collect();
+                answer.endpoint = Some(endpoint);
+                answer.extra = Some(extras[*k].clone());
+                answer.expires_at_ms = Some(l.expires_at_ms);
+                next_resolved = resolved_at.next();
+            }
+        }
+        answers.push((r.id.clone(), answer));
+    }
+    let results = answers
+        .iter()
+        .zip(&table)
+        .map(|((id, a), (_, kind, _))| (id.clone(), kind.as_str().to_string(), a.code))
+        .collect();
+    Ok(Outcome {
+        changes: Changes {
+            ops,
+            new_order,
+            prf_key: created_key.clone(),
+            cursor: to,
+        },
+        answers,
+        transcript: Transcript {
+            from,
+            to,
+            changes: records,
+            results,
+            inserts,
+            created_prf_key: created_key.is_some(),
+        },
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Stored(u64),
+    Earlier(usize),
+}
+
+/// Slots that are live after `ops` but expired at `at_ms`.
+fn expired_after(index: &Index, ops: &[Change], at_ms: u64) -> Vec<u64> {
+    let mut expiry: std::collections::BTreeMap<u64, u64> = index
+        .meta
+        .iter()
+        .map(|(s, m)| (*s, m.expires_at_ms))
+        .collect();
+    for op in ops {
+        match op {
+            Change::Put(slot, m, _) => {
+                expiry.insert(*slot, m.expires_at_ms);
+            }
+            Change::Update(slot, e, _) => {
+                if let Some(x) = expiry.get_mut(slot) {
+                    *x = *e;
+                }
+            }
+            Change::Delete(slot) => {
+                expiry.remove(slot);
+            }
+        }
+    }
+    expiry
+        .into_iter()
+        .filter(|(_, e)| *e <= at_ms)
+        .map(|(s, _)| s)
+        .collect()
+}
+
+/// Tree: where the new entries go. Each new key is compared (one
+/// `lt_reveal`) with the entries of its final range and with the other new
+/// keys in the same range; its position is the range start plus the number
+/// of entries below it.
+async fn place(
+    index: &Index,
+    narrowed: &Narrowed,
+    table: &[(usize, Kind, &Part)],
+    inserts: &[(usize, u64)],
+    deleted: &HashSet<u64>,
+    session: &mut LaneSession,
+) -> Result<Vec<u64>, BatchError> {
+    let mut a = ShareVec::default();
+    let mut b = ShareVec::default();
+    let mut asks: Vec<(usize, usize)> = Vec::new(); // (insert idx, #range entries)
+    for (k, (q, _)) in inserts.iter().enumerate() {
+        let (lo, hi) = narrowed.ranges[*q];
+        for pos in lo..hi {
+            let slot = index.order[pos];
+            let m = index
+                .meta
+                .get(&slot)
+                .ok_or_else(|| BatchError::Store(format!("slot {slot} missing")))?;
+            a.push(m.key);
+            b.push(table[*q].2.key);
+        }
+        asks.push((k, hi - lo));
+    }
+    // Pairs of new keys in the same range: is the first below the second?
+    let mut pair_at: HashMap<(usize, usize), usize> = HashMap::new();
+    for i in 0..inserts.len() {
+        for j in (i + 1)..inserts.len() {
+            if narrowed.ranges[inserts[i].0] == narrowed.ranges[inserts[j].0] {
+                pair_at.insert((i, j), a.len());
+                a.push(table[inserts[i].0].2.key);
+                b.push(table[inserts[j].0].2.key);
+            }
+        }
+    }
+    let less = if a.is_empty() {
+        Vec::new()
+    } else {
+        session.lt_reveal(&a, &b).await?
+    };
+    // Position (in the old order) before which each new entry goes.
+    let mut at = 0;
+    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
+    let lo_of = |k: usize| narrowed.ranges[inserts[k].0].0;
+    for (k, len) in asks {
+        let (lo, _) = narrowed.ranges[inserts[k].0];
+        let below = less[at..at + len].iter().filter(|l| **l).count();
+        at += len;
+        groups.entry(lo + below).or_default().push(k);
+    }
+    for g in groups.values_mut() {
+        // Same gap: a key from an earlier range comes first; within one
+        // range, order by the pairwise comparisons.
+        g.sort_by(|&i, &j| {
+            if lo_of(i) != lo_of(j) {
+                return lo_of(i).cmp(&lo_of(j));
+            }
+            let (x, y, flip) = if i < j { (i, j, false) } else { (j, i, true) };
+            let x_below = pair_at.get(&(x, y)).map(|&p| less[p]).unwrap_or(x < y);
+            let ord = if x_below {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            };
+            if flip {
+                ord.reverse()
+            } else {
+                ord
+            }
+        });
+    }
+    let mut order = Vec::with_capacity(index.order.len() + inserts.len());
+    for pos in 0..=index.order.len() {
+        if let Some(g) = groups.get(&pos) {
+            order.extend(g.iter().map(|k| inserts[*k].1));
+        }
+        if let Some(slot) = index.order.get(pos) {
+            if !deleted.contains(slot) {
+                order.push(*slot);
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Rebuilds the tree order from a transcript: deletions removed, then
+/// every new entry after its predecessor.
+pub fn replay_order(old: &[u64], deleted: &HashSet<u64>, inserts: &[(Option<u64>, u64)]) -> Vec<u64> {
+    let mut after: HashMap<Option<u64>, Vec<u64>> = HashMap::new();
+    for (pred, slot) in inserts {
+        after.entry(*pred).or_default().push(*slot);
+    }
+    let mut out = Vec::with_capacity(old.len() + inserts.len());
+    fn emit(out: &mut Vec<u64>, after: &HashMap<Option<u64>, Vec<u64>>, pred: Option<u64>) {
+        if let Some(next) = after.get(&pred) {
+            for s in next {
+                out.push(*s);
+                emit(out, after, Some(*s));
+            }
+        }
+    }
+    emit(&mut out, &after, None);
+    for slot in old {
+        if !deleted.contains(slot) {
+            out.push(*slot);
+            emit(&mut out, &after, Some(*slot));
+        }
+    }
+    out
+}
+
+/// Applies a peer's transcript with this provider's own parts: the same
+/// changes, no SMC. `part_of` gives this provider's part of a request.
+pub fn replay(
+    variant: Variant,
+    index: &Index,
+    t: &Transcript,
+    mut part_of: impl FnMut(&str, Kind) -> Result<Part, BatchError>,
+) -> Result<Outcome, BatchError> {
+    if t.from != index.cursor + 1 {
+        return Err(BatchError::Replay(format!(
+            "transcript starts at {}, this provider is at {}",
+            t.from, index.cursor
+        )));
+    }
+    if t.created_prf_key && index.prf_key.is_none() {
+        return Err(BatchError::Replay(
+            "the batch created the PRF key, whose share cannot be replayed".into(),
+        ));
+    }
+    let mut ops = Vec::with_capacity(t.changes.len());
+    let mut deleted = HashSet::new();
+    for c in &t.changes {
+        ops.push(match c {
+            ChangeRecord::Put {
+                slot,
+                request_id,
+                expires_at_ms,
+                owner,
+                tag,
+            } => {
+                let part = part_of(request_id, Kind::Register)?;
+                let mut o = [0u8; 32];
+                hex::decode_to_slice(owner, &mut o)
+                    .map_err(|_| BatchError::Replay("owner is not hex".into()))?;
+                Change::Put(
+                    *slot,
+                    Meta {
+                        key: part.key,
+                        expires_at_ms: *expires_at_ms,
+                        owner: o,
+                        tag: *tag,
+                    },
+                    Data {
+                        endpoint: part.endpoint,
+                        extra: part.extra,
+                    },
+                )
+            }
+            ChangeRecord::Update {
+                slot,
+                request_id,
+                expires_at_ms,
+            } => {
+                let part = part_of(request_id, Kind::Update)?;
+                Change::Update(
+                    *slot,
+                    *expires_at_ms,
+                    Data {
+                        endpoint: part.endpoint,
+                        extra: part.extra,
+                    },
+                )
+            }
+            ChangeRecord::Delete { slot } => {
+                deleted.insert(*slot);
+                Change::Delete(*slot)
+            }
+        });
+    }
+    let new_order = match variant {
+        Variant::Tree { .. } => Some(replay_order(&index.order, &deleted, &t.inserts)),
+        _ => None,
+    };
+    let answers = t
+        .results
+        .iter()
+        .map(|(id, kind, code)| {
+            // A resolve's answer share needed SMC; the writes did not.
+            let code = if *code == Code::Ok && kind == Kind::Resolve.as_str() {
+                Code::Unavailable
+            } else {
+                *code
+            };
+            (id.clone(), Answer::code(code))
+        })
+        .collect();
+    Ok(Outcome {
+        changes: Changes {
+            ops,
+            new_order,
+            prf_key: None,
+            cursor: t.to,
+        },
+        answers,
+        transcript: t.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replayed_order_matches() {
+        let old = vec![1, 2, 3];
+        let deleted: HashSet<u64> = [2].into_iter().collect();
+        // Final order: 10, 1, 11, 12, 3, 13
+        let inserts = vec![(None, 10), (Some(1), 11), (Some(11), 12), (Some(3), 13)];
+        assert_eq!(
+            replay_order(&old, &deleted, &inserts),
+            vec![10, 1, 11, 12, 3, 13]
+        );
+    }
+}

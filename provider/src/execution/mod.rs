@@ -1,0 +1,392 @@
+//! Execution of ordered requests against the secret-shared table.
+//!
+//! The raft log gives every request a sequence number; the table applies
+//! them in that order, in batches. The raft leader's [`Executor`] is the
+//! coordinator: whenever requests are applied but not yet executed, it
+//! submits one `execute` job for the next run of them (up to
+//! `max_batch`), through the orchestration core like every other job.
+//! Each peer, in the job's Session, runs [`batch::run`] on the same
+//! requests and commits the result — table changes, its answer shares and
+//! the batch's public transcript — in one durable transaction, then
+//! advances its cursor.
+//!
+//! A provider that missed a batch (it crashed after the others committed)
+//! fetches the transcripts from a peer and applies them with its own parts
+//! ([`batch::replay`]); no SMC is re-run.
+
+pub mod batch;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sharecall_proto::control::control_client::ControlClient;
+use sharecall_proto::control::TranscriptsRequest;
+use sharecall_proto::sequencer::{log_record, LogRecord, Sweep};
+use tokio::sync::{watch, Mutex};
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use self::batch::{BatchError, Op, Outcome, Request, Transcript};
+use crate::orchestration::{Gateway, TaskKind};
+use crate::sequencer::{applied, Sequencer};
+use crate::smc::LaneSession;
+use crate::tables::part::{Kind, Part};
+use crate::tables::{Index, Variant};
+
+/// Executor settings.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// This provider.
+    pub me: u8,
+    /// The table variant (all three must agree).
+    pub variant: Variant,
+    /// Most requests per batch.
+    pub max_batch: usize,
+    /// How often the leader logs an expiry sweep.
+    pub sweep_interval: Duration,
+}
+
+/// Parameters of an `execute` job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteParams {
+    /// First sequence number of the batch.
+    pub from: u64,
+    /// Last sequence number.
+    pub to: u64,
+    /// The coordinator's table variant (peers refuse another).
+    pub variant: String,
+}
+
+/// Why a batch was not executed here.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// The job's parameters are not valid.
+    #[error("bad execute parameters: {0}")]
+    Params(String),
+    /// This provider already executed past the batch's start.
+    #[error("ahead: executed through {0}")]
+    Ahead(u64),
+    /// This provider could not reach the batch's start.
+    #[error("behind: executed through {have}, batch starts at {from}: {why}")]
+    Behind {
+        /// Executed through.
+        have: u64,
+        /// Batch start.
+        from: u64,
+        /// Why catching up failed.
+        why: String,
+    },
+    /// The batch failed.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+}
+
+/// The table and its executor at one provider.
+pub struct Executor {
+    config: ExecutorConfig,
+    sequencer: Sequencer,
+    index: Mutex<Index>,
+    cursor: watch::Sender<u64>,
+    peers: Vec<(u8, ControlClient<Channel>)>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> BatchError {
+    BatchError::Store(e.to_string())
+}
+
+impl Executor {
+    /// Loads the table from the sequencer's database.
+    pub fn open(
+        config: ExecutorConfig,
+        sequencer: Sequencer,
+        peers: Vec<(u8, ControlClient<Channel>)>,
+    ) -> Result<Arc<Executor>, BatchError> {
+        let index = Index::load(sequencer.store().database()).map_err(store_err)?;
+        let (cursor, _) = watch::channel(index.cursor);
+        info!(
+            entries = index.len(),
+            cursor = index.cursor,
+            variant = %config.variant.name(),
+            "table loaded"
+        );
+        Ok(Arc::new(Executor {
+            config,
+            sequencer,
+            index: Mutex::new(index),
+            cursor,
+            peers,
+        }))
+    }
+
+    fn db(&self) -> &redb::Database {
+        self.sequencer.store().database()
+    }
+
+    /// Sequence number of the last executed request.
+    pub fn cursor(&self) -> u64 {
+        *self.cursor.borrow()
+    }
+
+    /// Waits until request `seq` has executed here (or `timeout`).
+    pub async fn wait_executed(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.cursor.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= seq))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
+    }
+
+    /// Number of live entries (expired ones included until swept).
+    pub async fn entries(&self) -> usize {
+        self.index.lock().await.len()
+    }
+
+    /// The requests `from..=to` as this provider holds them.
+    fn load(&self, from: u64, to: u64) -> Result<Vec<Request>, BatchError> {
+        let applied = applied::entries(self.db(), from, to).map_err(store_err)?;
+        if applied.len() as u64 != to + 1 - from {
+            return Err(BatchError::Store(format!(
+                "only {} of requests {from}..={to} are applied here",
+                applied.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(applied.len());
+        for (seq, id, meta) in applied {
+            let (kind, at_ms) = meta.map(|m| (m.kind, m.at_ms)).unwrap_or_default();
+            let mut account = [0u8; 32];
+            let op = if kind == "sweep" {
+                Op::Sweep
+            } else if let Some(k) = Kind::parse(&kind) {
+                let (part, m) = self.part(&id, k)?;
+                hex::decode_to_slice(&m.account, &mut account)
+                    .map_err(|_| store_err(format!("request {id}: account is not hex")))?;
+                Op::Table(k, part)
+            } else {
+                Op::Skip
+            };
+            out.push(Request {
+                seq,
+                id,
+                op,
+                at_ms,
+                account,
+            });
+        }
+        Ok(out)
+    }
+
+    fn part(&self, id: &str, kind: Kind) -> Result<(Part, store::RequestMeta), BatchError> {
+        let bytes = store::part(self.db(), id)
+            .map_err(store_err)?
+            .ok_or_else(|| store_err(format!("request {id}: no part stored here")))?;
+        let meta = store::request(self.db(), id)
+            .map_err(store_err)?
+            .ok_or_else(|| store_err(format!("request {id}: no metadata stored here")))?;
+        let part = Part::parse(kind, &bytes).map_err(|e| store_err(format!("request {id}: {e}")))?;
+        Ok((part, meta))
+    }
+
+    /// Commits a batch's outcome durably, then to the index.
+    fn commit(&self, index: &mut Index, outcome: Outcome) -> Result<String, BatchError> {
+        let txn = self.db().begin_write().map_err(store_err)?;
+        index.write(&txn, &outcome.changes).map_err(store_err)?;
+        store::record_batch(&txn, &outcome.answers, &outcome.transcript).map_err(store_err)?;
+        txn.commit().map_err(store_err)?;
+        let digest = transcript_digest(&outcome.transcript);
+        let to = outcome.changes.cursor;
+        index.commit(outcome.changes);
+        self.cursor.send_replace(to);
+        Ok(digest)
+    }
+
+    /// The peer side of an `execute` job: run the batch on `session` and
+    /// commit it. Returns the transcript digest (the gateway checks that
+    /// all three agree).
+    pub async fn execute(
+        &self,
+        gateway: u32,
+        params: &[u8],
+        session: &mut LaneSession,
+    ) -> Result<Vec<u8>, ExecuteError> {
+        let p: ExecuteParams =
+            serde_json::from_slice(params).map_err(|e| ExecuteError::Params(e.to_string()))?;
+        if p.variant != self.config.variant.name() {
+            return Err(ExecuteError::Params(format!(
+                "the coordinator's table is {:?}, this provider's is {:?}",
+                p.variant,
+                self.config.variant.name()
+            )));
+        }
+        if p.to < p.from || p.to - p.from >= self.config.max_batch.max(1) as u64 * 4 {
+            return Err(ExecuteError::Params(format!("bad range {}..={}", p.from, p.to)));
+        }
+        let mut index = self.index.lock().await;
+        if index.cursor >= p.from {
+            return Err(ExecuteError::Ahead(index.cursor));
+        }
+        if index.cursor + 1 < p.from {
+            if let Err(e) = self.catch_up_locked(&mut index, gateway as u8, p.from - 1).await {
+                return Err(ExecuteError::Behind {
+                    have: index.cursor,
+                    from: p.from,
+                    why: e.to_string(),
+                });
+            }
+        }
+        // The log may reach this provider a moment after the coordinator.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.sequencer.status().requests < p.to {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ExecuteError::Behind {
+                    have: index.cursor,
+                    from: p.from,
+                    why: format!("request {} is not applied here yet", p.to),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let requests = self.load(p.from, p.to)?;
+        let outcome = batch::run(
+            self.config.variant,
+            &index,
+            self.db(),
+            session,
+            &requests,
+        )
+        .await?;
+        let digest = self.commit(&mut index, outcome)?;
+        debug!(from = p.from, to = p.to, "batch executed");
+        Ok(digest.into_bytes())
+    }
+
+    /// Applies peers' transcripts until this provider has executed
+    /// `through` (or as far as `peer` has).
+    async fn catch_up_locked(
+        &self,
+        index: &mut Index,
+        peer: u8,
+        through: u64,
+    ) -> Result<(), BatchError> {
+        let Some((_, client)) = self.peers.iter().find(|(id, _)| *id == peer) else {
+            return Err(BatchError::Replay(format!("provider {peer} is not a peer")));
+        };
+        while index.cursor < through {
+            let reply = client
+                .clone()
+                .transcripts(TranscriptsRequest {
+                    from: index.cursor + 1,
+                    limit: 64,
+                })
+                .await
+                .map_err(|e| BatchError::Replay(format!("provider {peer}: {}", e.message())))?
+                .into_inner();
+            if reply.transcripts.is_empty() {
+                return Err(BatchError::Replay(format!(
+                    "provider {peer} has no transcript from {}",
+                    index.cursor + 1
+                )));
+            }
+            for bytes in reply.transcripts {
+                let t: Transcript = serde_json::from_slice(&bytes)
+                    .map_err(|e| BatchError::Replay(format!("transcript: {e}")))?;
+                if t.from != index.cursor + 1 {
+                    return Err(BatchError::Replay(format!(
+                        "provider {peer} sent the batch from {}, expected {}",
+                        t.from,
+                        index.cursor + 1
+                    )));
+                }
+                let outcome = batch::replay(self.config.variant, index, &t, |id, kind| {
+                    self.part(id, kind).map(|(p, _)| p)
+                })?;
+                self.commit(index, outcome)?;
+                info!(from = t.from, to = t.to, peer, "caught up from a transcript");
+            }
+        }
+        Ok(())
+    }
+
+    /// Catches up from `peer` as far as it has executed.
+    pub async fn catch_up(&self, peer: u8, through: u64) -> Result<(), BatchError> {
+        let mut index = self.index.lock().await;
+        self.catch_up_locked(&mut index, peer, through).await
+    }
+
+    /// This provider's transcripts from `from` (for a peer catching up).
+    pub fn transcripts(&self, from: u64, limit: usize) -> Result<Vec<Vec<u8>>, BatchError> {
+        store::transcripts(self.db(), from, limit.clamp(1, 256))
+            .map_err(store_err)?
+            .iter()
+            .map(|t| serde_json::to_vec(t).map_err(store_err))
+            .collect()
+    }
+
+    /// The coordinator loop: while this provider leads, execute whatever
+    /// is applied but not executed, and log expiry sweeps.
+    pub async fn coordinate(self: Arc<Self>, gateway: Arc<Gateway>, stop: tokio_util::sync::CancellationToken) {
+        let mut last_sweep = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            let status = self.sequencer.status();
+            if status.role != "leader" {
+                backoff = Duration::from_millis(20);
+                continue;
+            }
+            if last_sweep.elapsed() >= self.config.sweep_interval {
+                last_sweep = tokio::time::Instant::now();
+                let record = LogRecord {
+                    body: Some(log_record::Body::Sweep(Sweep {
+                        at_ms: crate::orchestration::task::now_ms(),
+                    })),
+                };
+                let _ = self.sequencer.propose(record).await;
+            }
+            let cursor = self.cursor();
+            if status.requests <= cursor {
+                backoff = Duration::from_millis(2);
+                continue;
+            }
+            let from = cursor + 1;
+            let to = status.requests.min(cursor + self.config.max_batch.max(1) as u64);
+            let params = ExecuteParams {
+                from,
+                to,
+                variant: self.config.variant.name(),
+            };
+            let Ok(params) = serde_json::to_vec(&params) else {
+                continue;
+            };
+            match gateway
+                .run(TaskKind::Execute, &params, &format!("execute {from}..={to}"))
+                .await
+            {
+                Ok(_) => backoff = Duration::ZERO,
+                Err(e) => {
+                    warn!(from, to, "execute job failed: {e}");
+                    backoff = Duration::from_millis(200);
+                    // A peer that committed a batch we did not: catch up.
+                    if let (Some(peer), true) = (e.peer, e.detail.contains("ahead: executed through")) {
+                        if peer != u32::from(self.config.me) {
+                            if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
+                                debug!("catch-up from provider {peer}: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A short digest of a transcript, compared across the three providers.
+pub fn transcript_digest(t: &Transcript) -> String {
+    let bytes = serde_json::to_vec(t).unwrap_or_default();
+    blake3::hash(&bytes).to_hex().to_string()
+}

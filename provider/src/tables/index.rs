@@ -1,0 +1,414 @@
+//! The table's durable form (redb) and its in-memory index.
+//!
+//! Durable: per slot the key share with expiry, owner and PRF tag
+//! (`table_meta`), the endpoint shares and extra data (`table_data`), the
+//! sorted order for the tree (`table_order`, label → slot), and the
+//! execution cursor and PRF key share (`table_state`). In memory: what a
+//! lookup needs without touching the disk (keys, buckets, order).
+//!
+//! Slot numbers are the sequence number of the request that registered the
+//! entry, so all three providers name every entry alike.
+
+// redb::Error is the error type of the store's transaction callbacks.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, HashMap};
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
+use sharecall_proto::{Share, ShareVec};
+
+use super::part::{decode_shares, encode_shares};
+use crate::sequencer::applied::read_table;
+use crate::smc::PrfKey;
+
+const META: TableDefinition<u64, &[u8]> = TableDefinition::new("table_meta");
+const DATA: TableDefinition<u64, &[u8]> = TableDefinition::new("table_data");
+const ORDER: TableDefinition<u128, u64> = TableDefinition::new("table_order");
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("table_state");
+
+/// What a lookup needs of an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// This provider's share of the pseudonym key.
+    pub key: Share,
+    /// Log time after which the entry resolves as not found.
+    pub expires_at_ms: u64,
+    /// The account that registered it.
+    pub owner: [u8; 32],
+    /// Its PRF tag (hash table; 0 otherwise).
+    pub tag: u32,
+}
+
+const META_LEN: usize = 64 + 8 + 32 + 4;
+
+impl Meta {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(META_LEN);
+        out.extend_from_slice(&encode_shares(&[self.key]));
+        out.extend_from_slice(&self.expires_at_ms.to_le_bytes());
+        out.extend_from_slice(&self.owner);
+        out.extend_from_slice(&self.tag.to_le_bytes());
+        out
+    }
+
+    fn decode(b: &[u8]) -> Result<Meta, redb::Error> {
+        let bad = || redb::Error::Corrupted("table_meta record".into());
+        if b.len() != META_LEN {
+            return Err(bad());
+        }
+        let key = decode_shares(&b[..64], 1)
+            .and_then(|v| v.first().copied())
+            .ok_or_else(bad)?;
+        Ok(Meta {
+            key,
+            expires_at_ms: u64::from_le_bytes(b[64..72].try_into().map_err(|_| bad())?),
+            owner: b[72..104].try_into().map_err(|_| bad())?,
+            tag: u32::from_le_bytes(b[104..108].try_into().map_err(|_| bad())?),
+        })
+    }
+}
+
+/// The endpoint shares and extra data of an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Data {
+    /// Shares of the packed endpoint.
+    pub endpoint: Vec<Share>,
+    /// Plain extra data.
+    pub extra: Vec<u8>,
+}
+
+impl Data {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = encode_shares(&self.endpoint);
+        out.extend_from_slice(&self.extra);
+        out
+    }
+
+    fn decode(b: &[u8]) -> Result<Data, redb::Error> {
+        let n = ENDPOINT_ELEMENTS * 64;
+        let endpoint = b
+            .get(..n)
+            .and_then(|e| decode_shares(e, ENDPOINT_ELEMENTS))
+            .ok_or_else(|| redb::Error::Corrupted("table_data record".into()))?;
+        Ok(Data {
+            endpoint,
+            extra: b[n..].to_vec(),
+        })
+    }
+}
+
+/// The in-memory index of the table.
+#[derive(Default)]
+pub struct Index {
+    /// Every entry, by slot (ordered, so all providers iterate alike).
+    pub meta: BTreeMap<u64, Meta>,
+    /// Hash table: slots by PRF tag, in slot order.
+    pub buckets: HashMap<u32, Vec<u64>>,
+    /// Tree: slots in key order.
+    pub order: Vec<u64>,
+    /// Tree: each slot's order label as stored.
+    labels: HashMap<u64, u128>,
+    /// This provider's share of the hash table's PRF key.
+    pub prf_key: Option<PrfKey>,
+    /// Sequence number of the last executed request.
+    pub cursor: u64,
+}
+
+fn corrupted(what: &str) -> redb::Error {
+    redb::Error::Corrupted(what.to_string())
+}
+
+impl Index {
+    /// Loads the index from the database.
+    pub fn load(db: &redb::Database) -> Result<Index, redb::Error> {
+        let txn = db.begin_read()?;
+        let mut index = Index::default();
+        if let Some(t) = read_table(&txn, META)? {
+            for item in t.iter()? {
+                let (slot, v) = item?;
+                let m = Meta::decode(v.value())?;
+                index.buckets.entry(m.tag).or_default().push(slot.value());
+                index.meta.insert(slot.value(), m);
+            }
+        }
+        if let Some(t) = read_table(&txn, ORDER)? {
+            for item in t.iter()? {
+                let (label, slot) = item?;
+                index.order.push(slot.value());
+                index.labels.insert(slot.value(), label.value());
+            }
+        }
+        if let Some(t) = read_table(&txn, STATE)? {
+            if let Some(v) = t.get("cursor")? {
+                let raw: [u8; 8] = v.value().try_into().map_err(|_| corrupted("cursor"))?;
+                index.cursor = u64::from_le_bytes(raw);
+            }
+            if let Some(v) = t.get("prf_key")? {
+                let bytes = v.value();
+                let n = bytes.len() / 64;
+                let shares = decode_shares(bytes, n).ok_or_else(|| corrupted("prf_key"))?;
+                let mut sv = ShareVec::with_capacity(n);
+                for s in shares {
+                    sv.push(s);
+                }
+                index.prf_key = Some(PrfKey(sv));
+            }
+        }
+        Ok(index)
+    }
+
+    /// Reads an entry's endpoint shares and extra data.
+    pub fn data(db: &redb::Database, slot: u64) -> Result<Option<Data>, redb::Error> {
+        let txn = db.begin_read()?;
+        let Some(t) = read_table(&txn, DATA)? else {
+            return Ok(None);
+        };
+        let v = t.get(slot)?;
+        v.map(|v| Data::decode(v.value())).transpose()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+}
+
+/// One change to the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new entry in `slot`.
+    Put(u64, Meta, Data),
+    /// New endpoint, expiry and extra data for an existing entry.
+    Update(u64, u64, Data),
+    /// The entry in `slot` is removed.
+    Delete(u64),
+}
+
+/// Changes to the table made by one batch, in order, applied to the
+/// database (inside the batch's transaction) and then to the index.
+#[derive(Default)]
+pub struct Changes {
+    /// The changes, in log order.
+    pub ops: Vec<Change>,
+    /// Tree: the order after the batch.
+    pub new_order: Option<Vec<u64>>,
+    /// The PRF key share, when this batch created it.
+    pub prf_key: Option<PrfKey>,
+    /// The cursor after the batch.
+    pub cursor: u64,
+}
+
+/// Spacing of fresh order labels: room for 2^40 inserts between two
+/// neighbours before the order is relabelled.
+const LABEL_GAP: u128 = 1 << 40;
+
+impl Index {
+    /// Writes `changes` in `txn` (the index is unchanged until
+    /// [`Index::commit`]).
+    pub fn write(&self, txn: &WriteTransaction, changes: &Changes) -> Result<(), redb::Error> {
+        let mut meta = txn.open_table(META)?;
+        let mut data = txn.open_table(DATA)?;
+        for op in &changes.ops {
+            match op {
+                Change::Delete(slot) => {
+                    meta.remove(slot)?;
+                    data.remove(slot)?;
+                }
+                Change::Put(slot, m, d) => {
+                    meta.insert(slot, m.encode().as_slice())?;
+                    data.insert(slot, d.encode().as_slice())?;
+                }
+                Change::Update(slot, expires, d) => {
+                    let mut m = match meta.get(slot)? {
+                        Some(v) => Meta::decode(v.value())?,
+                        None => continue,
+                    };
+                    m.expires_at_ms = *expires;
+                    meta.insert(slot, m.encode().as_slice())?;
+                    data.insert(slot, d.encode().as_slice())?;
+                }
+            }
+        }
+        if let Some(order) = &changes.new_order {
+            self.write_order(txn, order)?;
+        }
+        let mut state = txn.open_table(STATE)?;
+        state.insert("cursor", changes.cursor.to_le_bytes().as_slice())?;
+        if let Some(k) = &changes.prf_key {
+            let shares: Vec<Share> = k.0.iter().collect();
+            state.insert("prf_key", encode_shares(&shares).as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Stores the new order, touching only labels that changed: a new slot
+    /// gets a label between its neighbours', unless there is no room, and
+    /// then the whole order is relabelled.
+    fn write_order(&self, txn: &WriteTransaction, order: &[u64]) -> Result<(), redb::Error> {
+        let mut table = txn.open_table(ORDER)?;
+        let labels = assign_labels(&self.labels, order);
+        let new: HashMap<u64, u128> = order.iter().copied().zip(labels).collect();
+        // Removals first: a relabelled slot may take another's old label.
+        for (slot, label) in &self.labels {
+            if new.get(slot) != Some(label) {
+                table.remove(label)?;
+            }
+        }
+        for (slot, label) in &new {
+            if self.labels.get(slot) != Some(label) {
+                table.insert(label, slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies committed `changes` to the index.
+    pub fn commit(&mut self, changes: Changes) {
+        for op in changes.ops {
+            match op {
+                Change::Delete(slot) => {
+                    if let Some(m) = self.meta.remove(&slot) {
+                        if let Some(b) = self.buckets.get_mut(&m.tag) {
+                            b.retain(|s| *s != slot);
+                            if b.is_empty() {
+                                self.buckets.remove(&m.tag);
+                            }
+                        }
+                    }
+                }
+                Change::Put(slot, m, _) => {
+                    let b = self.buckets.entry(m.tag).or_default();
+                    b.push(slot);
+                    b.sort_unstable();
+                    self.meta.insert(slot, m);
+                }
+                Change::Update(slot, expires, _) => {
+                    if let Some(m) = self.meta.get_mut(&slot) {
+                        m.expires_at_ms = expires;
+                    }
+                }
+            }
+        }
+        if let Some(order) = changes.new_order {
+            let labels = assign_labels(&self.labels, &order);
+            self.labels = order.iter().copied().zip(labels).collect();
+            self.order = order;
+        }
+        if let Some(k) = changes.prf_key {
+            self.prf_key = Some(k);
+        }
+        self.cursor = changes.cursor;
+    }
+}
+
+/// Labels for `order`, keeping existing labels where they still increase
+/// and putting new slots between their neighbours (deterministic, so
+/// [`Index::write`] and [`Index::commit`] agree).
+fn assign_labels(old: &HashMap<u64, u128>, order: &[u64]) -> Vec<u128> {
+    let mut out: Vec<u128> = Vec::with_capacity(order.len());
+    let mut i = 0;
+    while i < order.len() {
+        let prev = out.last().copied();
+        match old.get(&order[i]) {
+            Some(&l) if prev.is_none_or(|p| l > p) => {
+                out.push(l);
+                i += 1;
+            }
+            _ => {
+                // A run of new (or out-of-place) slots up to the next kept label.
+                let mut j = i;
+                let next = loop {
+                    if j == order.len() {
+                        break None;
+                    }
+                    match old.get(&order[j]) {
+                        Some(&l) if prev.is_none_or(|p| l > p) => break Some(l),
+                        _ => j += 1,
+                    }
+                };
+                let run = (j - i) as u128;
+                let lo = prev.unwrap_or(0);
+                let hi = next.unwrap_or(lo.saturating_add((run + 1) * LABEL_GAP));
+                let step = (hi - lo) / (run + 1);
+                if step == 0 {
+                    // No room: relabel everything, evenly spaced.
+                    return (1..=order.len() as u128).map(|k| k * LABEL_GAP).collect();
+                }
+                for k in 1..=run {
+                    out.push(lo + k * step);
+                }
+                i = j;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sharecall_proto::Fp;
+
+    #[test]
+    fn labels_keep_order_and_relabel_when_full() {
+        let mut old = HashMap::new();
+        let order = vec![5, 1, 9];
+        let l = assign_labels(&old, &order);
+        assert!(l.windows(2).all(|w| w[0] < w[1]));
+        for (s, x) in order.iter().zip(&l) {
+            old.insert(*s, *x);
+        }
+        let order2 = vec![7, 5, 8, 1, 9, 10];
+        let l2 = assign_labels(&old, &order2);
+        assert!(l2.windows(2).all(|w| w[0] < w[1]), "{l2:?}");
+        // Kept slots keep their labels.
+        assert_eq!(l2[1], old[&5]);
+        assert_eq!(l2[3], old[&1]);
+        // Squeeze: labels 1 and 2 leave no room.
+        let tight: HashMap<u64, u128> = [(1, 1), (2, 2)].into_iter().collect();
+        let l3 = assign_labels(&tight, &[1, 3, 2]);
+        assert!(l3.windows(2).all(|w| w[0] < w[1]), "{l3:?}");
+    }
+
+    #[test]
+    fn entries_persist_and_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("t.redb")).expect("db");
+        let mut index = Index::load(&db).expect("empty");
+        let m = Meta {
+            key: Share {
+                first: Fp::from_u64(1),
+                second: Fp::from_u64(2),
+            },
+            expires_at_ms: 10,
+            owner: [3; 32],
+            tag: 7,
+        };
+        let d = Data {
+            endpoint: vec![Share::default(); ENDPOINT_ELEMENTS],
+            extra: b"x".to_vec(),
+        };
+        let changes = Changes {
+            ops: vec![Change::Put(4, m, d.clone())],
+            new_order: Some(vec![4]),
+            cursor: 4,
+            ..Changes::default()
+        };
+        let txn = db.begin_write().expect("txn");
+        index.write(&txn, &changes).expect("write");
+        txn.commit().expect("commit");
+        index.commit(changes);
+        let loaded = Index::load(&db).expect("load");
+        assert_eq!(loaded.meta.get(&4), Some(&m));
+        assert_eq!(loaded.buckets.get(&7), Some(&vec![4]));
+        assert_eq!(loaded.order, vec![4]);
+        assert_eq!(loaded.cursor, 4);
+        assert_eq!(Index::data(&db, 4).expect("data"), Some(d));
+    }
+}

@@ -1,0 +1,261 @@
+//! A test client for the table API that speaks the wire protocol directly
+//! (shares, parts, signatures), so tests can also send what a correct
+//! client never would.
+
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use rand::rngs::OsRng;
+use serde_json::{json, Value};
+use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
+use sharecall_proto::sharing::{reconstruct_all, share};
+use sharecall_proto::{Fp, Share};
+
+use crate::cluster::Cluster;
+
+/// One provider's answer: Ok(body) on 2xx, Err((status, body)).
+pub type Reply = Result<Value, (u16, String)>;
+
+/// Encodes shares as all first components, then all second (docs/API.md).
+pub fn encode_shares(shares: &[Share]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(shares.len() * 64);
+    for s in shares {
+        out.extend_from_slice(&s.first.to_bytes());
+    }
+    for s in shares {
+        out.extend_from_slice(&s.second.to_bytes());
+    }
+    out
+}
+
+/// Decodes shares from their hex wire form.
+pub fn decode_shares(hex_str: &str) -> Vec<Share> {
+    let bytes = hex::decode(hex_str).expect("hex shares");
+    let n = bytes.len() / 64;
+    let el = |i: usize| {
+        let raw: [u8; 32] = bytes[i * 32..(i + 1) * 32].try_into().expect("32 bytes");
+        Fp::from_bytes(&raw).expect("canonical")
+    };
+    (0..n)
+        .map(|i| Share {
+            first: el(i),
+            second: el(n + i),
+        })
+        .collect()
+}
+
+/// The three part objects of a key-only request.
+pub fn key_parts(pseudonym: &str) -> [Value; 3] {
+    let p = Pseudonym::parse(pseudonym).expect("pseudonym");
+    share(p.key().to_field(), &mut OsRng).map(|k| json!({"key": hex::encode(encode_shares(&[k]))}))
+}
+
+/// The three part objects of a register or update.
+pub fn entry_parts(pseudonym: &str, endpoint: &str, ttl_s: u64) -> [Value; 3] {
+    let e = Endpoint::parse(endpoint).expect("endpoint");
+    let mut parts = key_parts(pseudonym);
+    let mut shares: [Vec<Share>; 3] = Default::default();
+    for element in e.pack() {
+        for (i, s) in share(element, &mut OsRng).into_iter().enumerate() {
+            shares[i].push(s);
+        }
+    }
+    for (p, s) in parts.iter_mut().zip(&shares) {
+        p["endpoint"] = json!(hex::encode(encode_shares(s)));
+        p["ttl_s"] = json!(ttl_s);
+    }
+    parts
+}
+
+/// What a resolve gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// The endpoint the three answers reconstruct to.
+    Found(String),
+    /// All three said not found.
+    NotFound,
+}
+
+/// A client with its own account key.
+pub struct TestClient<'a> {
+    cluster: &'a Cluster,
+    key: SigningKey,
+    next: std::sync::atomic::AtomicU64,
+    tag: String,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+impl<'a> TestClient<'a> {
+    /// A client whose key is derived from `seed`.
+    pub fn new(cluster: &'a Cluster, seed: u8) -> TestClient<'a> {
+        TestClient {
+            cluster,
+            key: SigningKey::from_bytes(&[seed; 32]),
+            next: std::sync::atomic::AtomicU64::new(0),
+            tag: format!("c{seed}-{}", now_ms()),
+        }
+    }
+
+    /// The account's public key.
+    pub fn account(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Enrolls the account at all three providers.
+    pub fn enroll(&self) {
+        for i in 0..3 {
+            let ts = now_ms();
+            let account = self.account();
+            let sig = self
+                .key
+                .sign(&sharecall_proto::request::enroll_message(&account, ts));
+            self.cluster
+                .post(
+                    i,
+                    "/v1/accounts",
+                    json!({"account": hex::encode(account), "timestamp_ms": ts, "signature": hex::encode(sig.to_bytes())}),
+                )
+                .expect("enroll");
+        }
+    }
+
+    /// A fresh request id.
+    pub fn id(&self) -> String {
+        let n = self
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        format!("{}-{n}", self.tag)
+    }
+
+    /// The signed bodies of a request, one per provider.
+    pub fn bodies(&self, id: &str, kind: &str, parts: &[Value; 3], window_ms: u64) -> [Value; 3] {
+        let bytes: [Vec<u8>; 3] = std::array::from_fn(|i| parts[i].to_string().into_bytes());
+        let hashes: [[u8; 32]; 3] = std::array::from_fn(|i| *blake3::hash(&bytes[i]).as_bytes());
+        let account = self.account();
+        let ts = now_ms();
+        let message = sharecall_proto::request::SignedFields {
+            request_id: id,
+            kind,
+            account: &account,
+            timestamp_ms: ts,
+            window_ms,
+            part_hashes: &hashes,
+        }
+        .message();
+        let sig = self.key.sign(&message);
+        std::array::from_fn(|i| {
+            json!({
+                "request_id": id,
+                "kind": kind,
+                "window_ms": window_ms,
+                "account": hex::encode(account),
+                "timestamp_ms": ts,
+                "part_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+                "signature": hex::encode(sig.to_bytes()),
+                "part": hex::encode(&bytes[i]),
+            })
+        })
+    }
+
+    /// Sends the three bodies concurrently and waits for final answers
+    /// (polling a 202).
+    pub fn send(&self, bodies: [Value; 3]) -> [Reply; 3] {
+        let cluster = self.cluster;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = bodies
+                .into_iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    s.spawn(move || {
+                        let id = body["request_id"].as_str().unwrap_or_default().to_string();
+                        let mut r = cluster.post(i, "/v1/requests", body);
+                        let deadline = Instant::now() + Duration::from_secs(30);
+                        while matches!(&r, Ok(v) if v["status"] == "pending") {
+                            assert!(Instant::now() < deadline, "request {id} stays pending");
+                            std::thread::sleep(Duration::from_millis(50));
+                            r = cluster.get(i, &format!("/v1/requests/{id}"));
+                        }
+                        r
+                    })
+                })
+                .collect();
+            let out: Vec<Reply> = handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect();
+            out.try_into().expect("three replies")
+        })
+    }
+
+    /// A whole request; returns the three result codes (panics on an
+    /// HTTP error).
+    pub fn call(&self, kind: &str, parts: [Value; 3]) -> ([String; 3], [Value; 3]) {
+        let id = self.id();
+        let replies = self.send(self.bodies(&id, kind, &parts, 10_000));
+        let values: [Value; 3] = replies.map(|r| r.unwrap_or_else(|e| panic!("{kind} {id}: {e:?}")));
+        let codes = std::array::from_fn(|i| {
+            values[i]["result"]["code"]
+                .as_str()
+                .unwrap_or("missing")
+                .to_string()
+        });
+        (codes, values)
+    }
+
+    /// Registers; returns the (agreed) result code.
+    pub fn register(&self, pseudonym: &str, endpoint: &str, ttl_s: u64) -> String {
+        agreed(self.call("register", entry_parts(pseudonym, endpoint, ttl_s)).0)
+    }
+
+    /// Updates; returns the result code.
+    pub fn update(&self, pseudonym: &str, endpoint: &str, ttl_s: u64) -> String {
+        agreed(self.call("update", entry_parts(pseudonym, endpoint, ttl_s)).0)
+    }
+
+    /// Deletes; returns the result code.
+    pub fn delete(&self, pseudonym: &str) -> String {
+        agreed(self.call("delete", key_parts(pseudonym)).0)
+    }
+
+    /// Resolves and reconstructs, checking every share component.
+    pub fn resolve(&self, pseudonym: &str) -> Resolved {
+        let (codes, values) = self.call("resolve", key_parts(pseudonym));
+        match agreed(codes).as_str() {
+            "not_found" => Resolved::NotFound,
+            "ok" => {
+                let shares: [Vec<Share>; 3] = std::array::from_fn(|i| {
+                    decode_shares(values[i]["result"]["endpoint"].as_str().expect("endpoint"))
+                });
+                let elements: Vec<Fp> = (0..ENDPOINT_ELEMENTS)
+                    .map(|e| {
+                        reconstruct_all(&[shares[0][e], shares[1][e], shares[2][e]])
+                            .expect("consistent shares")
+                    })
+                    .collect();
+                Resolved::Found(
+                    Endpoint::unpack(&elements)
+                        .expect("endpoint decodes")
+                        .as_str()
+                        .to_string(),
+                )
+            }
+            other => panic!("resolve: {other}"),
+        }
+    }
+}
+
+/// The one code all three providers gave.
+pub fn agreed(codes: [String; 3]) -> String {
+    assert!(
+        codes.iter().all(|c| *c == codes[0]),
+        "providers disagree: {codes:?}"
+    );
+    codes[0].clone()
+}
