@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sharecall_tests::cluster::{Cluster, ClusterOptions};
+use sharecall_tests::table::{entry_parts, TestClient};
 
 fn submit(admin: std::net::SocketAddr, id: &str) -> Result<u64, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -195,69 +196,13 @@ fn killed_leader_and_follower_lose_no_acknowledged_request() {
     assert_eq!(unique.len() as u64, total, "a request was applied twice");
 }
 
-/// The account key the test client signs with.
-fn account() -> ed25519_dalek::SigningKey {
-    ed25519_dalek::SigningKey::from_bytes(&[42u8; 32])
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
-
-/// Provider `me`'s part of a request, signed as the client signs it once
-/// for all three providers (same timestamp for every part).
-fn part_body(id: &str, parts: &[Vec<u8>; 3], me: usize, window_ms: u64) -> Value {
-    signed_part(id, parts, me, window_ms, now_ms())
-}
-
-fn signed_part(
-    id: &str,
-    parts: &[Vec<u8>; 3],
-    me: usize,
-    window_ms: u64,
-    timestamp_ms: u64,
-) -> Value {
-    let hashes: [[u8; 32]; 3] = std::array::from_fn(|i| *blake3::hash(&parts[i]).as_bytes());
-    let key = account();
-    let public = key.verifying_key().to_bytes();
-    let message = sharecall_proto::request::SignedFields {
-        request_id: id,
-        kind: "register",
-        account: &public,
-        timestamp_ms,
-        window_ms,
-        part_hashes: &hashes,
-    }
-    .message();
-    use ed25519_dalek::Signer;
-    json!({
-        "request_id": id,
-        "kind": "register",
-        "window_ms": window_ms,
-        "account": hex::encode(public),
-        "timestamp_ms": timestamp_ms,
-        "part_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
-        "signature": hex::encode(key.sign(&message).to_bytes()),
-        "part": hex::encode(&parts[me]),
-    })
-}
-
-/// Sends the parts for providers 0..count concurrently, as a client would.
-fn send_parts(
-    cluster: &Cluster,
-    id: &str,
-    parts: &[Vec<u8>; 3],
-    count: usize,
-    window_ms: u64,
-) -> Vec<Result<Value, (u16, String)>> {
-    let timestamp_ms = now_ms();
+/// Sends provider `i`'s body for every `i` in `to`, concurrently.
+fn send_some(cluster: &Cluster, bodies: &[Value; 3], to: &[usize]) -> Vec<Result<Value, (u16, String)>> {
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..count)
-            .map(|i| {
-                let body = signed_part(id, parts, i, window_ms, timestamp_ms);
+        let handles: Vec<_> = to
+            .iter()
+            .map(|&i| {
+                let body = bodies[i].clone();
                 s.spawn(move || cluster.post(i, "/v1/requests", body))
             })
             .collect();
@@ -271,14 +216,13 @@ fn send_parts(
 #[test]
 fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     let cluster = Cluster::start(ClusterOptions::default());
-    let parts = [
-        b"share-0".to_vec(),
-        b"share-1".to_vec(),
-        b"share-2".to_vec(),
-    ];
+    let client = TestClient::new(&cluster, 42);
+    client.enroll();
+    let parts = entry_parts("+49 30 1234567", "sip:alice@192.0.2.1", 600);
 
     // All three parts, sent concurrently: executed, same seq everywhere.
-    let answers = send_parts(&cluster, "req-full", &parts, 3, 5000);
+    let full = client.bodies("req-full", "register", &parts, 5000);
+    let answers = send_some(&cluster, &full, &[0, 1, 2]);
     let seqs: Vec<u64> = answers
         .iter()
         .map(|a| a.as_ref().expect("executed")["seq"].as_u64().expect("seq"))
@@ -287,14 +231,22 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
 
     // A retry of the same id is answered from the record.
     let again = cluster
-        .post(1, "/v1/requests", part_body("req-full", &parts, 1, 5000))
+        .post(1, "/v1/requests", full[1].clone())
         .expect("duplicate answered");
     assert_eq!(again["seq"].as_u64(), Some(seqs[0]));
+    // The same id for another request is refused.
+    let other = client.bodies("req-full", "register", &parts, 6000);
+    let (code, body) = cluster
+        .post(1, "/v1/requests", other[1].clone())
+        .expect_err("id reused");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("id_reused"), "{body}");
 
     // The third part never arrives: both clients get a clear error after
     // the window, and every provider records the same abort.
+    let partial = client.bodies("req-partial", "register", &parts, 1000);
     let started = Instant::now();
-    let answers = send_parts(&cluster, "req-partial", &parts, 2, 1000);
+    let answers = send_some(&cluster, &partial, &[0, 1]);
     assert!(started.elapsed() < Duration::from_secs(10));
     for a in &answers {
         let (code, body) = a.as_ref().expect_err("aborted");
@@ -322,12 +274,12 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     }
     // The late part does not resurrect it.
     let (code, _) = cluster
-        .post(2, "/v1/requests", part_body("req-partial", &parts, 2, 1000))
+        .post(2, "/v1/requests", partial[2].clone())
         .expect_err("still aborted");
     assert_eq!(code, 409);
 
     // A part that does not match its hash is refused before anything is logged.
-    let mut bad = part_body("req-bad", &parts, 0, 1000);
+    let mut bad = client.bodies("req-bad", "register", &parts, 1000)[0].clone();
     bad["part"] = json!(hex::encode(b"tampered"));
     let (code, body) = cluster.post(0, "/v1/requests", bad).expect_err("refused");
     assert_eq!(code, 400, "{body}");
@@ -338,7 +290,7 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     assert_eq!(code, 404);
 
     // A signature that does not cover what was sent is refused.
-    let mut forged = part_body("req-forged", &parts, 1, 1000);
+    let mut forged = client.bodies("req-forged", "register", &parts, 1000)[1].clone();
     forged["kind"] = json!("delete");
     let (code, body) = cluster
         .post(1, "/v1/requests", forged)
@@ -346,7 +298,7 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("bad_signature"), "{body}");
     // So is an old one.
-    let mut stale = part_body("req-stale", &parts, 1, 1000);
+    let mut stale = client.bodies("req-stale", "register", &parts, 1000)[1].clone();
     stale["timestamp_ms"] = json!(1_000_000_000_000u64);
     let (code, _) = cluster.post(1, "/v1/requests", stale).expect_err("refused");
     assert_eq!(code, 401);
