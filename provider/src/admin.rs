@@ -64,6 +64,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/admin/jobs", post(submit_job))
         .route("/metrics", get(metrics))
         .route("/v1/admin/raft", get(raft_status))
+        .route("/v1/admin/table", get(table_status))
         .route("/v1/requests", post(crate::api::submit_part))
         .route("/v1/requests/:id", get(crate::api::request_outcome))
         .route("/v1/accounts", post(crate::api::enroll))
@@ -200,6 +201,11 @@ struct SequenceRequest {
 
 /// Longest accepted request id.
 const MAX_REQUEST_ID: usize = 128;
+
+/// The table's public state (variant, cursor, entries, digest).
+async fn table_status(State(s): State<Arc<AdminState>>) -> Response {
+    Json(s.executor.summary().await).into_response()
+}
 
 /// The 400 answer for an invalid request id, if it is invalid: 1..=128
 /// bytes of `[A-Za-z0-9._:-]` (ids appear in URLs and logs).

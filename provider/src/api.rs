@@ -50,10 +50,23 @@ struct PartRequest {
     part: String,
 }
 
+/// Fault injection for tests: with `SHARECALL_FAULT_TAMPER_ANSWERS` set,
+/// this provider alters the answer shares it returns (the client must
+/// notice and name it).
+fn tampered(shares: &[sharecall_proto::Share]) -> Vec<sharecall_proto::Share> {
+    let mut out = shares.to_vec();
+    if std::env::var_os("SHARECALL_FAULT_TAMPER_ANSWERS").is_some() {
+        if let Some(s) = out.first_mut() {
+            s.first += sharecall_proto::Fp::ONE;
+        }
+    }
+    out
+}
+
 fn answer_json(a: &Answer) -> Value {
     let mut r = json!({"code": a.code.as_str()});
-    if let Some(e) = &a.endpoint {
-        r["endpoint"] = json!(hex::encode(encode_shares(e)));
+    if let Some(e) = a.endpoint.as_deref().map(tampered) {
+        r["endpoint"] = json!(hex::encode(encode_shares(&e)));
     }
     if let Some(x) = &a.extra {
         r["extra"] = json!(hex::encode(x));
@@ -393,4 +406,132 @@ pub async fn openapi() -> Response {
         OPENAPI,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use super::OPENAPI;
+
+    /// Every route `admin::router` registers (axum path syntax) with its
+    /// methods. `routes_match_the_router_source` keeps this list honest.
+    const ROUTES: &[(&str, &[&str])] = &[
+        ("/v1/admin/peers", &["get"]),
+        ("/v1/admin/jobs", &["post"]),
+        ("/metrics", &["get"]),
+        ("/v1/admin/raft", &["get"]),
+        ("/v1/admin/table", &["get"]),
+        ("/v1/requests", &["post"]),
+        ("/v1/requests/:id", &["get"]),
+        ("/v1/accounts", &["post"]),
+        ("/v1/openapi.json", &["get"]),
+        ("/v1/admin/sequence", &["get", "post"]),
+    ];
+
+    /// The operation keys of an OpenAPI path item.
+    const METHODS: [&str; 8] = [
+        "get", "put", "post", "delete", "options", "head", "patch", "trace",
+    ];
+
+    /// `/v1/requests/:id` → `/v1/requests/{id}`.
+    fn openapi_path(route: &str) -> String {
+        route
+            .split('/')
+            .map(|seg| match seg.strip_prefix(':') {
+                Some(name) => format!("{{{name}}}"),
+                None => seg.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn routes() -> BTreeSet<(String, BTreeSet<String>)> {
+        ROUTES
+            .iter()
+            .map(|(r, ms)| {
+                let ms = ms.iter().map(|m| m.to_string()).collect();
+                (openapi_path(r), ms)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn openapi_document_covers_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is valid JSON");
+        let version = doc["openapi"].as_str().unwrap_or_default();
+        assert!(version.starts_with("3.1"), "openapi is {version:?}, not 3.1");
+        let paths = doc["paths"].as_object().expect("paths is an object");
+        let mut documented = BTreeSet::new();
+        for (path, item) in paths {
+            let item = item.as_object().expect("a path item is an object");
+            let methods: BTreeSet<String> = METHODS
+                .iter()
+                .filter(|m| item.contains_key(**m))
+                .map(|m| m.to_string())
+                .collect();
+            documented.insert((path.clone(), methods));
+        }
+        assert_eq!(
+            documented,
+            routes(),
+            "docs/openapi.json paths and methods differ from admin::router"
+        );
+    }
+
+    /// The `.route(...)` calls of `admin::router`, with the methods each
+    /// registers, read from the source.
+    fn router_source_routes() -> BTreeSet<(String, BTreeSet<String>)> {
+        let src = include_str!("admin.rs");
+        let start = src.find("pub fn router(").expect("admin::router");
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").expect("end of admin::router")];
+        let mut out = BTreeSet::new();
+        let mut rest = body;
+        while let Some(i) = rest.find(".route(") {
+            let call = &rest[i + ".route(".len()..];
+            // The call's text, up to its closing parenthesis.
+            let mut depth = 1usize;
+            let end = call
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(j, _)| j)
+                .expect("closed .route(");
+            let call = &call[..end];
+            let path = call.split('"').nth(1).expect("route path literal");
+            let methods = METHODS
+                .iter()
+                .filter(|m| {
+                    call.match_indices(&format!("{m}(")).any(|(j, _)| {
+                        j == 0 || {
+                            let before = call.as_bytes()[j - 1];
+                            !(before.is_ascii_alphanumeric() || before == b'_')
+                        }
+                    })
+                })
+                .map(|m| m.to_string())
+                .collect();
+            out.insert((openapi_path(path), methods));
+            rest = &call[end..];
+        }
+        out
+    }
+
+    #[test]
+    fn routes_match_the_router_source() {
+        assert_eq!(
+            router_source_routes(),
+            routes(),
+            "ROUTES differs from the .route(...) calls in admin::router"
+        );
+    }
 }

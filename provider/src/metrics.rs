@@ -79,6 +79,9 @@ struct Inner {
     raft_commit: Gauge,
     raft_applied: Gauge,
     raft_leader: Gauge,
+    batch_requests: Histogram,
+    table_entries: Gauge,
+    executed: Gauge,
 }
 
 /// The provider's metrics. Cheap to clone; clones record into the same
@@ -144,8 +147,29 @@ impl Metrics {
             "Raft id of the current leader (0 if none known)",
             raft_leader.clone(),
         );
+        let batch_requests = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "batch_requests",
+            "Ordered requests executed per SMC job (grows with load)",
+            batch_requests.clone(),
+        );
+        let table_entries = Gauge::default();
+        registry.register(
+            "table_entries",
+            "Entries in the lookup table (expired ones until swept)",
+            table_entries.clone(),
+        );
+        let executed = Gauge::default();
+        registry.register(
+            "executed_seq",
+            "Sequence number of the last request executed against the table",
+            executed.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                batch_requests,
+                table_entries,
+                executed,
                 registry,
                 jobs,
                 phases,
@@ -195,6 +219,18 @@ impl Metrics {
         self.inner.raft_commit.set(g(commit));
         self.inner.raft_applied.set(g(applied));
         self.inner.raft_leader.set(g(leader));
+    }
+
+    /// Records an executed batch of `requests`, leaving `entries` in the
+    /// table and the executor at `cursor`.
+    pub fn batch_executed(&self, requests: u64, entries: usize, cursor: u64) {
+        self.inner.batch_requests.observe(requests as f64);
+        self.inner
+            .table_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.inner
+            .executed
+            .set(i64::try_from(cursor).unwrap_or(i64::MAX));
     }
 
     /// Sets peer `peer`'s health: 1 available, 0.5 suspect, 0 down.

@@ -180,6 +180,7 @@ pub async fn run(
             variant,
             max_batch: config.tables.max_batch,
             sweep_interval: config.tables.sweep_interval,
+            metrics: metrics.clone(),
         },
         sequencer.clone(),
         heartbeat_clients.clone(),

@@ -18,6 +18,8 @@ pub struct ProviderOptions {
     pub value: u64,
     /// Task kinds this provider accepts.
     pub allowed_kinds: Vec<String>,
+    /// Extra environment (e.g. fault injection) for its process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ProviderOptions {
@@ -25,6 +27,7 @@ impl Default for ProviderOptions {
         ProviderOptions {
             value: 0,
             allowed_kinds: vec!["secure-sum".into(), "noop".into(), "execute".into()],
+            env: Vec::new(),
         }
     }
 }
@@ -199,6 +202,7 @@ impl Cluster {
         let child = Command::new(bin("sharecall-provider"))
             .args(["run", "--config"])
             .arg(self.config_path(i))
+            .envs(self.options.providers[i].env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -235,6 +239,16 @@ impl Cluster {
         self.kill(i);
         self.spawn(i);
         self.wait_ready(i);
+    }
+
+    /// Sets the extra environment of provider `i` (from its next start).
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
+        self.options.providers[i].env = env;
+    }
+
+    /// Provider `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("p{i}"))
     }
 
     /// Child process of provider `i`, if running.

@@ -109,3 +109,133 @@ fn list_table_every_operation() {
 fn tree_table_every_operation() {
     every_operation("tree/4");
 }
+
+/// The three providers' table digests, once they have all executed `seq`.
+fn digests_at(cluster: &Cluster, seq: u64) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    (0..3)
+        .map(|i| loop {
+            let t = cluster.get(i, "/v1/admin/table").expect("table status");
+            if t["cursor"].as_u64().unwrap_or(0) >= seq {
+                return t["digest"].as_str().expect("digest").to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "provider {i} stays at {t}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })
+        .collect()
+}
+
+#[test]
+fn provider_that_crashed_before_commit_catches_up_from_transcripts() {
+    let mut options = ClusterOptions::default();
+    // Provider 2 dies just before committing the batch holding request 3.
+    options.providers[2].env = vec![("SHARECALL_FAULT_EXIT_BEFORE_COMMIT".into(), "3".into())];
+    let mut cluster = Cluster::start(options);
+    let alice = TestClient::new(&cluster, 1);
+    alice.enroll();
+    assert_eq!(alice.register("alice", "sip:alice@192.0.2.1", 3600), "ok");
+    assert_eq!(alice.register("bob", "sip:bob@192.0.2.2", 3600), "ok");
+    // Request 3: providers 0 and 1 commit it; provider 2 crashes.
+    let id = alice.id();
+    let parts = sharecall_tests::table::entry_parts("carol", "sip:carol@192.0.2.3", 3600);
+    let replies = alice.send(alice.bodies(&id, "register", &parts, 10_000));
+    for (i, r) in replies.iter().enumerate().take(2) {
+        let v = r.as_ref().unwrap_or_else(|e| panic!("provider {i}: {e:?}"));
+        assert_eq!(v["result"]["code"], "ok", "provider {i}: {v}");
+    }
+    assert!(replies[2].is_err(), "provider 2 should have crashed");
+    let crash_log = cluster.log(2);
+    assert!(crash_log.contains("exiting before commit"), "{crash_log}");
+
+    // Restarted without the fault, it catches up from a peer's transcript
+    // at the next batch, with no SMC re-run.
+    cluster.set_env(2, Vec::new());
+    cluster.restart(2);
+    let alice = TestClient::new(&cluster, 1);
+    assert_eq!(
+        alice.resolve("carol"),
+        Resolved::Found("sip:carol@192.0.2.3".into())
+    );
+    assert!(
+        cluster.log(2).contains("caught up from a transcript"),
+        "{}",
+        cluster.log(2)
+    );
+    // Its recorded answer for request 3 is the same.
+    let v = cluster
+        .get(2, &format!("/v1/requests/{id}"))
+        .expect("answer after catch-up");
+    assert_eq!(v["result"]["code"], "ok", "{v}");
+    // All three agree on the public state.
+    let d = digests_at(&cluster, 4);
+    assert!(d.iter().all(|x| *x == d[0]), "{d:?}");
+    assert_eq!(alice.resolve("alice"), Resolved::Found("sip:alice@192.0.2.1".into()));
+}
+
+#[test]
+fn tampered_answer_share_is_detected_and_the_provider_named() {
+    let mut options = ClusterOptions::default();
+    options.providers[1].env = vec![("SHARECALL_FAULT_TAMPER_ANSWERS".into(), "1".into())];
+    let cluster = Cluster::start(options);
+    let alice = TestClient::new(&cluster, 1);
+    alice.enroll();
+    assert_eq!(alice.register("dave", "sip:dave@192.0.2.4", 3600), "ok");
+    let (codes, values) = alice.call("resolve", sharecall_tests::table::key_parts("dave"));
+    assert_eq!(sharecall_tests::table::agreed(codes), "ok");
+    let shares: [Vec<sharecall_proto::Share>; 3] = std::array::from_fn(|i| {
+        sharecall_tests::table::decode_shares(values[i]["result"]["endpoint"].as_str().expect("endpoint"))
+    });
+    let err = sharecall_proto::sharing::reconstruct_all(&[shares[0][0], shares[1][0], shares[2][0]])
+        .expect_err("tampering is detected");
+    assert!(err.to_string().contains("P1"), "{err}");
+}
+
+#[test]
+fn no_plaintext_reaches_any_provider_disk_or_log() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let alice = TestClient::new(&cluster, 1);
+    alice.enroll();
+    let secrets = [
+        ("+49 30 98765432", "sip:secret-erin@198.51.100.77:5061"),
+        ("frank.secret", "sip:frank-hidden@203.0.113.99"),
+    ];
+    for (p, e) in secrets {
+        assert_eq!(alice.register(p, e, 3600), "ok");
+        assert_eq!(alice.resolve(p), Resolved::Found(e.into()));
+        assert_eq!(alice.update(p, e, 60), "ok");
+    }
+    // Needles: every plaintext form and its distinctive pieces.
+    let needles: Vec<&[u8]> = vec![
+        b"+493098765432",
+        b"493098765432",
+        b"98765432",
+        b"frank.secret",
+        b"secret-erin",
+        b"198.51.100.77",
+        b"frank-hidden",
+        b"203.0.113.99",
+    ];
+    let mut scanned = 0;
+    for i in 0..3 {
+        let mut files = vec![cluster.log_path(i)];
+        for entry in std::fs::read_dir(cluster.data_dir(i)).expect("data dir") {
+            files.push(entry.expect("entry").path());
+        }
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            scanned += bytes.len();
+            for n in &needles {
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == *n),
+                    "{} contains {:?}",
+                    f.display(),
+                    String::from_utf8_lossy(n)
+                );
+            }
+        }
+    }
+    assert!(scanned > 10_000, "nothing was scanned");
+}

@@ -46,6 +46,8 @@ pub struct ExecutorConfig {
     pub max_batch: usize,
     /// How often the leader logs an expiry sweep.
     pub sweep_interval: Duration,
+    /// Where batch sizes and table size are reported.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Parameters of an `execute` job.
@@ -191,6 +193,25 @@ impl Executor {
 
     /// Commits a batch's outcome durably, then to the index.
     fn commit(&self, index: &mut Index, outcome: Outcome) -> Result<String, BatchError> {
+        fault_exit_before_commit(&outcome.transcript);
+        let txn = self.db().begin_write().map_err(store_err)?;
+        index.write(&txn, &outcome.changes).map_err(store_err)?;
+        store::record_batch(&txn, &outcome.answers, &outcome.transcript).map_err(store_err)?;
+        txn.commit().map_err(store_err)?;
+        let digest = transcript_digest(&outcome.transcript);
+        let to = outcome.changes.cursor;
+        let requests = to + 1 - outcome.transcript.from;
+        index.commit(outcome.changes);
+        self.config
+            .metrics
+            .batch_executed(requests, index.len(), to);
+        self.cursor.send_replace(to);
+        Ok(digest)
+    }
+
+    /// Commits a replayed batch (no fault injection: the crash it tests
+    /// happens on the live path).
+    fn commit_replayed(&self, index: &mut Index, outcome: Outcome) -> Result<String, BatchError> {
         let txn = self.db().begin_write().map_err(store_err)?;
         index.write(&txn, &outcome.changes).map_err(store_err)?;
         store::record_batch(&txn, &outcome.answers, &outcome.transcript).map_err(store_err)?;
@@ -198,8 +219,33 @@ impl Executor {
         let digest = transcript_digest(&outcome.transcript);
         let to = outcome.changes.cursor;
         index.commit(outcome.changes);
+        self.config.metrics.batch_executed(0, index.len(), to);
         self.cursor.send_replace(to);
         Ok(digest)
+    }
+
+    /// The table's public state: variant, cursor, entry count and a digest
+    /// over everything the three providers must agree on (slots, expiry,
+    /// owners, tags, tree order; never shares).
+    pub async fn summary(&self) -> TableSummary {
+        let index = self.index.lock().await;
+        let mut h = blake3::Hasher::new_derive_key("sharecall 2026 table state v1");
+        h.update(&index.cursor.to_le_bytes());
+        for (slot, m) in &index.meta {
+            h.update(&slot.to_le_bytes());
+            h.update(&m.expires_at_ms.to_le_bytes());
+            h.update(&m.owner);
+            h.update(&m.tag.to_le_bytes());
+        }
+        for slot in &index.order {
+            h.update(&slot.to_le_bytes());
+        }
+        TableSummary {
+            variant: self.config.variant.name(),
+            cursor: index.cursor,
+            entries: index.len(),
+            digest: h.finalize().to_hex().to_string(),
+        }
     }
 
     /// The peer side of an `execute` job: run the batch on `session` and
@@ -302,7 +348,7 @@ impl Executor {
                 let outcome = batch::replay(self.config.variant, index, &t, |id, kind| {
                     self.part(id, kind).map(|(p, _)| p)
                 })?;
-                self.commit(index, outcome)?;
+                self.commit_replayed(index, outcome)?;
                 info!(from = t.from, to = t.to, peer, "caught up from a transcript");
             }
         }
@@ -381,6 +427,34 @@ impl Executor {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The table's public state, for operators and consistency checks.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSummary {
+    /// Table variant.
+    pub variant: String,
+    /// Last executed sequence number.
+    pub cursor: u64,
+    /// Entries (expired ones until swept).
+    pub entries: usize,
+    /// Digest of the public state (equal at all three providers).
+    pub digest: String,
+}
+
+/// Fault injection for crash tests: with `SHARECALL_FAULT_EXIT_BEFORE_COMMIT`
+/// set to a sequence number, the process exits just before committing the
+/// live batch that contains it, as a crash at the worst moment would.
+fn fault_exit_before_commit(t: &Transcript) {
+    let Ok(v) = std::env::var("SHARECALL_FAULT_EXIT_BEFORE_COMMIT") else {
+        return;
+    };
+    if let Ok(seq) = v.parse::<u64>() {
+        if (t.from..=t.to).contains(&seq) {
+            warn!(seq, "fault injection: exiting before commit");
+            std::process::exit(86);
         }
     }
 }
