@@ -239,3 +239,150 @@ fn no_plaintext_reaches_any_provider_disk_or_log() {
     }
     assert!(scanned > 10_000, "nothing was scanned");
 }
+
+#[test]
+fn concurrent_requests_run_in_batches_and_match_the_model() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let clients: Vec<TestClient<'_>> = (1..=4).map(|s| TestClient::new(&cluster, s)).collect();
+    for c in &clients {
+        c.enroll();
+    }
+    // Four clients, 25 registrations each, all at once.
+    std::thread::scope(|s| {
+        for (k, c) in clients.iter().enumerate() {
+            s.spawn(move || {
+                for j in 0..25 {
+                    let name = format!("user-{k}-{j}");
+                    assert_eq!(c.register(&name, &format!("sip:{name}@192.0.2.{j}"), 3600), "ok");
+                }
+            });
+        }
+    });
+    // Resolve them all concurrently as well.
+    std::thread::scope(|s| {
+        for (k, c) in clients.iter().enumerate() {
+            s.spawn(move || {
+                for j in 0..25 {
+                    let name = format!("user-{k}-{j}");
+                    assert_eq!(
+                        c.resolve(&name),
+                        Resolved::Found(format!("sip:{name}@192.0.2.{j}"))
+                    );
+                }
+            });
+        }
+    });
+    // Throughput grows with load: jobs carried more than one request.
+    let metrics = cluster.get_text(0, "/metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    let sum = value("sharecall_batch_requests_sum");
+    let count = value("sharecall_batch_requests_count");
+    assert!(sum >= 200.0, "{sum} requests executed");
+    assert!(
+        count < sum,
+        "every batch held one request ({count} batches for {sum} requests)"
+    );
+    let d = digests_at(&cluster, sum as u64);
+    assert!(d.iter().all(|x| *x == d[0]), "{d:?}");
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_change_nothing() {
+    let cluster = Cluster::start(ClusterOptions {
+        rate: (1, 3),
+        ..ClusterOptions::default()
+    });
+    let alice = TestClient::new(&cluster, 1);
+    let stranger = TestClient::new(&cluster, 9);
+    alice.enroll();
+    assert_eq!(alice.register("grace", "sip:grace@192.0.2.5", 3600), "ok");
+    let before = digests_at(&cluster, 1);
+    let expect = |r: Result<serde_json::Value, (u16, String)>, status: u16, code: &str| {
+        let (s, body) = r.expect_err("refused");
+        assert_eq!(s, status, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
+        assert_eq!(v["error"]["code"], code, "{body}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    };
+    let raw = |body: &str| -> Result<serde_json::Value, (u16, String)> {
+        let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].admin))
+            .set("content-type", "application/json")
+            .send_string(body);
+        match r {
+            Ok(r) => Ok(r.into_json().expect("json")),
+            Err(ureq::Error::Status(c, r)) => Err((c, r.into_string().unwrap_or_default())),
+            Err(e) => Err((0, e.to_string())),
+        }
+    };
+    expect(raw("{not json"), 400, "bad_json");
+    expect(raw("[]"), 400, "bad_json");
+    let parts = sharecall_tests::table::entry_parts("heidi", "sip:heidi@192.0.2.6", 60);
+    let body = |kind: &str, parts: &[serde_json::Value; 3]| alice.bodies(&alice.id(), kind, parts, 5000)[0].clone();
+    expect(cluster.post(0, "/v1/requests", body("launch", &parts)), 400, "bad_kind");
+    let mut b = body("register", &parts);
+    b["request_id"] = serde_json::json!("has spaces/and slashes");
+    expect(cluster.post(0, "/v1/requests", b), 400, "bad_request_id");
+    let mut b = body("register", &parts);
+    b["window_ms"] = serde_json::json!(5);
+    expect(cluster.post(0, "/v1/requests", b), 400, "bad_window");
+    // A resolve part must carry only a key; a register part needs a ttl.
+    expect(cluster.post(0, "/v1/requests", body("resolve", &parts)), 400, "bad_part");
+    let mut no_ttl = parts.clone();
+    for p in &mut no_ttl {
+        p.as_object_mut().expect("object").remove("ttl_s");
+    }
+    expect(cluster.post(0, "/v1/requests", body("register", &no_ttl)), 400, "bad_part");
+    // Oversized extra data.
+    let mut big = parts.clone();
+    for p in &mut big {
+        p["extra"] = serde_json::json!(hex::encode(vec![7u8; 2000]));
+    }
+    expect(cluster.post(0, "/v1/requests", body("register", &big)), 400, "bad_part");
+    // Oversized body.
+    let mut huge = body("register", &parts);
+    huge["part"] = serde_json::json!(hex::encode(vec![0u8; 40_000]));
+    let (s, _) = cluster.post(0, "/v1/requests", huge).expect_err("too large");
+    assert!(s == 413 || s == 400, "{s}");
+    // An account that never enrolled.
+    let b = stranger.bodies(&stranger.id(), "register", &parts, 5000)[0].clone();
+    expect(cluster.post(0, "/v1/requests", b), 403, "not_enrolled");
+    // Bad enrollment.
+    expect(
+        cluster.post(0, "/v1/accounts", serde_json::json!({"account": "zz", "timestamp_ms": 1, "signature": "00"})),
+        400,
+        "bad_account",
+    );
+    expect(
+        cluster.post(
+            0,
+            "/v1/accounts",
+            serde_json::json!({"account": hex::encode(stranger.account()), "timestamp_ms": 1, "signature": hex::encode([0u8; 64])}),
+        ),
+        401,
+        "bad_signature",
+    );
+    expect(cluster.get(0, "/v1/requests/never-sent"), 404, "unknown_request");
+    // Nothing changed.
+    assert_eq!(digests_at(&cluster, 1), before);
+
+    // Rate limit: a burst of 3, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..10 {
+        let b = alice.bodies(&alice.id(), "resolve", &sharecall_tests::table::key_parts("grace"), 100)[0].clone();
+        let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].admin))
+            .send_json(b);
+        if let Err(ureq::Error::Status(429, r)) = r {
+            limited = Some(r.header("retry-after").map(str::to_string));
+            break;
+        }
+    }
+    let retry_after = limited.expect("rate limited within ten requests");
+    assert!(retry_after.is_some_and(|v| v.parse::<u64>().is_ok()));
+}
