@@ -83,6 +83,15 @@ impl Accounts {
         Ok(true)
     }
 
+    /// Whether `account` may bulk-import entries for other owners.
+    pub fn is_importer(&self, account: &[u8; 32]) -> bool {
+        let hex = hex::encode(account);
+        self.config
+            .importers
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&hex))
+    }
+
     /// Takes one request from `account`'s budget, or says how long to wait.
     pub fn check_rate(&self, account: &[u8; 32]) -> Result<(), Duration> {
         self.limiter
@@ -123,6 +132,7 @@ mod tests {
             tokens: vec!["s3cret".into()],
             rate_per_second: 1,
             burst: 2,
+            importers: Vec::new(),
         }
     }
 

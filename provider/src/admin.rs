@@ -65,7 +65,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/admin/raft", get(raft_status))
         .route("/v1/admin/table", get(table_status))
-        .route("/v1/requests", post(crate::api::submit_part))
+        .route(
+            "/v1/requests",
+            post(crate::api::submit_part).layer(axum::extract::DefaultBodyLimit::max(
+                crate::api::MAX_REQUEST_BODY,
+            )),
+        )
         .route("/v1/requests/:id", get(crate::api::request_outcome))
         .route("/v1/accounts", post(crate::api::enroll))
         .route("/v1/openapi.json", get(crate::api::openapi))

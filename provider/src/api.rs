@@ -30,6 +30,10 @@ use crate::tables::part::{encode_shares, Kind, Part};
 const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Largest accepted part (decoded).
 const MAX_PART: usize = 16 * 1024;
+/// Largest accepted import part (decoded).
+const MAX_IMPORT_PART: usize = 4 << 20;
+/// Largest accepted request body (an import part, hex-encoded).
+pub const MAX_REQUEST_BODY: usize = 2 * MAX_IMPORT_PART + 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +77,10 @@ fn answer_json(a: &Answer) -> Value {
     }
     if let Some(t) = a.expires_at_ms {
         r["expires_at_ms"] = json!(t);
+    }
+    if let Some((ok, skipped)) = a.imported {
+        r["imported"] = json!(ok);
+        r["skipped"] = json!(skipped);
     }
     r
 }
@@ -138,7 +146,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_kind",
-            "kind must be one of register, resolve, update, delete",
+            "kind must be one of register, resolve, update, delete, import",
         );
     };
     let window_ms = req.window_ms;
@@ -198,13 +206,18 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
             format!("request timestamp is {skew} ms away from this provider's clock"),
         );
     }
+    let max = if kind == Kind::Import {
+        MAX_IMPORT_PART
+    } else {
+        MAX_PART
+    };
     let part = match hex::decode(&req.part) {
-        Ok(p) if p.len() <= MAX_PART => p,
+        Ok(p) if p.len() <= max => p,
         Ok(_) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "part_too_large",
-                format!("a part is at most {MAX_PART} bytes"),
+                format!("a {} part is at most {max} bytes", kind.as_str()),
             )
         }
         Err(_) => return error(StatusCode::BAD_REQUEST, "bad_part", "part must be hex"),
@@ -216,7 +229,19 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
             format!("this part does not match part_hashes[{}]", s.me),
         );
     }
-    if let Err(e) = Part::parse(kind, &part) {
+    let parsed = if kind == Kind::Import {
+        if !s.accounts.is_importer(&account) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "not_importer",
+                format!("account {} may not import at provider {}", req.account, s.me),
+            );
+        }
+        crate::tables::part::parse_import(&part).map(|_| ())
+    } else {
+        Part::parse(kind, &part).map(|_| ())
+    };
+    if let Err(e) = parsed {
         return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string());
     }
     let db = s.sequencer.store().database();
@@ -506,6 +531,7 @@ mod tests {
                 })
                 .map(|(j, _)| j)
                 .expect("closed .route(");
+            rest = &call[end..];
             let call = &call[..end];
             let path = call.split('"').nth(1).expect("route path literal");
             let methods = METHODS
@@ -521,7 +547,6 @@ mod tests {
                 .map(|m| m.to_string())
                 .collect();
             out.insert((openapi_path(path), methods));
-            rest = &call[end..];
         }
         out
     }

@@ -243,6 +243,10 @@ pub struct AccountsConfig {
     pub rate_per_second: u32,
     /// Burst above the sustained rate. Default `100`.
     pub burst: u32,
+    /// Operator accounts (hex ed25519 public keys) allowed to bulk-import
+    /// entries on behalf of other owners (`sharecall import`). Default
+    /// none.
+    pub importers: Vec<String>,
 }
 
 impl Default for AccountsConfig {
@@ -252,6 +256,7 @@ impl Default for AccountsConfig {
             tokens: Vec::new(),
             rate_per_second: 50,
             burst: 100,
+            importers: Vec::new(),
         }
     }
 }

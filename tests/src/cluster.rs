@@ -53,6 +53,8 @@ pub struct ClusterOptions {
     pub enrollment: &'static str,
     /// Per-account sustained request rate and burst.
     pub rate: (u32, u32),
+    /// Accounts (hex public keys) allowed to bulk-import.
+    pub importers: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -67,6 +69,7 @@ impl Default for ClusterOptions {
             sweep_interval: "60s",
             enrollment: "open",
             rate: (10_000, 10_000),
+            importers: Vec::new(),
         }
     }
 }
@@ -186,8 +189,8 @@ impl Cluster {
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
         s += &format!(
-            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\nrate_per_second = {}\nburst = {}\n",
-            o.variant, o.sweep_interval, o.enrollment, o.rate.0, o.rate.1
+            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
+            o.variant, o.sweep_interval, o.enrollment, o.rate.0, o.rate.1, o.importers
         );
         std::fs::write(self.config_path(i), s).expect("write config");
     }

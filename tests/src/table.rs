@@ -67,6 +67,20 @@ pub fn entry_parts(pseudonym: &str, endpoint: &str, ttl_s: u64) -> [Value; 3] {
     parts
 }
 
+/// The three parts of an import of `rows` (pseudonym, endpoint), all
+/// owned by `owner`.
+pub fn import_parts(rows: &[(String, String)], ttl_s: u64, owner: &[u8; 32]) -> [Value; 3] {
+    let mut out: [Vec<Value>; 3] = Default::default();
+    for (p, e) in rows {
+        let parts = entry_parts(p, e, ttl_s);
+        for (i, mut part) in parts.into_iter().enumerate() {
+            part["owner"] = json!(hex::encode(owner));
+            out[i].push(part);
+        }
+    }
+    out.map(|rows| json!({ "rows": rows }))
+}
+
 /// What a resolve gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -100,6 +114,11 @@ impl<'a> TestClient<'a> {
             next: std::sync::atomic::AtomicU64::new(0),
             tag: format!("c{seed}-{}", now_ms()),
         }
+    }
+
+    /// The public key of the account with `seed`.
+    pub fn account_of(seed: u8) -> [u8; 32] {
+        SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes()
     }
 
     /// The account's public key.

@@ -386,3 +386,48 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     let retry_after = limited.expect("rate limited within ten requests");
     assert!(retry_after.is_some_and(|v| v.parse::<u64>().is_ok()));
 }
+
+#[test]
+fn operator_imports_rows_in_bulk_for_their_owners() {
+    let operator_key = TestClient::account_of(7);
+    let cluster = Cluster::start(ClusterOptions {
+        importers: vec![hex::encode(operator_key)],
+        ..ClusterOptions::default()
+    });
+    let operator = TestClient::new(&cluster, 7);
+    let alice = TestClient::new(&cluster, 1);
+    operator.enroll();
+    alice.enroll();
+    assert_eq!(alice.register("+1 555 0000", "sip:existing@192.0.2.1", 3600), "ok");
+    // 300 rows owned by alice, one of them already registered.
+    let rows: Vec<(String, String)> = (0..300)
+        .map(|k| (format!("+1 555 {k:04}"), format!("sip:bulk{k}@192.0.2.{}", k % 250)))
+        .collect();
+    let parts = sharecall_tests::table::import_parts(&rows, 3600, &alice.account());
+    let (codes, values) = operator.call("import", parts);
+    assert_eq!(sharecall_tests::table::agreed(codes), "ok");
+    for v in &values {
+        assert_eq!(v["result"]["imported"], 299, "{v}");
+        assert_eq!(v["result"]["skipped"], 1, "{v}");
+    }
+    // The rows resolve, the existing entry is unchanged, and the owner
+    // (not the operator) may update them.
+    assert_eq!(
+        alice.resolve("+1 555 0000"),
+        Resolved::Found("sip:existing@192.0.2.1".into())
+    );
+    assert_eq!(
+        alice.resolve("+1 555 0123"),
+        Resolved::Found("sip:bulk123@192.0.2.123".into())
+    );
+    assert_eq!(operator.update("+1 555 0007", "sip:x@192.0.2.9", 60), "forbidden");
+    assert_eq!(alice.update("+1 555 0007", "sip:x@192.0.2.9", 60), "ok");
+    // An account that is not an importer is refused.
+    let parts = sharecall_tests::table::import_parts(&rows[..2], 3600, &alice.account());
+    let id = alice.id();
+    let (code, body) = cluster
+        .post(0, "/v1/requests", alice.bodies(&id, "import", &parts, 5000)[0].clone())
+        .expect_err("not an importer");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not_importer"), "{body}");
+}

@@ -22,6 +22,9 @@ use crate::tables::{Change, Changes, Data, Index, Lookup, Meta, Narrowed, Varian
 pub enum Op {
     /// A table request with this provider's part.
     Table(Kind, Part),
+    /// Many registrations at once, each with its owner (bulk import by
+    /// an operator account).
+    Import(Vec<(Part, [u8; 32])>),
     /// Remove every entry expired at the request's log time.
     Sweep,
     /// Not a table request (e.g. an ordering probe): nothing to do.
@@ -84,6 +87,8 @@ pub struct Answer {
     pub extra: Option<Vec<u8>>,
     /// Resolve: when the entry expires.
     pub expires_at_ms: Option<u64>,
+    /// Import: entries registered and entries skipped (already present).
+    pub imported: Option<(u64, u64)>,
 }
 
 impl Answer {
@@ -93,6 +98,7 @@ impl Answer {
             endpoint: None,
             extra: None,
             expires_at_ms: None,
+            imported: None,
         }
     }
 }
@@ -113,6 +119,9 @@ pub enum ChangeRecord {
         owner: String,
         /// PRF tag.
         tag: u32,
+        /// Import: which entry of the request's part.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sub: Option<u32>,
     },
     /// Entry `slot` takes the endpoint of update request `request_id`.
     Update {
@@ -139,7 +148,8 @@ pub struct Transcript {
     pub to: u64,
     /// Table changes in order.
     pub changes: Vec<ChangeRecord>,
-    /// (request id, kind, result code) per table request.
+    /// (request id, kind, result code) per table operation (an import
+    /// has one per entry).
     pub results: Vec<(String, String, Code)>,
     /// Tree: (predecessor, slot) of every new entry, in final order.
     pub inserts: Vec<(Option<u64>, u64)>,
@@ -211,18 +221,10 @@ pub async fn run(
     let me = session.party();
     let from = requests.first().map(|r| r.seq).unwrap_or(index.cursor + 1);
     let to = requests.last().map(|r| r.seq).unwrap_or(index.cursor);
-    // Table requests, by position.
-    let table: Vec<(usize, Kind, &Part)> = requests
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match &r.op {
-            Op::Table(k, p) => Some((i, *k, p)),
-            _ => None,
-        })
-        .collect();
+    let table = items(requests);
     let mut keys = ShareVec::with_capacity(table.len());
-    for (_, _, p) in &table {
-        keys.push(p.key);
+    for it in &table {
+        keys.push(it.part.key);
     }
 
     // The PRF key is made (with no traffic) by the first batch.
@@ -243,7 +245,8 @@ pub async fn run(
     let mut a = ShareVec::default();
     let mut b = ShareVec::default();
     let mut pairs: Vec<(usize, Target)> = Vec::new();
-    for (q, (_, _, p)) in table.iter().enumerate() {
+    for (q, it) in table.iter().enumerate() {
+        let p = it.part;
         for &slot in &narrowed.candidates[q] {
             let m = index
                 .meta
@@ -253,10 +256,10 @@ pub async fn run(
             b.push(m.key);
             pairs.push((q, Target::Stored(slot)));
         }
-        for (e, (_, kind, earlier)) in table.iter().enumerate().take(q) {
-            if kind.writes() && narrowed.may_equal(e, q) {
+        for (e, earlier) in table.iter().enumerate().take(q) {
+            if earlier.kind.writes() && narrowed.may_equal(e, q) {
                 a.push(p.key);
-                b.push(earlier.key);
+                b.push(earlier.part.key);
                 pairs.push((q, Target::Earlier(e)));
             }
         }
@@ -287,8 +290,9 @@ pub async fn run(
     let mut records: Vec<ChangeRecord> = Vec::new();
     let mut inserted: Vec<(usize, u64)> = Vec::new();
     let mut deleted: HashSet<u64> = HashSet::new();
-    for (q, (pos, kind, part)) in table.iter().enumerate() {
-        let r = &requests[*pos];
+    for (q, it) in table.iter().enumerate() {
+        let r = &requests[it.pos];
+        let (kind, part) = (&it.kind, it.part);
         let latest = earlier_match
             .get(&q)
             .and_then(|es| es.iter().rev().find_map(|e| after[*e].clone()));
@@ -309,8 +313,8 @@ pub async fn run(
         };
         let expires = r.at_ms.saturating_add(part.ttl_s.saturating_mul(1000));
         let code = match (kind, found) {
-            (Kind::Register, Found::Live(_)) => Code::Exists,
-            (Kind::Register, found) => {
+            (Kind::Register | Kind::Import, Found::Live(_)) => Code::Exists,
+            (Kind::Register | Kind::Import, found) => {
                 if let Found::Expired(old) = found {
                     ops.push(Change::Delete(old));
                     records.push(ChangeRecord::Delete { slot: old });
@@ -318,11 +322,11 @@ pub async fn run(
                 }
                 let tag = narrowed.tags.get(q).copied().unwrap_or(0);
                 ops.push(Change::Put(
-                    r.seq,
+                    it.slot,
                     Meta {
                         key: part.key,
                         expires_at_ms: expires,
-                        owner: r.account,
+                        owner: it.account,
                         tag,
                     },
                     Data {
@@ -331,16 +335,17 @@ pub async fn run(
                     },
                 ));
                 records.push(ChangeRecord::Put {
-                    slot: r.seq,
+                    slot: it.slot,
                     request_id: r.id.clone(),
                     expires_at_ms: expires,
-                    owner: hex::encode(r.account),
+                    owner: hex::encode(it.account),
                     tag,
+                    sub: it.sub,
                 });
-                inserted.push((q, r.seq));
+                inserted.push((q, it.slot));
                 after[q] = Some(After::Live(Live {
-                    slot: r.seq,
-                    owner: r.account,
+                    slot: it.slot,
+                    owner: it.account,
                     expires_at_ms: expires,
                     source: Source::Request(q),
                 }));
@@ -350,7 +355,7 @@ pub async fn run(
                 resolved.push((q, l));
                 Code::Ok
             }
-            (Kind::Update | Kind::Delete, Found::Live(l)) if l.owner != r.account => {
+            (Kind::Update | Kind::Delete, Found::Live(l)) if l.owner != it.account => {
                 Code::Forbidden
             }
             (Kind::Update, Found::Live(l)) => {
@@ -424,8 +429,8 @@ pub async fn run(
     for (_, l) in &resolved {
         let data = match l.source {
             Source::Request(e) => Data {
-                endpoint: table[e].2.endpoint.clone(),
-                extra: table[e].2.extra.clone(),
+                endpoint: table[e].part.endpoint.clone(),
+                extra: table[e].part.extra.clone(),
             },
             Source::Stored(slot) => Index::data(db, slot)
                 .map_err(|e| BatchError::Store(e.to_string()))?
@@ -455,11 +460,10 @@ pub async fn run(
     // Nobody acts on an opening before all three agree on it.
     session.verify().await?;
 
-    let mut answers: Vec<(String, Answer)> = Vec::with_capacity(table.len());
+    let mut per_item: Vec<Answer> = Vec::with_capacity(table.len());
     let mut resolved_at = resolved.iter().enumerate().map(|(k, (q, l))| (*q, (k, l)));
     let mut next_resolved = resolved_at.next();
     for (q, code) in codes.iter().enumerate() {
-        let r = &requests[table[q].0];
         let mut answer = Answer::code(*code);
         if let Some((rq, (k, l))) = &next_resolved {
             if *rq == q {
@@ -472,13 +476,17 @@ pub async fn run(
                 next_resolved = resolved_at.next();
             }
         }
-        answers.push((r.id.clone(), answer));
+        per_item.push(answer);
     }
-    let results = answers
+    let results: Vec<(String, String, Code)> = table
         .iter()
-        .zip(&table)
-        .map(|((id, a), (_, kind, _))| (id.clone(), kind.as_str().to_string(), a.code))
+        .zip(&codes)
+        .map(|(it, code)| {
+            let kind = if it.sub.is_some() { "import" } else { it.kind.as_str() };
+            (requests[it.pos].id.clone(), kind.to_string(), *code)
+        })
         .collect();
+    let answers = aggregate(&results, per_item);
     Ok(Outcome {
         changes: Changes {
             ops,
@@ -496,6 +504,86 @@ pub async fn run(
             created_prf_key: created_key.is_some(),
         },
     })
+}
+
+/// One table operation of a batch (an import request holds many).
+struct Item<'a> {
+    /// Position of its request in the batch.
+    pos: usize,
+    kind: Kind,
+    part: &'a Part,
+    /// The entry's owner: the signing account, or an import row's owner.
+    account: [u8; 32],
+    /// The slot a registration would take: sequence number × 2^16 plus
+    /// the import row, so every entry has a name all providers agree on.
+    slot: u64,
+    /// Import: the row within the request's part.
+    sub: Option<u32>,
+}
+
+/// Largest number of rows in one import request.
+pub const MAX_IMPORT_ROWS: usize = 1 << 16;
+
+/// The slot of row `sub` of request `seq`.
+pub fn slot_of(seq: u64, sub: u32) -> u64 {
+    seq.saturating_mul(MAX_IMPORT_ROWS as u64) + u64::from(sub)
+}
+
+fn items(requests: &[Request]) -> Vec<Item<'_>> {
+    let mut out = Vec::new();
+    for (pos, r) in requests.iter().enumerate() {
+        match &r.op {
+            Op::Table(kind, part) => out.push(Item {
+                pos,
+                kind: *kind,
+                part,
+                account: r.account,
+                slot: slot_of(r.seq, 0),
+                sub: None,
+            }),
+            Op::Import(rows) => {
+                for (sub, (part, owner)) in rows.iter().enumerate().take(MAX_IMPORT_ROWS) {
+                    out.push(Item {
+                        pos,
+                        kind: Kind::Register,
+                        part,
+                        account: *owner,
+                        slot: slot_of(r.seq, sub as u32),
+                        sub: Some(sub as u32),
+                    });
+                }
+            }
+            Op::Sweep | Op::Skip => {}
+        }
+    }
+    out
+}
+
+/// One answer per request: an import's rows are counted (registered,
+/// skipped because present); other requests have one operation each.
+fn aggregate(results: &[(String, String, Code)], per_item: Vec<Answer>) -> Vec<(String, Answer)> {
+    let mut out: Vec<(String, Answer)> = Vec::new();
+    for ((id, kind, code), answer) in results.iter().zip(per_item) {
+        if kind == "import" {
+            let (ok, skipped) = (u64::from(*code == Code::Ok), u64::from(*code != Code::Ok));
+            match out.last_mut() {
+                Some((last, a)) if last == id => {
+                    if let Some((o, s)) = a.imported.as_mut() {
+                        *o += ok;
+                        *s += skipped;
+                    }
+                }
+                _ => {
+                    let mut a = Answer::code(Code::Ok);
+                    a.imported = Some((ok, skipped));
+                    out.push((id.clone(), a));
+                }
+            }
+        } else {
+            out.push((id.clone(), answer));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -540,7 +628,7 @@ fn expired_after(index: &Index, ops: &[Change], at_ms: u64) -> Vec<u64> {
 async fn place(
     index: &Index,
     narrowed: &Narrowed,
-    table: &[(usize, Kind, &Part)],
+    table: &[Item<'_>],
     inserts: &[(usize, u64)],
     deleted: &HashSet<u64>,
     session: &mut LaneSession,
@@ -557,7 +645,7 @@ async fn place(
                 .get(&slot)
                 .ok_or_else(|| BatchError::Store(format!("slot {slot} missing")))?;
             a.push(m.key);
-            b.push(table[*q].2.key);
+            b.push(table[*q].part.key);
         }
         asks.push((k, hi - lo));
     }
@@ -567,8 +655,8 @@ async fn place(
         for j in (i + 1)..inserts.len() {
             if narrowed.ranges[inserts[i].0] == narrowed.ranges[inserts[j].0] {
                 pair_at.insert((i, j), a.len());
-                a.push(table[inserts[i].0].2.key);
-                b.push(table[inserts[j].0].2.key);
+                a.push(table[inserts[i].0].part.key);
+                b.push(table[inserts[j].0].part.key);
             }
         }
     }
@@ -654,7 +742,7 @@ pub fn replay(
     variant: Variant,
     index: &Index,
     t: &Transcript,
-    mut part_of: impl FnMut(&str, Kind) -> Result<Part, BatchError>,
+    mut part_of: impl FnMut(&str, Kind, Option<u32>) -> Result<Part, BatchError>,
 ) -> Result<Outcome, BatchError> {
     if t.from != index.cursor + 1 {
         return Err(BatchError::Replay(format!(
@@ -677,8 +765,9 @@ pub fn replay(
                 expires_at_ms,
                 owner,
                 tag,
+                sub,
             } => {
-                let part = part_of(request_id, Kind::Register)?;
+                let part = part_of(request_id, Kind::Register, *sub)?;
                 let mut o = [0u8; 32];
                 hex::decode_to_slice(owner, &mut o)
                     .map_err(|_| BatchError::Replay("owner is not hex".into()))?;
@@ -701,7 +790,7 @@ pub fn replay(
                 request_id,
                 expires_at_ms,
             } => {
-                let part = part_of(request_id, Kind::Update)?;
+                let part = part_of(request_id, Kind::Update, None)?;
                 Change::Update(
                     *slot,
                     *expires_at_ms,
@@ -721,19 +810,20 @@ pub fn replay(
         Variant::Tree { .. } => Some(replay_order(&index.order, &deleted, &t.inserts)),
         _ => None,
     };
-    let answers = t
+    let per_item = t
         .results
         .iter()
-        .map(|(id, kind, code)| {
+        .map(|(_, kind, code)| {
             // A resolve's answer share needed SMC; the writes did not.
             let code = if *code == Code::Ok && kind == Kind::Resolve.as_str() {
                 Code::Unavailable
             } else {
                 *code
             };
-            (id.clone(), Answer::code(code))
+            Answer::code(code)
         })
         .collect();
+    let answers = aggregate(&t.results, per_item);
     Ok(Outcome {
         changes: Changes {
             ops,

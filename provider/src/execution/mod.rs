@@ -161,6 +161,11 @@ impl Executor {
             let mut account = [0u8; 32];
             let op = if kind == "sweep" {
                 Op::Sweep
+            } else if kind == Kind::Import.as_str() {
+                let (rows, m) = self.import_rows(&id)?;
+                hex::decode_to_slice(&m.account, &mut account)
+                    .map_err(|_| store_err(format!("request {id}: account is not hex")))?;
+                Op::Import(rows)
             } else if let Some(k) = Kind::parse(&kind) {
                 let (part, m) = self.part(&id, k)?;
                 hex::decode_to_slice(&m.account, &mut account)
@@ -178,6 +183,36 @@ impl Executor {
             });
         }
         Ok(out)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn import_rows(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<(Part, [u8; 32])>, store::RequestMeta), BatchError> {
+        let bytes = store::part(self.db(), id)
+            .map_err(store_err)?
+            .ok_or_else(|| store_err(format!("request {id}: no part stored here")))?;
+        let meta = store::request(self.db(), id)
+            .map_err(store_err)?
+            .ok_or_else(|| store_err(format!("request {id}: no metadata stored here")))?;
+        let rows = crate::tables::part::parse_import(&bytes)
+            .map_err(|e| store_err(format!("request {id}: {e}")))?;
+        Ok((rows, meta))
+    }
+
+    /// This provider's part of request `id` (row `sub` of an import).
+    fn part_or_row(&self, id: &str, kind: Kind, sub: Option<u32>) -> Result<Part, BatchError> {
+        match sub {
+            None => self.part(id, kind).map(|(p, _)| p),
+            Some(i) => self
+                .import_rows(id)?
+                .0
+                .into_iter()
+                .nth(i as usize)
+                .map(|(p, _)| p)
+                .ok_or_else(|| store_err(format!("request {id} has no row {i}"))),
+        }
     }
 
     fn part(&self, id: &str, kind: Kind) -> Result<(Part, store::RequestMeta), BatchError> {
@@ -345,8 +380,8 @@ impl Executor {
                         index.cursor + 1
                     )));
                 }
-                let outcome = batch::replay(self.config.variant, index, &t, |id, kind| {
-                    self.part(id, kind).map(|(p, _)| p)
+                let outcome = batch::replay(self.config.variant, index, &t, |id, kind, sub| {
+                    self.part_or_row(id, kind, sub)
                 })?;
                 self.commit_replayed(index, outcome)?;
                 info!(from = t.from, to = t.to, peer, "caught up from a transcript");

@@ -80,6 +80,8 @@ struct StoredAnswer {
     extra: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     expires_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    imported: Option<(u64, u64)>,
 }
 
 /// Records a batch: its answers and transcript, in `txn`.
@@ -95,6 +97,7 @@ pub fn record_batch(
             endpoint: a.endpoint.as_ref().map(|e| hex::encode(encode_shares(e))),
             extra: a.extra.as_ref().map(hex::encode),
             expires_at_ms: a.expires_at_ms,
+            imported: a.imported,
         };
         t.insert(id.as_str(), serde_json::to_vec(&s).map_err(corrupt)?.as_slice())?;
     }
@@ -127,6 +130,7 @@ pub fn answer(db: &redb::Database, id: &str) -> Result<Option<Answer>, redb::Err
         endpoint,
         extra: s.extra.map(hex::decode).transpose().map_err(corrupt)?,
         expires_at_ms: s.expires_at_ms,
+        imported: s.imported,
     }))
 }
 

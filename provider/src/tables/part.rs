@@ -25,11 +25,19 @@ pub enum Kind {
     Update,
     /// Remove (owner only).
     Delete,
+    /// Many registrations with their owners (operator accounts only).
+    Import,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Register, Kind::Resolve, Kind::Update, Kind::Delete];
+    pub const ALL: [Kind; 5] = [
+        Kind::Register,
+        Kind::Resolve,
+        Kind::Update,
+        Kind::Delete,
+        Kind::Import,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +46,7 @@ impl Kind {
             Kind::Resolve => "resolve",
             Kind::Update => "update",
             Kind::Delete => "delete",
+            Kind::Import => "import",
         }
     }
 
@@ -53,7 +62,7 @@ impl Kind {
 
     /// Whether the part carries an endpoint, lifetime and extra data.
     fn carries_entry(self) -> bool {
-        matches!(self, Kind::Register | Kind::Update)
+        matches!(self, Kind::Register | Kind::Update | Kind::Import)
     }
 }
 
@@ -90,6 +99,49 @@ struct Wire {
     ttl_s: Option<u64>,
     #[serde(default)]
     extra: Option<String>,
+}
+
+/// Most rows in one import part.
+pub const MAX_IMPORT_PART_ROWS: usize = 2048;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportWire {
+    rows: Vec<serde_json::Value>,
+}
+
+/// Parses an import part: `{"rows": [{key, endpoint, ttl_s, extra?,
+/// owner}]}`, each row like a register part plus the owner's public key.
+pub fn parse_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
+    let w: ImportWire = serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
+    if w.rows.is_empty() || w.rows.len() > MAX_IMPORT_PART_ROWS {
+        return Err(field(
+            "rows",
+            format!("an import carries 1..={MAX_IMPORT_PART_ROWS} rows"),
+        ));
+    }
+    w.rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut row)| {
+            let owner = row
+                .as_object_mut()
+                .and_then(|o| o.remove("owner"))
+                .and_then(|v| v.as_str().map(str::to_string))
+                .and_then(|h| {
+                    let mut out = [0u8; 32];
+                    hex::decode_to_slice(h, &mut out).ok().map(|_| out)
+                })
+                .ok_or_else(|| {
+                    field("rows", format!("row {i}: owner must be a 64-digit hex public key"))
+                })?;
+            let bytes = serde_json::to_vec(&row).map_err(|e| PartError::Json(e.to_string()))?;
+            let part = Part::parse(Kind::Register, &bytes).map_err(|e| {
+                field("rows", format!("row {i}: {e}"))
+            })?;
+            Ok((part, owner))
+        })
+        .collect()
 }
 
 /// A parsed part.
@@ -137,8 +189,12 @@ pub fn encode_shares(shares: &[Share]) -> Vec<u8> {
 }
 
 impl Part {
-    /// Parses and checks a part of a `kind` request.
+    /// Parses and checks a part of a `kind` request (for an import, see
+    /// [`parse_import`]).
     pub fn parse(kind: Kind, bytes: &[u8]) -> Result<Part, PartError> {
+        if kind == Kind::Import {
+            return Err(field("rows", "an import part has rows, not one entry"));
+        }
         let w: Wire = serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
         let key = hex::decode(&w.key)
             .ok()
