@@ -717,7 +717,11 @@ fingerprint = "{f2}"
         assert_eq!(c.jobs.phase_retries, 2);
         assert_eq!(c.secure_sum.value, 0);
         assert_eq!(c.policy.max_task_skew, Duration::from_secs(60));
-        assert_eq!(c.policy.allowed_kinds, vec!["secure-sum", "noop"]);
+        assert_eq!(c.policy.allowed_kinds, vec!["secure-sum", "noop", "execute"]);
+        assert_eq!(c.tables, TablesConfig::default());
+        assert_eq!(c.tables.variant, "hash");
+        assert_eq!(c.accounts, AccountsConfig::default());
+        assert_eq!(c.accounts.enrollment, "token");
         assert_eq!(c.log.filter, "info");
         assert_eq!(c.peers.len(), 2);
         let p2 = c.peer(2).expect("peer 2");
