@@ -230,7 +230,7 @@ pub async fn run(
     // The PRF key is made (with no traffic) by the first batch.
     let mut created_key: Option<PrfKey> = None;
     if variant == Variant::Hash && index.prf_key.is_none() && !table.is_empty() {
-        if index.cursor != 0 || !index.is_empty() {
+        if !index.is_empty() {
             return Err(BatchError::Replay(
                 "the table has entries but no PRF key share".into(),
             ));

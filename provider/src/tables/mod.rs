@@ -111,6 +111,7 @@ impl Lookup for Variant {
     ) -> Result<Narrowed, SmcError> {
         match *self {
             Variant::List => Ok(list_narrow(index, keys.len())),
+            Variant::Hash if keys.is_empty() => Ok(Narrowed::default()),
             Variant::Hash => {
                 let key = prf_key.ok_or_else(|| {
                     SmcError::InvalidInput("the hash table has no PRF key".into())
