@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod devcluster;
 pub mod directory;
 pub mod execution;
 pub mod identity;

@@ -1,0 +1,184 @@
+//! A local three-provider cluster in one process: fresh identities, ports
+//! on 127.0.0.1, real TLS and raft between the providers, each a full
+//! [`crate::server::run`]. For `sharecall demo` and the benchmark harness
+//! (which routes provider traffic through delaying relays).
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{
+    AccountsConfig, JobsConfig, ListenConfig, LogConfig, PeerConfig, PolicyConfig,
+    ProviderConfig, SecureSumConfig, SequencerSettings, TablesConfig, Timeouts,
+};
+use crate::identity::{Fingerprint, Identity};
+use crate::server::ServerError;
+
+/// What the cluster is made of.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Where the three data directories go (`p0`, `p1`, `p2`).
+    pub root: PathBuf,
+    /// Table settings (the same at all three).
+    pub tables: TablesConfig,
+    /// Account settings (the same at all three).
+    pub accounts: AccountsConfig,
+    /// SMC lanes per provider.
+    pub lanes: u32,
+}
+
+impl DevOptions {
+    /// Defaults for a cluster under `root`: hash table, open enrollment.
+    pub fn new(root: &Path) -> DevOptions {
+        DevOptions {
+            root: root.to_path_buf(),
+            tables: TablesConfig::default(),
+            accounts: AccountsConfig {
+                enrollment: "open".into(),
+                ..AccountsConfig::default()
+            },
+            lanes: 6,
+        }
+    }
+}
+
+/// Which listener an address belongs to, for [`DevCluster::start`]'s
+/// routing hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Provider-to-provider control (gRPC).
+    Control,
+    /// Provider-to-provider SMC.
+    Smc,
+    /// The REST API clients use.
+    Api,
+}
+
+/// A running local cluster; stop it with [`DevCluster::stop`].
+pub struct DevCluster {
+    /// Where clients reach each provider's REST API (after routing).
+    pub api: [SocketAddr; 3],
+    /// Each provider's configuration.
+    pub configs: [ProviderConfig; 3],
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<Result<(), ServerError>>>,
+}
+
+fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    // Hold all listeners until every port is chosen, so none repeats.
+    let probes: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    probes.iter().map(|l| l.local_addr()).collect()
+}
+
+impl DevCluster {
+    /// Makes identities and configurations and starts the three providers.
+    /// `route(provider, listener, addr)` returns the address others should
+    /// use to reach `addr` (identity, or a relay's address).
+    pub async fn start(
+        options: DevOptions,
+        mut route: impl FnMut(usize, Listener, SocketAddr) -> std::io::Result<SocketAddr>,
+    ) -> Result<DevCluster, ServerError> {
+        let io = |e: std::io::Error| ServerError::Other(e.to_string());
+        let ports = free_ports(9).map_err(io)?;
+        let mut fingerprints: Vec<Fingerprint> = Vec::with_capacity(3);
+        for i in 0..3 {
+            let dir = options.root.join(format!("p{i}"));
+            let identity = match Identity::load(&dir) {
+                Ok(id) => id,
+                Err(_) => {
+                    let id = Identity::generate(&format!("provider-{i}"))
+                        .map_err(|e| ServerError::Other(e.to_string()))?;
+                    id.save(&dir, false)
+                        .map_err(|e| ServerError::Other(e.to_string()))?;
+                    id
+                }
+            };
+            fingerprints.push(identity.fingerprint());
+        }
+        let listen: Vec<ListenConfig> = (0..3)
+            .map(|i| ListenConfig {
+                control: ports[3 * i],
+                smc: ports[3 * i + 1],
+                admin: ports[3 * i + 2],
+            })
+            .collect();
+        let mut routed: Vec<(SocketAddr, SocketAddr, SocketAddr)> = Vec::with_capacity(3);
+        for (i, l) in listen.iter().enumerate() {
+            routed.push((
+                route(i, Listener::Control, l.control).map_err(io)?,
+                route(i, Listener::Smc, l.smc).map_err(io)?,
+                route(i, Listener::Api, l.admin).map_err(io)?,
+            ));
+        }
+        let configs: Vec<ProviderConfig> = (0..3)
+            .map(|i| ProviderConfig {
+                id: i as u8,
+                data_dir: options.root.join(format!("p{i}")),
+                listen: listen[i].clone(),
+                peers: (0..3)
+                    .filter(|j| *j != i)
+                    .map(|j| PeerConfig {
+                        id: j as u8,
+                        control: routed[j].0,
+                        smc: routed[j].1,
+                        fingerprint: fingerprints[j],
+                    })
+                    .collect(),
+                timeouts: Timeouts {
+                    heartbeat_interval: Duration::from_millis(200),
+                    ..Timeouts::default()
+                },
+                jobs: JobsConfig {
+                    lanes: options.lanes,
+                    ..JobsConfig::default()
+                },
+                policy: PolicyConfig::default(),
+                secure_sum: SecureSumConfig::default(),
+                sequencer: SequencerSettings::default(),
+                tables: options.tables.clone(),
+                accounts: options.accounts.clone(),
+                log: LogConfig::default(),
+            })
+            .collect();
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::with_capacity(3);
+        for c in &configs {
+            let c = c.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                crate::server::run(c, stop.cancelled_owned()).await
+            }));
+        }
+        let configs: [ProviderConfig; 3] = configs
+            .try_into()
+            .map_err(|_| ServerError::Other("three configurations".into()))?;
+        Ok(DevCluster {
+            api: [routed[0].2, routed[1].2, routed[2].2],
+            configs,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Base URLs of the three REST APIs.
+    pub fn urls(&self) -> [String; 3] {
+        self.api.map(|a| format!("http://{a}"))
+    }
+
+    /// Stops the providers and waits for them.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.stop.cancel();
+        for t in self.tasks {
+            match t.await {
+                Ok(r) => r?,
+                Err(e) => return Err(ServerError::Other(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
