@@ -1,27 +1,20 @@
-//! `sharecall demo`: the whole idea in one command.
+//! `sharecall demo`: the whole product in one command.
 //!
-//! Three real SMC engines (separate TLS identities, pinned fingerprints,
-//! loopback sockets) run in this process. The client shares registrations
-//! so that each provider stores only its part, and resolves pseudonyms by
-//! SMC: a 1-round batched `eq_reveal` against every stored key (a list
-//! table), plus the keyed PRF tag that a hash table would use as bucket.
-//! The client reconstructs the endpoint from all three providers' shares
-//! and checks them against each other.
-//!
-//! The per-provider entry lists here are the demo's own; durable tables,
-//! raft ordering and REST come with the provider process.
+//! Starts three real providers in this process (each with its own TLS
+//! identity, pinning the other two; raft ordering; redb storage in a
+//! temporary directory; REST on 127.0.0.1), enrolls an account, and then
+//! registers, resolves, updates and deletes pseudonyms through the client
+//! library exactly as a remote client would. At the end it stops the
+//! providers and prints what each one stored: shares only.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand::rngs::OsRng;
-use sharecall_client::registration::{reconstruct_endpoint, share_entry, share_query, EntryPart};
+use sharecall_client::{AccountKey, Client, ResultCode};
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
-use sharecall_proto::{PartyId, Share, ShareVec};
-use sharecall_provider::smc::local::LocalCluster;
-use sharecall_provider::smc::{EngineConfig, LaneSession, PrfKey, SmcResult};
+use sharecall_provider::devcluster::{DevCluster, DevOptions};
+use sharecall_provider::tables::{Index, Variant};
 
 /// Options of `sharecall demo`.
 #[derive(clap::Args)]
@@ -34,6 +27,9 @@ pub struct DemoArgs {
     /// written another way, and an unregistered one).
     #[arg(long = "resolve", value_name = "PSEUDONYM")]
     resolve: Vec<String>,
+    /// Table variant: hash, list or tree[/fanout].
+    #[arg(long, default_value = "hash")]
+    table: String,
 }
 
 const SAMPLE_REGISTRATIONS: &[&str] = &[
@@ -52,184 +48,163 @@ fn parse_registration(arg: &str) -> anyhow::Result<(Pseudonym, Endpoint)> {
     Ok((pseudonym, endpoint))
 }
 
-/// Runs `step` as session `id` at all three providers at once and returns
-/// their results in party order.
-async fn on_all<T, F, Fut>(cluster: &LocalCluster, id: u64, step: F) -> anyhow::Result<[T; 3]>
-where
-    T: Send + 'static,
-    F: Fn(usize, LaneSession) -> Fut,
-    Fut: Future<Output = SmcResult<T>> + Send + 'static,
-{
-    let mut handles = Vec::with_capacity(3);
-    for (p, engine) in cluster.engines.iter().enumerate() {
-        let session = engine.session(0, id).await?;
-        handles.push(tokio::spawn(step(p, session)));
-    }
-    let mut out = Vec::with_capacity(3);
-    for (p, h) in handles.into_iter().enumerate() {
-        let r = h
-            .await
-            .with_context(|| format!("provider P{p} task failed"))?;
-        out.push(r.with_context(|| format!("provider P{p}"))?);
-    }
-    out.try_into()
-        .map_err(|_| anyhow::anyhow!("expected three results"))
+fn short(bytes: &[u8]) -> String {
+    let h = hex::encode(bytes);
+    format!("{}…", &h[..16.min(h.len())])
 }
 
-fn short(s: Share) -> String {
-    let a = hex::encode(s.first.to_bytes());
-    let b = hex::encode(s.second.to_bytes());
-    format!("({}…, {}…)", &a[..8], &b[..8])
-}
-
-/// Runs the demo, printing to stdout.
+/// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let registrations: Vec<&str> = if args.register.is_empty() {
-        SAMPLE_REGISTRATIONS.to_vec()
-    } else {
-        args.register.iter().map(String::as_str).collect()
-    };
-    let registrations = registrations
-        .into_iter()
-        .map(parse_registration)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let queries: Vec<&str> = if args.resolve.is_empty() {
-        SAMPLE_QUERIES.to_vec()
-    } else {
-        args.resolve.iter().map(String::as_str).collect()
-    };
-    let queries = queries
-        .into_iter()
-        .map(|q| {
-            Pseudonym::parse(q)
-                .with_context(|| format!("--resolve {q:?}"))
-                .map(|p| (q, p))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-
-    println!("sharecall demo: three providers on 127.0.0.1, mutually authenticated TLS");
-    let started = Instant::now();
-    let config = EngineConfig {
-        lanes: 1,
-        ..EngineConfig::default()
-    };
-    let cluster = LocalCluster::start(&config)
-        .await
-        .context("linking the three providers")?;
-    for engine in &cluster.engines {
-        engine.warm().await.context("preprocessing")?;
-    }
-    for (p, addr) in cluster.addrs.iter().enumerate() {
-        println!("  P{p} listening on {addr}");
-    }
-    println!(
-        "  linked, PRG seeds agreed, preprocessing warm in {:.0?}",
-        started.elapsed()
-    );
-
-    // Registration: each provider stores only its part.
-    println!();
-    let mut stores: [Vec<EntryPart>; 3] = Default::default();
-    for (pseudonym, endpoint) in &registrations {
-        let parts = share_entry(pseudonym, endpoint, &mut OsRng);
-        println!("register {pseudonym} -> {endpoint}");
-        println!(
-            "  P0 stores key share {}  (P1, P2 hold other random-looking parts)",
-            short(parts[0].key)
-        );
-        for (store, part) in stores.iter_mut().zip(parts) {
-            store.push(part);
-        }
-    }
-    let stores = Arc::new(stores);
-    let keys: Arc<[ShareVec; 3]> = Arc::new(std::array::from_fn(|p| {
-        stores[p].iter().map(|e| e.key).collect()
-    }));
-
-    // A jointly generated PRF key (no party ever sees it) and the bucket of
-    // every stored key, as a hash table would file them.
-    let mut session_id = 1;
-    let t = Instant::now();
-    let keyed = {
-        let keys = keys.clone();
-        on_all(&cluster, session_id, move |p, mut s| {
-            let keys = keys.clone();
-            async move {
-                let prf = s.gen_prf_key();
-                let tags = s.prf_tag(&prf, &keys[p]).await?;
-                Ok((prf, tags))
-            }
-        })
-        .await?
-    };
-    let tags = keyed[0].1.clone();
-    if keyed.iter().any(|(_, t)| *t != tags) {
-        bail!("providers disagree about the PRF tags");
-    }
-    println!();
-    println!(
-        "PRF buckets of the stored keys (Legendre PRF, secret-shared key, 1 round, {:.1?}): {}",
-        t.elapsed(),
-        tags.iter()
-            .map(|t| format!("{t:08x}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let prf_keys: Arc<[PrfKey; 3]> = Arc::new(keyed.map(|(k, _)| k));
-
-    for (written, pseudonym) in &queries {
-        session_id += 1;
-        println!();
-        println!("resolve {written:?} (normalised {pseudonym})");
-        let query = share_query(pseudonym, &mut OsRng);
-        println!("  P0 receives query share {}", short(query[0]));
-        let t = Instant::now();
-        let (keys, prf_keys) = (keys.clone(), prf_keys.clone());
-        let answers = on_all(&cluster, session_id, move |p, mut s| {
-            let (keys, prf_keys) = (keys.clone(), prf_keys.clone());
-            async move {
-                let q: ShareVec = std::iter::once(query[p]).collect();
-                let tag = s.prf_tag(&prf_keys[p], &q).await?;
-                let repeated: ShareVec = std::iter::repeat_n(query[p], keys[p].len()).collect();
-                let matches = s.eq_reveal(&repeated, &keys[p]).await?;
-                // Nobody acts on the openings before they are known to be
-                // the same at every provider.
-                s.verify().await?;
-                Ok((tag, matches))
-            }
-        })
-        .await?;
-        let elapsed = t.elapsed();
-        let (tag, matches) = &answers[0];
-        if answers.iter().any(|a| &a.0 != tag || &a.1 != matches) {
-            bail!("providers disagree about the opened results");
-        }
-        let bucket = tag.first().copied().unwrap_or_default();
-        println!(
-            "  PRF bucket {bucket:08x}; eq_reveal against {} entries in one round ({elapsed:.1?} incl. tag and verify)",
-            matches.len()
-        );
-        let hits: Vec<usize> = matches
+    let variant: Variant = args
+        .table
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--table: {e}"))?;
+    let registrations: Vec<(Pseudonym, Endpoint)> = if args.register.is_empty() {
+        SAMPLE_REGISTRATIONS
             .iter()
-            .enumerate()
-            .filter_map(|(i, m)| m.then_some(i))
-            .collect();
-        if hits.is_empty() {
-            println!("  not registered ({pseudonym})");
-            continue;
-        }
-        for i in hits {
-            // Each provider hands the client its shares of the matching
-            // entry; only the client can put them together.
-            let parts: [Vec<Share>; 3] = std::array::from_fn(|p| stores[p][i].endpoint.clone());
-            let endpoint = reconstruct_endpoint(&parts)
-                .with_context(|| format!("reconstructing entry {i}"))?;
+            .map(|r| parse_registration(r))
+            .collect::<Result<_, _>>()?
+    } else {
+        args.register
+            .iter()
+            .map(|r| parse_registration(r))
+            .collect::<Result<_, _>>()?
+    };
+    let queries: Vec<Pseudonym> = if args.resolve.is_empty() {
+        SAMPLE_QUERIES
+            .iter()
+            .map(|q| Pseudonym::parse(q))
+            .collect::<Result<_, _>>()?
+    } else {
+        args.resolve
+            .iter()
+            .map(|q| Pseudonym::parse(q).with_context(|| format!("--resolve {q:?}")))
+            .collect::<Result<_, _>>()?
+    };
+
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let mut options = DevOptions::new(dir.path());
+    options.tables.variant = variant.name();
+    let started = Instant::now();
+    let cluster = DevCluster::start(options, |_, _, addr| Ok(addr))
+        .await
+        .context("starting the providers")?;
+    println!(
+        "== three providers on 127.0.0.1 (table: {})",
+        variant.name()
+    );
+    for (i, c) in cluster.configs.iter().enumerate() {
+        println!(
+            "   P{i}: REST {}  control {}  smc {}",
+            cluster.api[i], c.listen.control, c.listen.smc
+        );
+    }
+    let result = session(&cluster, &registrations, &queries).await;
+    let urls = cluster.urls();
+    cluster.stop().await.context("stopping the providers")?;
+    result?;
+
+    println!("\n== what each provider stored (shares only; the data directories are deleted now)");
+    for (i, url) in urls.iter().enumerate() {
+        let db = redb::Database::open(dir.path().join(format!("p{i}/raft.redb")))
+            .with_context(|| format!("opening P{i}'s database"))?;
+        let index = Index::load(&db).with_context(|| format!("reading P{i}'s table"))?;
+        println!("   P{i} ({url}): {} entries", index.len());
+        for (slot, m) in &index.meta {
+            let data =
+                Index::data(&db, *slot)?.unwrap_or_else(|| sharecall_provider::tables::Data {
+                    endpoint: Vec::new(),
+                    extra: Vec::new(),
+                });
+            let endpoint = data
+                .endpoint
+                .first()
+                .map(|s| short(&s.first.to_bytes()))
+                .unwrap_or_default();
             println!(
-                "  resolved {pseudonym} -> {endpoint}  (entry {i}, bucket {}, shares of {} consistent)",
-                if tags.get(i) == Some(&bucket) { "matches" } else { "differs" },
-                PartyId::ALL.map(|p| p.to_string()).join(", ")
+                "      slot {slot:>10}  tag {:08x}  key share {}  endpoint share {}  owner {}",
+                m.tag,
+                short(&m.key.first.to_bytes()),
+                endpoint,
+                short(&m.owner)
             );
         }
+    }
+    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn session(
+    cluster: &DevCluster,
+    registrations: &[(Pseudonym, Endpoint)],
+    queries: &[Pseudonym],
+) -> anyhow::Result<()> {
+    let key = AccountKey::generate(&mut OsRng);
+    let client = Client::new(&cluster.urls(), key)?.with_timeout(Duration::from_secs(20));
+    // The providers elect a raft leader first; enrollment waits for them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.enroll(None).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("enroll: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e).context("enrolling the demo account"),
+        }
+    }
+    println!(
+        "\n== account {} enrolled at all three providers",
+        short(&client.account().public_key())
+    );
+
+    println!("\n== register (each provider gets only its own share of key and endpoint)");
+    for (p, e) in registrations {
+        let t = Instant::now();
+        let o = client
+            .register(p, e, Duration::from_secs(3600), None)
+            .await?;
+        println!(
+            "   {:<22} -> {:<45} {} ({:.0} ms)",
+            p.as_str(),
+            e.as_str(),
+            o.code.as_str(),
+            t.elapsed().as_secs_f64() * 1e3
+        );
+    }
+
+    println!("\n== resolve (SMC over the shares; the client reconstructs and cross-checks)");
+    for q in queries {
+        resolve(&client, q).await?;
+    }
+
+    if let Some((p, _)) = registrations.first() {
+        let moved = Endpoint::parse("sip:alice@203.0.113.44:5070")?;
+        println!("\n== update {} -> {}", p.as_str(), moved.as_str());
+        let o = client
+            .update(p, &moved, Duration::from_secs(600), None)
+            .await?;
+        println!("   update: {}", o.code.as_str());
+        resolve(&client, p).await?;
+        println!("\n== delete {}", p.as_str());
+        let o = client.delete(p).await?;
+        println!("   delete: {}", o.code.as_str());
+        resolve(&client, p).await?;
+    }
+    Ok(())
+}
+
+async fn resolve(client: &Client, q: &Pseudonym) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let r = client.resolve(q).await?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    match (r.code, &r.endpoint) {
+        (ResultCode::Ok, Some(e)) => println!(
+            "   {:<22} => {:<45} (3 providers agree, {ms:.0} ms)",
+            q.as_str(),
+            e.as_str()
+        ),
+        (code, _) => println!("   {:<22} => {} ({ms:.0} ms)", q.as_str(), code.as_str()),
     }
     Ok(())
 }

@@ -3,6 +3,16 @@
 //! Clients never hand a plaintext pseudonym or endpoint to a provider: they
 //! secret-share what they store and reconstruct (with a consistency check
 //! across all three providers) what they get back. [`registration`] holds
-//! that client-side half of the protocol.
+//! that client-side half of the protocol; [`parts`] turns shares into the
+//! per-provider part bytes of docs/API.md and parses the providers'
+//! answers; [`account`] keeps the ed25519 account key; [`client`] is the
+//! async REST client that signs, sends, polls, retries and checks.
 
+pub mod account;
+pub mod client;
+pub mod parts;
 pub mod registration;
+
+pub use account::{AccountKey, KeyError};
+pub use client::{Client, Error, Outcome, ProviderError, Resolution};
+pub use parts::{Kind, Part, ResultCode};

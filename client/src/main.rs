@@ -4,12 +4,21 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod commands;
 mod demo;
 
 /// sharecall: a VoIP location service run by three providers that only
 /// ever hold secret shares of who is reachable where.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Provider URLs come from --providers URL,URL,URL or SHARECALL_PROVIDERS; \
+                  the account key from --key FILE or SHARECALL_KEY \
+                  (default ~/.config/sharecall/account.key).\n\
+                  Exit status: 0 ok, 1 error, 2 usage error, 3 executed with a negative \
+                  result (not_found, exists, forbidden)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +30,19 @@ enum Command {
     /// register pseudonyms and resolve them with secure multiparty
     /// computation, printing what each provider sees.
     Demo(demo::DemoArgs),
+    /// Create a new account key (ed25519), stored with mode 0600.
+    Keygen(commands::KeygenArgs),
+    /// Enroll the account's public key with the three providers.
+    Enroll(commands::EnrollArgs),
+    /// Register a pseudonym -> endpoint binding (shared; each provider gets
+    /// only its part).
+    Register(commands::EntryArgs),
+    /// Look up a pseudonym's endpoint, reconstructed and checked locally.
+    Resolve(commands::PseudonymArgs),
+    /// Replace the endpoint of a pseudonym this account registered.
+    Update(commands::EntryArgs),
+    /// Remove a pseudonym this account registered.
+    Delete(commands::PseudonymArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +66,16 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Keygen(args) => return commands::keygen(&args),
+        Command::Enroll(args) => return runtime.block_on(commands::enroll(args)),
+        Command::Register(args) => {
+            return runtime.block_on(commands::entry(commands::EntryKind::Register, args))
+        }
+        Command::Resolve(args) => return runtime.block_on(commands::resolve(args)),
+        Command::Update(args) => {
+            return runtime.block_on(commands::entry(commands::EntryKind::Update, args))
+        }
+        Command::Delete(args) => return runtime.block_on(commands::delete(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -142,7 +142,10 @@ mod tests {
         let db = redb::Database::create(dir.path().join("a.redb")).expect("db");
         let a = [1u8; 32];
         let closed = Accounts::new(config("closed"));
-        assert!(matches!(closed.enroll(&db, &a, None, 1), Err(EnrollError::Closed)));
+        assert!(matches!(
+            closed.enroll(&db, &a, None, 1),
+            Err(EnrollError::Closed)
+        ));
         let token = Accounts::new(config("token"));
         assert!(matches!(
             token.enroll(&db, &a, Some("wrong"), 1),

@@ -234,7 +234,10 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
             return error(
                 StatusCode::FORBIDDEN,
                 "not_importer",
-                format!("account {} may not import at provider {}", req.account, s.me),
+                format!(
+                    "account {} may not import at provider {}",
+                    req.account, s.me
+                ),
             );
         }
         crate::tables::part::parse_import(&part).map(|_| ())
@@ -251,7 +254,10 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
             return error(
                 StatusCode::FORBIDDEN,
                 "not_enrolled",
-                format!("account {} is not enrolled at provider {}", req.account, s.me),
+                format!(
+                    "account {} is not enrolled at provider {}",
+                    req.account, s.me
+                ),
             )
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
@@ -301,7 +307,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         let store = s.sequencer.store().clone();
         let id = req.request_id.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            store::put_request(store.database(), &id, &meta, &part)
+            store::put_request(store.database(), &id, &meta, &part).map_err(|e| e.to_string())
         })
         .await;
         match stored {
@@ -397,7 +403,10 @@ pub async fn enroll(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
         );
     }
     let db = s.sequencer.store().database();
-    match s.accounts.enroll(db, &account, req.token.as_deref(), now_ms()) {
+    match s
+        .accounts
+        .enroll(db, &account, req.token.as_deref(), now_ms())
+    {
         Ok(true) => {
             info!(account = %req.account, "account enrolled");
             (
@@ -427,7 +436,10 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 /// `GET /v1/openapi.json`.
 pub async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         OPENAPI,
     )
         .into_response()
@@ -487,7 +499,10 @@ mod tests {
     fn openapi_document_covers_every_route() {
         let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is valid JSON");
         let version = doc["openapi"].as_str().unwrap_or_default();
-        assert!(version.starts_with("3.1"), "openapi is {version:?}, not 3.1");
+        assert!(
+            version.starts_with("3.1"),
+            "openapi is {version:?}, not 3.1"
+        );
         let paths = doc["paths"].as_object().expect("paths is an object");
         let mut documented = BTreeSet::new();
         for (path, item) in paths {

@@ -527,7 +527,9 @@ impl ProviderConfig {
             .parse::<crate::tables::Variant>()
             .map_err(ConfigError::BadVariant)?;
         if self.tables.max_batch == 0 {
-            return Err(ConfigError::BadVariant("tables.max_batch must be at least 1".into()));
+            return Err(ConfigError::BadVariant(
+                "tables.max_batch must be at least 1".into(),
+            ));
         }
         if !["open", "token", "closed"].contains(&self.accounts.enrollment.as_str()) {
             return Err(ConfigError::BadAccounts(format!(
@@ -717,7 +719,10 @@ fingerprint = "{f2}"
         assert_eq!(c.jobs.phase_retries, 2);
         assert_eq!(c.secure_sum.value, 0);
         assert_eq!(c.policy.max_task_skew, Duration::from_secs(60));
-        assert_eq!(c.policy.allowed_kinds, vec!["secure-sum", "noop", "execute"]);
+        assert_eq!(
+            c.policy.allowed_kinds,
+            vec!["secure-sum", "noop", "execute"]
+        );
         assert_eq!(c.tables, TablesConfig::default());
         assert_eq!(c.tables.variant, "hash");
         assert_eq!(c.accounts, AccountsConfig::default());

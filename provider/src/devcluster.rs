@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AccountsConfig, JobsConfig, ListenConfig, LogConfig, PeerConfig, PolicyConfig,
-    ProviderConfig, SecureSumConfig, SequencerSettings, TablesConfig, Timeouts,
+    AccountsConfig, JobsConfig, ListenConfig, LogConfig, PeerConfig, PolicyConfig, ProviderConfig,
+    SecureSumConfig, SequencerSettings, TablesConfig, Timeouts,
 };
 use crate::identity::{Fingerprint, Identity};
 use crate::server::ServerError;

@@ -167,7 +167,8 @@ pub async fn run(
         compact_every: config.sequencer.compact_every.max(1),
         ..SequencerConfig::for_provider(me)
     };
-    let sequencer = Sequencer::start(sequencer_config, store, transport)
+    let cancel = CancellationToken::new();
+    let sequencer = Sequencer::start(sequencer_config, store, transport, cancel.clone())
         .map_err(|e| ServerError::Other(format!("sequencer: {e}")))?;
     let variant = config
         .tables
@@ -220,7 +221,6 @@ pub async fn run(
         metrics.clone(),
     ));
 
-    let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
     // Command/control server.

@@ -95,7 +95,8 @@ const ENDPOINTS: [&str; 3] = [
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        (0..4usize, 0..3usize, 1..3u8, 1..4u64).prop_map(|(n, e, o, t)| Action::Register(n, e, o, t)),
+        (0..4usize, 0..3usize, 1..3u8, 1..4u64)
+            .prop_map(|(n, e, o, t)| Action::Register(n, e, o, t)),
         (0..4usize).prop_map(Action::Resolve),
         (0..4usize, 0..3usize, 1..3u8, 1..4u64).prop_map(|(n, e, o, t)| Action::Update(n, e, o, t)),
         (0..4usize, 1..3u8).prop_map(|(n, o)| Action::Delete(n, o)),
@@ -187,7 +188,10 @@ fn requests(a: &Action, seq: u64, at_ms: u64) -> [Request; 3] {
         })
     };
     let (ops, owner): ([Op; 3], u8) = match *a {
-        Action::Register(n, e, o, t) => (entry_parts(n, e, t).map(|p| Op::Table(Kind::Register, p)), o),
+        Action::Register(n, e, o, t) => (
+            entry_parts(n, e, t).map(|p| Op::Table(Kind::Register, p)),
+            o,
+        ),
         Action::Update(n, e, o, t) => (entry_parts(n, e, t).map(|p| Op::Table(Kind::Update, p)), o),
         Action::Resolve(n) => (key_only(n).map(|p| Op::Table(Kind::Resolve, p)), 9),
         Action::Delete(n, o) => (key_only(n).map(|p| Op::Table(Kind::Delete, p)), o),
@@ -238,7 +242,11 @@ fn run_batch(
     })
 }
 
-fn check(variant: Variant, actions: Vec<(Action, u64)>, cuts: Vec<usize>) -> Result<(), TestCaseError> {
+fn check(
+    variant: Variant,
+    actions: Vec<(Action, u64)>,
+    cuts: Vec<usize>,
+) -> Result<(), TestCaseError> {
     let parties: [Arc<Mutex<Party>>; 3] = std::array::from_fn(|_| Arc::new(Mutex::new(party())));
     let mut model = Model::default();
     let mut at = 1_000_000u64;
@@ -274,13 +282,22 @@ fn check(variant: Variant, actions: Vec<(Action, u64)>, cuts: Vec<usize>) -> Res
             let (id2, a2) = &answers[2][k];
             prop_assert_eq!(id, id1);
             prop_assert_eq!(id, id2);
-            prop_assert!(a0.code == a1.code && a1.code == a2.code, "{} codes differ", id);
+            prop_assert!(
+                a0.code == a1.code && a1.code == a2.code,
+                "{} codes differ",
+                id
+            );
             let got = match (&a0.endpoint, &a1.endpoint, &a2.endpoint) {
                 (Some(e0), Some(e1), Some(e2)) => {
                     let elements: Vec<_> = (0..e0.len())
                         .map(|i| reconstruct_all(&[e0[i], e1[i], e2[i]]).expect("consistent"))
                         .collect();
-                    Expect::Found(Endpoint::unpack(&elements).expect("endpoint").as_str().to_string())
+                    Expect::Found(
+                        Endpoint::unpack(&elements)
+                            .expect("endpoint")
+                            .as_str()
+                            .to_string(),
+                    )
                 }
                 _ => Expect::Code(a0.code),
             };

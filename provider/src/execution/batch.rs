@@ -300,7 +300,10 @@ pub async fn run(
             Some(After::Live(l)) if l.expires_at_ms > r.at_ms => Found::Live(l),
             Some(After::Live(l)) => Found::Expired(l.slot),
             Some(After::Gone) => Found::Absent,
-            None => match stored_match.get(&q).and_then(|s| index.meta.get(s).map(|m| (*s, m))) {
+            None => match stored_match
+                .get(&q)
+                .and_then(|s| index.meta.get(s).map(|m| (*s, m)))
+            {
                 Some((slot, m)) if m.expires_at_ms > r.at_ms => Found::Live(Live {
                     slot,
                     owner: m.owner,
@@ -467,9 +470,8 @@ pub async fn run(
         let mut answer = Answer::code(*code);
         if let Some((rq, (k, l))) = &next_resolved {
             if *rq == q {
-                let endpoint: Vec<Share> = (0..n_el)
-                    .filter_map(|e| fresh.get(k * n_el + e))
-                    .collect();
+                let endpoint: Vec<Share> =
+                    (0..n_el).filter_map(|e| fresh.get(k * n_el + e)).collect();
                 answer.endpoint = Some(endpoint);
                 answer.extra = Some(extras[*k].clone());
                 answer.expires_at_ms = Some(l.expires_at_ms);
@@ -482,7 +484,11 @@ pub async fn run(
         .iter()
         .zip(&codes)
         .map(|(it, code)| {
-            let kind = if it.sub.is_some() { "import" } else { it.kind.as_str() };
+            let kind = if it.sub.is_some() {
+                "import"
+            } else {
+                it.kind.as_str()
+            };
             (requests[it.pos].id.clone(), kind.to_string(), *code)
         })
         .collect();
@@ -712,7 +718,11 @@ async fn place(
 
 /// Rebuilds the tree order from a transcript: deletions removed, then
 /// every new entry after its predecessor.
-pub fn replay_order(old: &[u64], deleted: &HashSet<u64>, inserts: &[(Option<u64>, u64)]) -> Vec<u64> {
+pub fn replay_order(
+    old: &[u64],
+    deleted: &HashSet<u64>,
+    inserts: &[(Option<u64>, u64)],
+) -> Vec<u64> {
     let mut after: HashMap<Option<u64>, Vec<u64>> = HashMap::new();
     for (pred, slot) in inserts {
         after.entry(*pred).or_default().push(*slot);

@@ -222,7 +222,8 @@ impl Executor {
         let meta = store::request(self.db(), id)
             .map_err(store_err)?
             .ok_or_else(|| store_err(format!("request {id}: no metadata stored here")))?;
-        let part = Part::parse(kind, &bytes).map_err(|e| store_err(format!("request {id}: {e}")))?;
+        let part =
+            Part::parse(kind, &bytes).map_err(|e| store_err(format!("request {id}: {e}")))?;
         Ok((part, meta))
     }
 
@@ -302,14 +303,20 @@ impl Executor {
             )));
         }
         if p.to < p.from || p.to - p.from >= self.config.max_batch.max(1) as u64 * 4 {
-            return Err(ExecuteError::Params(format!("bad range {}..={}", p.from, p.to)));
+            return Err(ExecuteError::Params(format!(
+                "bad range {}..={}",
+                p.from, p.to
+            )));
         }
         let mut index = self.index.lock().await;
         if index.cursor >= p.from {
             return Err(ExecuteError::Ahead(index.cursor));
         }
         if index.cursor + 1 < p.from {
-            if let Err(e) = self.catch_up_locked(&mut index, gateway as u8, p.from - 1).await {
+            if let Err(e) = self
+                .catch_up_locked(&mut index, gateway as u8, p.from - 1)
+                .await
+            {
                 return Err(ExecuteError::Behind {
                     have: index.cursor,
                     from: p.from,
@@ -330,14 +337,8 @@ impl Executor {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let requests = self.load(p.from, p.to)?;
-        let outcome = batch::run(
-            self.config.variant,
-            &index,
-            self.db(),
-            session,
-            &requests,
-        )
-        .await?;
+        let outcome =
+            batch::run(self.config.variant, &index, self.db(), session, &requests).await?;
         let digest = self.commit(&mut index, outcome)?;
         debug!(from = p.from, to = p.to, "batch executed");
         Ok(digest.into_bytes())
@@ -384,7 +385,12 @@ impl Executor {
                     self.part_or_row(id, kind, sub)
                 })?;
                 self.commit_replayed(index, outcome)?;
-                info!(from = t.from, to = t.to, peer, "caught up from a transcript");
+                info!(
+                    from = t.from,
+                    to = t.to,
+                    peer,
+                    "caught up from a transcript"
+                );
             }
         }
         Ok(())
@@ -407,7 +413,11 @@ impl Executor {
 
     /// The coordinator loop: while this provider leads, execute whatever
     /// is applied but not executed, and log expiry sweeps.
-    pub async fn coordinate(self: Arc<Self>, gateway: Arc<Gateway>, stop: tokio_util::sync::CancellationToken) {
+    pub async fn coordinate(
+        self: Arc<Self>,
+        gateway: Arc<Gateway>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut last_sweep = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -435,7 +445,9 @@ impl Executor {
                 continue;
             }
             let from = cursor + 1;
-            let to = status.requests.min(cursor + self.config.max_batch.max(1) as u64);
+            let to = status
+                .requests
+                .min(cursor + self.config.max_batch.max(1) as u64);
             let params = ExecuteParams {
                 from,
                 to,
@@ -445,7 +457,11 @@ impl Executor {
                 continue;
             };
             match gateway
-                .run(TaskKind::Execute, &params, &format!("execute {from}..={to}"))
+                .run(
+                    TaskKind::Execute,
+                    &params,
+                    &format!("execute {from}..={to}"),
+                )
                 .await
             {
                 Ok(_) => backoff = Duration::ZERO,
@@ -453,7 +469,9 @@ impl Executor {
                     warn!(from, to, "execute job failed: {e}");
                     backoff = Duration::from_millis(200);
                     // A peer that committed a batch we did not: catch up.
-                    if let (Some(peer), true) = (e.peer, e.detail.contains("ahead: executed through")) {
+                    if let (Some(peer), true) =
+                        (e.peer, e.detail.contains("ahead: executed through"))
+                    {
                         if peer != u32::from(self.config.me) {
                             if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
                                 debug!("catch-up from provider {peer}: {e}");

@@ -99,7 +99,10 @@ pub fn record_batch(
             expires_at_ms: a.expires_at_ms,
             imported: a.imported,
         };
-        t.insert(id.as_str(), serde_json::to_vec(&s).map_err(corrupt)?.as_slice())?;
+        t.insert(
+            id.as_str(),
+            serde_json::to_vec(&s).map_err(corrupt)?.as_slice(),
+        )?;
     }
     let bytes = serde_json::to_vec(transcript).map_err(corrupt)?;
     txn.open_table(TRANSCRIPTS)?

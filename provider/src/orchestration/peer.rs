@@ -365,7 +365,7 @@ impl Control for PeerService {
             .transcripts(r.from, r.limit as usize)
             .map_err(|e| tonic::Status::internal(e.to_string()))?;
         Ok(Response::new(sharecall_proto::control::TranscriptsReply {
-            transcripts: transcripts.into_iter().map(Into::into).collect(),
+            transcripts,
         }))
     }
 

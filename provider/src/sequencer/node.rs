@@ -158,6 +158,7 @@ impl Sequencer {
         config: SequencerConfig,
         store: Arc<RaftStore>,
         transport: Arc<dyn RaftTransport>,
+        stop: tokio_util::sync::CancellationToken,
     ) -> Result<Sequencer, SequencerError> {
         store.initialize(&config.voters)?;
         // Applied entries are committed by definition; a store written
@@ -193,9 +194,14 @@ impl Sequencer {
             status: status.clone(),
             config,
         };
+        let stop_loop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = task.run(rx).await {
-                warn!("sequencer stopped: {e}");
+            // On shutdown the loop ends and drops its store handle.
+            tokio::select! {
+                r = task.run(rx) => if let Err(e) = r {
+                    warn!("sequencer stopped: {e}");
+                },
+                _ = stop_loop.cancelled() => {}
             }
         });
         let sequencer = Sequencer {
@@ -203,7 +209,13 @@ impl Sequencer {
             status,
             store,
         };
-        tokio::spawn(sequencer.clone().expire_windows());
+        let windows = sequencer.clone().expire_windows();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = windows => {}
+                _ = stop.cancelled() => {}
+            }
+        });
         Ok(sequencer)
     }
 

@@ -6,12 +6,12 @@
 //! (`crate::execution`) then settles equality with one batched
 //! `eq_reveal` and decides every request from opened values only.
 //!
-//! - [`Variant::List`]: every entry is a candidate (no SMC to narrow;
+//! - `Variant::List`: every entry is a candidate (no SMC to narrow;
 //!   O(n) comparisons in the one `eq_reveal` round);
-//! - [`Variant::Tree`]: entries sorted by key; each level compares the
+//! - `Variant::Tree`: entries sorted by key; each level compares the
 //!   query against a node's pivots in one batched `lt_reveal`, so a lookup
 //!   costs O(log_b n) comparison steps and reveals only the order of keys;
-//! - [`Variant::Hash`]: `prf_tag` (a keyed PRF with a secret-shared key)
+//! - `Variant::Hash`: `prf_tag` (a keyed PRF with a secret-shared key)
 //!   picks the bucket; collisions are settled by `eq_reveal`.
 
 pub mod index;
@@ -233,10 +233,7 @@ mod tests {
     fn variants_parse() {
         assert_eq!("hash".parse::<Variant>(), Ok(Variant::Hash));
         assert_eq!("list".parse::<Variant>(), Ok(Variant::List));
-        assert_eq!(
-            "tree/8".parse::<Variant>(),
-            Ok(Variant::Tree { fanout: 8 })
-        );
+        assert_eq!("tree/8".parse::<Variant>(), Ok(Variant::Tree { fanout: 8 }));
         assert!("tree/1".parse::<Variant>().is_err());
         assert!("btree".parse::<Variant>().is_err());
     }

@@ -113,7 +113,8 @@ struct ImportWire {
 /// Parses an import part: `{"rows": [{key, endpoint, ttl_s, extra?,
 /// owner}]}`, each row like a register part plus the owner's public key.
 pub fn parse_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
-    let w: ImportWire = serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
+    let w: ImportWire =
+        serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
     if w.rows.is_empty() || w.rows.len() > MAX_IMPORT_PART_ROWS {
         return Err(field(
             "rows",
@@ -133,12 +134,14 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
                     hex::decode_to_slice(h, &mut out).ok().map(|_| out)
                 })
                 .ok_or_else(|| {
-                    field("rows", format!("row {i}: owner must be a 64-digit hex public key"))
+                    field(
+                        "rows",
+                        format!("row {i}: owner must be a 64-digit hex public key"),
+                    )
                 })?;
             let bytes = serde_json::to_vec(&row).map_err(|e| PartError::Json(e.to_string()))?;
-            let part = Part::parse(Kind::Register, &bytes).map_err(|e| {
-                field("rows", format!("row {i}: {e}"))
-            })?;
+            let part = Part::parse(Kind::Register, &bytes)
+                .map_err(|e| field("rows", format!("row {i}: {e}")))?;
             Ok((part, owner))
         })
         .collect()
@@ -200,7 +203,12 @@ impl Part {
             .ok()
             .and_then(|b| decode_shares(&b, 1))
             .and_then(|v| v.first().copied())
-            .ok_or_else(|| field("key", "must be 128 hex digits: two canonical field elements"))?;
+            .ok_or_else(|| {
+                field(
+                    "key",
+                    "must be 128 hex digits: two canonical field elements",
+                )
+            })?;
         if !kind.carries_entry() {
             if w.endpoint.is_some() || w.ttl_s.is_some() || w.extra.is_some() {
                 return Err(field(
@@ -285,8 +293,16 @@ mod tests {
         let key = hex::encode(encode_shares(&shares(1)));
         let cases: Vec<(Kind, serde_json::Value, &str)> = vec![
             (Kind::Resolve, serde_json::json!({"key": "00"}), "key"),
-            (Kind::Resolve, serde_json::json!({"key": key, "ttl_s": 5}), "endpoint"),
-            (Kind::Register, serde_json::json!({"key": key, "ttl_s": 5}), "endpoint"),
+            (
+                Kind::Resolve,
+                serde_json::json!({"key": key, "ttl_s": 5}),
+                "endpoint",
+            ),
+            (
+                Kind::Register,
+                serde_json::json!({"key": key, "ttl_s": 5}),
+                "endpoint",
+            ),
             (
                 Kind::Register,
                 serde_json::json!({"key": key, "endpoint": hex::encode(encode_shares(&shares(ENDPOINT_ELEMENTS))), "ttl_s": 0}),

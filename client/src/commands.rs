@@ -1,0 +1,440 @@
+//! The account and registration subcommands of `sharecall`: `keygen`,
+//! `enroll`, `register`, `resolve`, `update`, `delete`.
+//!
+//! Output is a few lines of text, or one JSON object on stdout with
+//! `--json`. Exit status: 0 success; 1 error (bad input, missing key,
+//! unreachable or misbehaving provider); 2 usage error; 3 the request
+//! executed with a negative result (`not_found`, `exists`, `forbidden`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use rand::rngs::OsRng;
+use serde_json::{json, Value};
+use sharecall_client::account::AccountKey;
+use sharecall_client::client::{parse_provider_list, Client, Degraded, EnrollStatus, Outcome};
+use sharecall_client::parts::{check_extra, ttl_seconds, ResultCode};
+use sharecall_client::Error;
+use sharecall_proto::encoding::{Endpoint, Pseudonym};
+
+/// Exit status of a request that executed with a negative result.
+const EXIT_NEGATIVE: u8 = 3;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 3600s, 90m or 1h)"))
+}
+
+/// Where the account key is kept.
+#[derive(clap::Args)]
+pub struct KeyArg {
+    /// Account key file [default: ~/.config/sharecall/account.key].
+    #[arg(long, env = "SHARECALL_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+}
+
+impl KeyArg {
+    fn path(&self) -> Result<PathBuf, String> {
+        if let Some(p) = &self.key {
+            return Ok(p.clone());
+        }
+        match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(home) => Ok(PathBuf::from(home).join(".config/sharecall/account.key")),
+            None => Err("HOME is not set; pass --key FILE or set SHARECALL_KEY".into()),
+        }
+    }
+}
+
+/// Options of every subcommand that talks to the providers.
+#[derive(clap::Args)]
+pub struct Common {
+    /// The three providers' base URLs in order P0,P1,P2.
+    #[arg(long, env = "SHARECALL_PROVIDERS", value_name = "URL,URL,URL")]
+    providers: Option<String>,
+    #[command(flatten)]
+    key: KeyArg,
+    /// Longest time to wait for the providers (polling and retries
+    /// included).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// How long the providers wait for all three parts of a request
+    /// (100ms to 10m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    window: Duration,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    fn client(&self) -> Result<Client, String> {
+        let path = self.key.path()?;
+        let key = AccountKey::load(&path).map_err(|e| e.to_string())?;
+        if let Some(w) = AccountKey::permissions_warning(&path) {
+            eprintln!("warning: {w}");
+        }
+        let Some(list) = self.providers.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return Err(
+                "no provider URLs: pass --providers URL,URL,URL or set SHARECALL_PROVIDERS".into(),
+            );
+        };
+        let urls = parse_provider_list(list).map_err(|e| e.to_string())?;
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        Client::new(&urls, key)
+            .and_then(|c| c.with_window_ms(window_ms))
+            .map(|c| c.with_timeout(self.timeout))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Options of `sharecall keygen`.
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    #[command(flatten)]
+    key: KeyArg,
+    /// Replace an existing key file (the old account is lost).
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of `sharecall enroll`.
+#[derive(clap::Args)]
+pub struct EnrollArgs {
+    /// Enrollment token, if the providers require one.
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `sharecall register` and `sharecall update`.
+#[derive(clap::Args)]
+pub struct EntryArgs {
+    /// Phone number in international form (+49 30 1234567) or SIP name.
+    pseudonym: String,
+    /// Contact URI or host:port (at most 308 bytes).
+    endpoint: String,
+    /// How long the registration lives (1s to 365d).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// Extra data stored with the entry (at most 1024 bytes; the providers
+    /// see it in plain text).
+    #[arg(long, value_name = "TEXT")]
+    extra: Option<String>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `sharecall resolve` and `sharecall delete`.
+#[derive(clap::Args)]
+pub struct PseudonymArgs {
+    /// Phone number in international form (+49 30 1234567) or SIP name.
+    pseudonym: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// A failed command: its message, and the request and provider it concerns.
+struct Failure {
+    message: String,
+    provider: Option<String>,
+    request_id: Option<String>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            provider: None,
+            request_id: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let request_id = match &e {
+            Error::Failed { request_id, .. }
+            | Error::Disagreement { request_id, .. }
+            | Error::Reconstruct { request_id, .. }
+            | Error::ReconstructTwo { request_id, .. } => Some(request_id.clone()),
+            _ => None,
+        };
+        Failure {
+            provider: e.blamed().map(|p| p.to_string()),
+            request_id,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Prints a command's result: `value` as JSON or `text` lines, and turns
+/// a failure into a message and exit status 1.
+fn finish(json: bool, result: Result<(Value, String, ExitCode), Failure>) -> ExitCode {
+    match result {
+        Ok((value, text, code)) => {
+            if json {
+                println!("{value}");
+            } else {
+                print!("{text}");
+            }
+            code
+        }
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            if json {
+                println!(
+                    "{}",
+                    json!({"error": {
+                        "message": f.message,
+                        "provider": f.provider,
+                        "request_id": f.request_id,
+                    }})
+                );
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_pseudonym(s: &str) -> Result<Pseudonym, Failure> {
+    Pseudonym::parse(s).map_err(|e| Failure::from(format!("bad pseudonym: {e}")))
+}
+
+fn parse_endpoint(s: &str) -> Result<Endpoint, Failure> {
+    Endpoint::parse(s).map_err(|e| Failure::from(format!("bad endpoint: {e}")))
+}
+
+fn degraded_json(d: &Option<Degraded>) -> Value {
+    match d {
+        None => Value::Null,
+        Some(d) => json!({
+            "missing": d.missing.to_string(),
+            "reason": d.reason.to_string(),
+            "from": d.from.map(|p| p.to_string()),
+        }),
+    }
+}
+
+/// Says on stderr (so stdout stays the answer) that only two providers
+/// answered.
+fn warn_degraded(d: &Option<Degraded>) {
+    if let Some(d) = d {
+        eprintln!("warning: {d}");
+    }
+}
+
+/// `sharecall keygen`.
+pub fn keygen(args: &KeygenArgs) -> ExitCode {
+    let result = (|| -> Result<_, String> {
+        let path = args.key.path()?;
+        let key = AccountKey::generate(&mut OsRng);
+        key.save(&path, args.force).map_err(|e| e.to_string())?;
+        let account = key.account_hex();
+        Ok((
+            json!({"key_file": path.display().to_string(), "account": account}),
+            format!(
+                "wrote a new account key to {} (mode 0600)\naccount {account}\n\
+                 next: sharecall enroll, to enroll it with the providers\n",
+                path.display()
+            ),
+            ExitCode::SUCCESS,
+        ))
+    })()
+    .map_err(Failure::from);
+    finish(args.json, result)
+}
+
+/// `sharecall enroll`.
+pub async fn enroll(args: EnrollArgs) -> ExitCode {
+    let result = async {
+        let client = args.common.client()?;
+        let statuses = client.enroll(args.token.as_deref()).await?;
+        let mut text = format!("account {}\n", client.account().account_hex());
+        let mut providers = Vec::new();
+        for ((i, status), url) in statuses.iter().enumerate().zip(client.providers()) {
+            let (word, label) = match status {
+                EnrollStatus::Enrolled => ("enrolled", "enrolled"),
+                EnrollStatus::AlreadyEnrolled => ("already_enrolled", "already enrolled"),
+            };
+            text.push_str(&format!("  P{i} {url}: {label}\n"));
+            providers.push(json!({"provider": format!("P{i}"), "url": url, "status": word}));
+        }
+        Ok::<_, Failure>((
+            json!({"account": client.account().account_hex(), "providers": providers}),
+            text,
+            ExitCode::SUCCESS,
+        ))
+    }
+    .await;
+    finish(args.common.json, result)
+}
+
+/// Which of `register` / `update` to run.
+#[derive(Clone, Copy)]
+pub enum EntryKind {
+    /// `sharecall register`.
+    Register,
+    /// `sharecall update`.
+    Update,
+}
+
+/// `sharecall register` and `sharecall update`.
+pub async fn entry(kind: EntryKind, args: EntryArgs) -> ExitCode {
+    let result = async {
+        let pseudonym = parse_pseudonym(&args.pseudonym)?;
+        let endpoint = parse_endpoint(&args.endpoint)?;
+        let ttl_s = ttl_seconds(args.ttl).map_err(|e| Failure::from(e.to_string()))?;
+        let extra = args.extra.as_deref().map(str::as_bytes);
+        if let Some(x) = extra {
+            check_extra(x).map_err(|e| Failure::from(e.to_string()))?;
+        }
+        let client = args.common.client()?;
+        let ttl = Duration::from_secs(ttl_s);
+        let (verb, out) = match kind {
+            EntryKind::Register => (
+                "register",
+                client.register(&pseudonym, &endpoint, ttl, extra).await?,
+            ),
+            EntryKind::Update => (
+                "update",
+                client.update(&pseudonym, &endpoint, ttl, extra).await?,
+            ),
+        };
+        let Outcome {
+            request_id,
+            code,
+            degraded,
+        } = out;
+        let ttl_text = humantime::format_duration(ttl).to_string();
+        let mut text = match (kind, code) {
+            (EntryKind::Register, ResultCode::Ok) => {
+                format!("registered {pseudonym} -> {endpoint} for {ttl_text}\n")
+            }
+            (EntryKind::Update, ResultCode::Ok) => {
+                format!("updated {pseudonym} -> {endpoint} for {ttl_text}\n")
+            }
+            (_, c) => negative_text(&pseudonym, c),
+        };
+        text.push_str(&format!("  request {request_id}\n"));
+        warn_degraded(&degraded);
+        Ok::<_, Failure>((
+            json!({
+                "request_id": request_id,
+                "kind": verb,
+                "pseudonym": pseudonym.as_str(),
+                "endpoint": endpoint.as_str(),
+                "ttl_s": ttl_s,
+                "code": code.as_str(),
+                "degraded": degraded_json(&degraded),
+            }),
+            text,
+            exit_for(code),
+        ))
+    }
+    .await;
+    finish(args.common.json, result)
+}
+
+fn negative_text(pseudonym: &Pseudonym, code: ResultCode) -> String {
+    match code {
+        ResultCode::NotFound => format!("{pseudonym} is not registered\n"),
+        ResultCode::Exists => format!("{pseudonym} is already registered\n"),
+        ResultCode::Forbidden => {
+            format!("{pseudonym} is registered by another account; not changed\n")
+        }
+        c => format!("{pseudonym}: {c}\n"),
+    }
+}
+
+fn exit_for(code: ResultCode) -> ExitCode {
+    if code == ResultCode::Ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NEGATIVE)
+    }
+}
+
+/// `sharecall resolve`.
+pub async fn resolve(args: PseudonymArgs) -> ExitCode {
+    let result = async {
+        let pseudonym = parse_pseudonym(&args.pseudonym)?;
+        let client = args.common.client()?;
+        let r = client.resolve(&pseudonym).await?;
+        let endpoint = r.endpoint.as_ref().map(|e| e.as_str().to_owned());
+        let extra_text = r
+            .extra
+            .as_ref()
+            .and_then(|x| std::str::from_utf8(x).ok().map(str::to_owned));
+        let mut text = match &endpoint {
+            Some(e) if r.code == ResultCode::Ok => format!("{pseudonym} -> {e}\n"),
+            _ => negative_text(&pseudonym, r.code),
+        };
+        if let Some(ms) = r.expires_at_ms {
+            let at = UNIX_EPOCH + Duration::from_millis(ms);
+            text.push_str(&format!(
+                "  expires {}\n",
+                humantime::format_rfc3339_seconds(at)
+            ));
+        }
+        match (&r.extra, &extra_text) {
+            (_, Some(t)) => text.push_str(&format!("  extra {t:?}\n")),
+            (Some(x), None) => text.push_str(&format!("  extra (hex) {}\n", hex::encode(x))),
+            _ => {}
+        }
+        text.push_str(&format!("  request {}\n", r.request_id));
+        warn_degraded(&r.degraded);
+        Ok::<_, Failure>((
+            json!({
+                "request_id": r.request_id,
+                "kind": "resolve",
+                "pseudonym": pseudonym.as_str(),
+                "code": r.code.as_str(),
+                "endpoint": endpoint,
+                "extra": extra_text,
+                "extra_hex": r.extra.as_ref().map(hex::encode),
+                "expires_at_ms": r.expires_at_ms,
+                "degraded": degraded_json(&r.degraded),
+            }),
+            text,
+            exit_for(r.code),
+        ))
+    }
+    .await;
+    finish(args.common.json, result)
+}
+
+/// `sharecall delete`.
+pub async fn delete(args: PseudonymArgs) -> ExitCode {
+    let result = async {
+        let pseudonym = parse_pseudonym(&args.pseudonym)?;
+        let client = args.common.client()?;
+        let Outcome {
+            request_id,
+            code,
+            degraded,
+        } = client.delete(&pseudonym).await?;
+        let mut text = match code {
+            ResultCode::Ok => format!("deleted {pseudonym}\n"),
+            c => negative_text(&pseudonym, c),
+        };
+        text.push_str(&format!("  request {request_id}\n"));
+        warn_degraded(&degraded);
+        Ok::<_, Failure>((
+            json!({
+                "request_id": request_id,
+                "kind": "delete",
+                "pseudonym": pseudonym.as_str(),
+                "code": code.as_str(),
+                "degraded": degraded_json(&degraded),
+            }),
+            text,
+            exit_for(code),
+        ))
+    }
+    .await;
+    finish(args.common.json, result)
+}
