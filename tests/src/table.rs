@@ -118,7 +118,9 @@ impl<'a> TestClient<'a> {
 
     /// The public key of the account with `seed`.
     pub fn account_of(seed: u8) -> [u8; 32] {
-        SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes()
+        SigningKey::from_bytes(&[seed; 32])
+            .verifying_key()
+            .to_bytes()
     }
 
     /// The account's public key.
@@ -146,10 +148,7 @@ impl<'a> TestClient<'a> {
 
     /// A fresh request id.
     pub fn id(&self) -> String {
-        let n = self
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         format!("{}-{n}", self.tag)
     }
 
@@ -218,7 +217,8 @@ impl<'a> TestClient<'a> {
     pub fn call(&self, kind: &str, parts: [Value; 3]) -> ([String; 3], [Value; 3]) {
         let id = self.id();
         let replies = self.send(self.bodies(&id, kind, &parts, 10_000));
-        let values: [Value; 3] = replies.map(|r| r.unwrap_or_else(|e| panic!("{kind} {id}: {e:?}")));
+        let values: [Value; 3] =
+            replies.map(|r| r.unwrap_or_else(|e| panic!("{kind} {id}: {e:?}")));
         let codes = std::array::from_fn(|i| {
             values[i]["result"]["code"]
                 .as_str()
@@ -230,12 +230,18 @@ impl<'a> TestClient<'a> {
 
     /// Registers; returns the (agreed) result code.
     pub fn register(&self, pseudonym: &str, endpoint: &str, ttl_s: u64) -> String {
-        agreed(self.call("register", entry_parts(pseudonym, endpoint, ttl_s)).0)
+        agreed(
+            self.call("register", entry_parts(pseudonym, endpoint, ttl_s))
+                .0,
+        )
     }
 
     /// Updates; returns the result code.
     pub fn update(&self, pseudonym: &str, endpoint: &str, ttl_s: u64) -> String {
-        agreed(self.call("update", entry_parts(pseudonym, endpoint, ttl_s)).0)
+        agreed(
+            self.call("update", entry_parts(pseudonym, endpoint, ttl_s))
+                .0,
+        )
     }
 
     /// Deletes; returns the result code.

@@ -101,6 +101,7 @@ fn refusing_peer_makes_the_job_fail_with_denied_naming_it() {
     o.providers[2] = ProviderOptions {
         value: 3,
         allowed_kinds: vec!["noop".into()],
+        env: Vec::new(),
     };
     let cluster = Cluster::start(o);
     let (code, body) = cluster

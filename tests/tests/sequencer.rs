@@ -197,7 +197,11 @@ fn killed_leader_and_follower_lose_no_acknowledged_request() {
 }
 
 /// Sends provider `i`'s body for every `i` in `to`, concurrently.
-fn send_some(cluster: &Cluster, bodies: &[Value; 3], to: &[usize]) -> Vec<Result<Value, (u16, String)>> {
+fn send_some(
+    cluster: &Cluster,
+    bodies: &[Value; 3],
+    to: &[usize],
+) -> Vec<Result<Value, (u16, String)>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = to
             .iter()

@@ -39,12 +39,21 @@ fn every_operation(variant: &'static str) {
         assert_eq!(owner.register(name, &endpoint, 3600), "ok", "{name}");
         model.insert(name.clone(), (endpoint, if k % 2 == 0 { 1 } else { 2 }));
     }
-    assert_eq!(bob.register(&names[0], "sip:thief@198.51.100.1", 3600), "exists");
+    assert_eq!(
+        bob.register(&names[0], "sip:thief@198.51.100.1", 3600),
+        "exists"
+    );
     check_model(&alice, &model, &names);
 
     // Update: owner only; not found for an absent pseudonym.
-    assert_eq!(bob.update(&names[0], "sip:thief@198.51.100.1", 60), "forbidden");
-    assert_eq!(alice.update(&names[0], "sip:alice@203.0.113.5:5070", 60), "ok");
+    assert_eq!(
+        bob.update(&names[0], "sip:thief@198.51.100.1", 60),
+        "forbidden"
+    );
+    assert_eq!(
+        alice.update(&names[0], "sip:alice@203.0.113.5:5070", 60),
+        "ok"
+    );
     model.insert(names[0].clone(), ("sip:alice@203.0.113.5:5070".into(), 1));
     assert_eq!(alice.update(&names[10], "sip:x@192.0.2.1", 60), "not_found");
 
@@ -64,7 +73,10 @@ fn every_operation(variant: &'static str) {
         for (k, name) in names.iter().enumerate().skip(8) {
             let alice = &alice;
             s.spawn(move || {
-                assert_eq!(alice.register(name, &format!("sip:c{k}@192.0.2.{k}"), 3600), "ok");
+                assert_eq!(
+                    alice.register(name, &format!("sip:c{k}@192.0.2.{k}"), 3600),
+                    "ok"
+                );
             });
         }
     });
@@ -85,14 +97,20 @@ fn every_operation(variant: &'static str) {
     assert_eq!(alice.resolve(short), Resolved::NotFound);
     assert_eq!(bob.update(short, "sip:b@192.0.2.8", 60), "not_found");
     assert_eq!(bob.register(short, "sip:b@192.0.2.8", 60), "ok");
-    assert_eq!(bob.resolve(short), Resolved::Found("sip:b@192.0.2.8".into()));
+    assert_eq!(
+        bob.resolve(short),
+        Resolved::Found("sip:b@192.0.2.8".into())
+    );
 
     // Everything survives a restart of all three providers.
     let mut cluster = cluster;
     cluster.restart_all();
     let alice = TestClient::new(&cluster, 1);
     check_model(&alice, &model, &names);
-    assert_eq!(alice.resolve(short), Resolved::Found("sip:b@192.0.2.8".into()));
+    assert_eq!(
+        alice.resolve(short),
+        Resolved::Found("sip:b@192.0.2.8".into())
+    );
 }
 
 #[test]
@@ -172,7 +190,10 @@ fn provider_that_crashed_before_commit_catches_up_from_transcripts() {
     // All three agree on the public state.
     let d = digests_at(&cluster, 4);
     assert!(d.iter().all(|x| *x == d[0]), "{d:?}");
-    assert_eq!(alice.resolve("alice"), Resolved::Found("sip:alice@192.0.2.1".into()));
+    assert_eq!(
+        alice.resolve("alice"),
+        Resolved::Found("sip:alice@192.0.2.1".into())
+    );
 }
 
 #[test]
@@ -186,10 +207,13 @@ fn tampered_answer_share_is_detected_and_the_provider_named() {
     let (codes, values) = alice.call("resolve", sharecall_tests::table::key_parts("dave"));
     assert_eq!(sharecall_tests::table::agreed(codes), "ok");
     let shares: [Vec<sharecall_proto::Share>; 3] = std::array::from_fn(|i| {
-        sharecall_tests::table::decode_shares(values[i]["result"]["endpoint"].as_str().expect("endpoint"))
+        sharecall_tests::table::decode_shares(
+            values[i]["result"]["endpoint"].as_str().expect("endpoint"),
+        )
     });
-    let err = sharecall_proto::sharing::reconstruct_all(&[shares[0][0], shares[1][0], shares[2][0]])
-        .expect_err("tampering is detected");
+    let err =
+        sharecall_proto::sharing::reconstruct_all(&[shares[0][0], shares[1][0], shares[2][0]])
+            .expect_err("tampering is detected");
     assert!(err.to_string().contains("P1"), "{err}");
 }
 
@@ -253,7 +277,10 @@ fn concurrent_requests_run_in_batches_and_match_the_model() {
             s.spawn(move || {
                 for j in 0..25 {
                     let name = format!("user-{k}-{j}");
-                    assert_eq!(c.register(&name, &format!("sip:{name}@192.0.2.{j}"), 3600), "ok");
+                    assert_eq!(
+                        c.register(&name, &format!("sip:{name}@192.0.2.{j}"), 3600),
+                        "ok"
+                    );
                 }
             });
         }
@@ -309,7 +336,9 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(s, status, "{body}");
         let v: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
         assert_eq!(v["error"]["code"], code, "{body}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
     };
     let raw = |body: &str| -> Result<serde_json::Value, (u16, String)> {
         let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].admin))
@@ -324,8 +353,14 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     expect(raw("{not json"), 400, "bad_json");
     expect(raw("[]"), 400, "bad_json");
     let parts = sharecall_tests::table::entry_parts("heidi", "sip:heidi@192.0.2.6", 60);
-    let body = |kind: &str, parts: &[serde_json::Value; 3]| alice.bodies(&alice.id(), kind, parts, 5000)[0].clone();
-    expect(cluster.post(0, "/v1/requests", body("launch", &parts)), 400, "bad_kind");
+    let body = |kind: &str, parts: &[serde_json::Value; 3]| {
+        alice.bodies(&alice.id(), kind, parts, 5000)[0].clone()
+    };
+    expect(
+        cluster.post(0, "/v1/requests", body("launch", &parts)),
+        400,
+        "bad_kind",
+    );
     let mut b = body("register", &parts);
     b["request_id"] = serde_json::json!("has spaces/and slashes");
     expect(cluster.post(0, "/v1/requests", b), 400, "bad_request_id");
@@ -333,29 +368,47 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     b["window_ms"] = serde_json::json!(5);
     expect(cluster.post(0, "/v1/requests", b), 400, "bad_window");
     // A resolve part must carry only a key; a register part needs a ttl.
-    expect(cluster.post(0, "/v1/requests", body("resolve", &parts)), 400, "bad_part");
+    expect(
+        cluster.post(0, "/v1/requests", body("resolve", &parts)),
+        400,
+        "bad_part",
+    );
     let mut no_ttl = parts.clone();
     for p in &mut no_ttl {
         p.as_object_mut().expect("object").remove("ttl_s");
     }
-    expect(cluster.post(0, "/v1/requests", body("register", &no_ttl)), 400, "bad_part");
+    expect(
+        cluster.post(0, "/v1/requests", body("register", &no_ttl)),
+        400,
+        "bad_part",
+    );
     // Oversized extra data.
     let mut big = parts.clone();
     for p in &mut big {
         p["extra"] = serde_json::json!(hex::encode(vec![7u8; 2000]));
     }
-    expect(cluster.post(0, "/v1/requests", body("register", &big)), 400, "bad_part");
+    expect(
+        cluster.post(0, "/v1/requests", body("register", &big)),
+        400,
+        "bad_part",
+    );
     // Oversized body.
     let mut huge = body("register", &parts);
     huge["part"] = serde_json::json!(hex::encode(vec![0u8; 40_000]));
-    let (s, _) = cluster.post(0, "/v1/requests", huge).expect_err("too large");
+    let (s, _) = cluster
+        .post(0, "/v1/requests", huge)
+        .expect_err("too large");
     assert!(s == 413 || s == 400, "{s}");
     // An account that never enrolled.
     let b = stranger.bodies(&stranger.id(), "register", &parts, 5000)[0].clone();
     expect(cluster.post(0, "/v1/requests", b), 403, "not_enrolled");
     // Bad enrollment.
     expect(
-        cluster.post(0, "/v1/accounts", serde_json::json!({"account": "zz", "timestamp_ms": 1, "signature": "00"})),
+        cluster.post(
+            0,
+            "/v1/accounts",
+            serde_json::json!({"account": "zz", "timestamp_ms": 1, "signature": "00"}),
+        ),
         400,
         "bad_account",
     );
@@ -368,16 +421,25 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         401,
         "bad_signature",
     );
-    expect(cluster.get(0, "/v1/requests/never-sent"), 404, "unknown_request");
+    expect(
+        cluster.get(0, "/v1/requests/never-sent"),
+        404,
+        "unknown_request",
+    );
     // Nothing changed.
     assert_eq!(digests_at(&cluster, 1), before);
 
     // Rate limit: a burst of 3, then 429 with Retry-After.
     let mut limited = None;
     for _ in 0..10 {
-        let b = alice.bodies(&alice.id(), "resolve", &sharecall_tests::table::key_parts("grace"), 100)[0].clone();
-        let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].admin))
-            .send_json(b);
+        let b = alice.bodies(
+            &alice.id(),
+            "resolve",
+            &sharecall_tests::table::key_parts("grace"),
+            100,
+        )[0]
+        .clone();
+        let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].admin)).send_json(b);
         if let Err(ureq::Error::Status(429, r)) = r {
             limited = Some(r.header("retry-after").map(str::to_string));
             break;
@@ -398,10 +460,18 @@ fn operator_imports_rows_in_bulk_for_their_owners() {
     let alice = TestClient::new(&cluster, 1);
     operator.enroll();
     alice.enroll();
-    assert_eq!(alice.register("+1 555 0000", "sip:existing@192.0.2.1", 3600), "ok");
+    assert_eq!(
+        alice.register("+1 555 0000", "sip:existing@192.0.2.1", 3600),
+        "ok"
+    );
     // 300 rows owned by alice, one of them already registered.
     let rows: Vec<(String, String)> = (0..300)
-        .map(|k| (format!("+1 555 {k:04}"), format!("sip:bulk{k}@192.0.2.{}", k % 250)))
+        .map(|k| {
+            (
+                format!("+1 555 {k:04}"),
+                format!("sip:bulk{k}@192.0.2.{}", k % 250),
+            )
+        })
         .collect();
     let parts = sharecall_tests::table::import_parts(&rows, 3600, &alice.account());
     let (codes, values) = operator.call("import", parts);
@@ -420,13 +490,20 @@ fn operator_imports_rows_in_bulk_for_their_owners() {
         alice.resolve("+1 555 0123"),
         Resolved::Found("sip:bulk123@192.0.2.123".into())
     );
-    assert_eq!(operator.update("+1 555 0007", "sip:x@192.0.2.9", 60), "forbidden");
+    assert_eq!(
+        operator.update("+1 555 0007", "sip:x@192.0.2.9", 60),
+        "forbidden"
+    );
     assert_eq!(alice.update("+1 555 0007", "sip:x@192.0.2.9", 60), "ok");
     // An account that is not an importer is refused.
     let parts = sharecall_tests::table::import_parts(&rows[..2], 3600, &alice.account());
     let id = alice.id();
     let (code, body) = cluster
-        .post(0, "/v1/requests", alice.bodies(&id, "import", &parts, 5000)[0].clone())
+        .post(
+            0,
+            "/v1/requests",
+            alice.bodies(&id, "import", &parts, 5000)[0].clone(),
+        )
         .expect_err("not an importer");
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("not_importer"), "{body}");
