@@ -200,11 +200,15 @@ async fn resolve(client: &Client, q: &Pseudonym) -> anyhow::Result<()> {
     let ms = t.elapsed().as_secs_f64() * 1e3;
     match (r.code, &r.endpoint) {
         (ResultCode::Ok, Some(e)) => println!(
-            "   {:<22} => {:<45} (3 providers agree, {ms:.0} ms)",
+            "   resolved {} -> {}   ({} providers agree, {ms:.0} ms)",
             q.as_str(),
-            e.as_str()
+            e.as_str(),
+            if r.degraded.is_some() { 2 } else { 3 }
         ),
-        (code, _) => println!("   {:<22} => {} ({ms:.0} ms)", q.as_str(), code.as_str()),
+        (ResultCode::NotFound, _) => {
+            println!("   not registered ({})   ({ms:.0} ms)", q.as_str())
+        }
+        (code, _) => println!("   {} => {}   ({ms:.0} ms)", q.as_str(), code.as_str()),
     }
     Ok(())
 }

@@ -57,7 +57,7 @@ pub struct AdminState {
     pub answer_wait: std::time::Duration,
 }
 
-/// The admin routes.
+/// The admin routes (operator only: `listen.admin`).
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/v1/admin/peers", get(peers))
@@ -65,6 +65,15 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/admin/raft", get(raft_status))
         .route("/v1/admin/table", get(table_status))
+        .route("/v1/admin/sequence", post(sequence).get(applied))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The public routes (clients: `listen.api`).
+pub fn public_router(state: Arc<AdminState>) -> Router {
+    Router::new()
         .route(
             "/v1/requests",
             post(crate::api::submit_part).layer(axum::extract::DefaultBodyLimit::max(
@@ -74,7 +83,6 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/requests/:id", get(crate::api::request_outcome))
         .route("/v1/accounts", post(crate::api::enroll))
         .route("/v1/openapi.json", get(crate::api::openapi))
-        .route("/v1/admin/sequence", post(sequence).get(applied))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

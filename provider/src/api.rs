@@ -525,10 +525,17 @@ mod tests {
     /// registers, read from the source.
     fn router_source_routes() -> BTreeSet<(String, BTreeSet<String>)> {
         let src = include_str!("admin.rs");
-        let start = src.find("pub fn router(").expect("admin::router");
-        let body = &src[start..];
-        let body = &body[..body.find("\n}\n").expect("end of admin::router")];
         let mut out = BTreeSet::new();
+        for f in ["pub fn router(", "pub fn public_router("] {
+            let start = src.find(f).expect("router function");
+            let body = &src[start..];
+            let body = &body[..body.find("\n}\n").expect("end of the router")];
+            routes_in(body, &mut out);
+        }
+        out
+    }
+
+    fn routes_in(body: &str, out: &mut BTreeSet<(String, BTreeSet<String>)>) {
         let mut rest = body;
         while let Some(i) = rest.find(".route(") {
             let call = &rest[i + ".route(".len()..];
@@ -563,7 +570,6 @@ mod tests {
                 .collect();
             out.insert((openapi_path(path), methods));
         }
-        out
     }
 
     #[test]

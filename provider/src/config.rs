@@ -274,6 +274,10 @@ pub struct ListenConfig {
     /// HTTP admin API and Prometheus `/metrics`. Default `127.0.0.1:7402`.
     /// Keep it on a private interface: it is not authenticated.
     pub admin: SocketAddr,
+    /// The public REST API clients use (`/v1/requests`, `/v1/accounts`,
+    /// `/v1/openapi.json`). Default `127.0.0.1:7403`; put it on the
+    /// interface clients reach, behind TLS termination.
+    pub api: SocketAddr,
 }
 
 impl Default for ListenConfig {
@@ -282,6 +286,7 @@ impl Default for ListenConfig {
             control: SocketAddr::from(([127, 0, 0, 1], 7400)),
             smc: SocketAddr::from(([127, 0, 0, 1], 7401)),
             admin: SocketAddr::from(([127, 0, 0, 1], 7402)),
+            api: SocketAddr::from(([127, 0, 0, 1], 7403)),
         }
     }
 }
@@ -586,7 +591,12 @@ impl ProviderConfig {
 
     fn validate_listen(&self) -> Result<(), ConfigError> {
         let l = &self.listen;
-        let named = [("control", l.control), ("smc", l.smc), ("admin", l.admin)];
+        let named = [
+            ("control", l.control),
+            ("smc", l.smc),
+            ("admin", l.admin),
+            ("api", l.api),
+        ];
         for (i, &(first, a)) in named.iter().enumerate() {
             for &(second, b) in &named[i + 1..] {
                 if clash(a, b) {
@@ -638,11 +648,12 @@ impl fmt::Display for ProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "provider {} (control {}, smc {}, admin {}, {} lanes, data {})",
+            "provider {} (control {}, smc {}, admin {}, api {}, {} lanes, data {})",
             self.id,
             self.listen.control,
             self.listen.smc,
             self.listen.admin,
+            self.listen.api,
             self.jobs.lanes,
             self.data_dir.display()
         )
@@ -967,6 +978,7 @@ fingerprint = "{f2}"
             &mut c.listen.control,
             &mut c.listen.smc,
             &mut c.listen.admin,
+            &mut c.listen.api,
         ] {
             *a = "127.0.0.1:0".parse().expect("addr");
         }

@@ -84,7 +84,7 @@ impl DevCluster {
         mut route: impl FnMut(usize, Listener, SocketAddr) -> std::io::Result<SocketAddr>,
     ) -> Result<DevCluster, ServerError> {
         let io = |e: std::io::Error| ServerError::Other(e.to_string());
-        let ports = free_ports(9).map_err(io)?;
+        let ports = free_ports(12).map_err(io)?;
         let mut fingerprints: Vec<Fingerprint> = Vec::with_capacity(3);
         for i in 0..3 {
             let dir = options.root.join(format!("p{i}"));
@@ -102,9 +102,10 @@ impl DevCluster {
         }
         let listen: Vec<ListenConfig> = (0..3)
             .map(|i| ListenConfig {
-                control: ports[3 * i],
-                smc: ports[3 * i + 1],
-                admin: ports[3 * i + 2],
+                control: ports[4 * i],
+                smc: ports[4 * i + 1],
+                admin: ports[4 * i + 2],
+                api: ports[4 * i + 3],
             })
             .collect();
         let mut routed: Vec<(SocketAddr, SocketAddr, SocketAddr)> = Vec::with_capacity(3);
@@ -112,7 +113,7 @@ impl DevCluster {
             routed.push((
                 route(i, Listener::Control, l.control).map_err(io)?,
                 route(i, Listener::Smc, l.smc).map_err(io)?,
-                route(i, Listener::Api, l.admin).map_err(io)?,
+                route(i, Listener::Api, l.api).map_err(io)?,
             ));
         }
         let configs: Vec<ProviderConfig> = (0..3)

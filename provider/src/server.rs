@@ -87,6 +87,7 @@ pub async fn run(
     let control_listener = bind("control", config.listen.control).await?;
     let smc_listener = bind("smc", config.listen.smc).await?;
     let admin_listener = bind("admin", config.listen.admin).await?;
+    let api_listener = bind("api", config.listen.api).await?;
 
     // Who is who, by pinned certificate (this provider included: its own
     // gateway talks to its own peer service like to the others).
@@ -307,6 +308,18 @@ pub async fn run(
             metrics,
             sequencer,
         });
+        {
+            let cancel = cancel.clone();
+            let router = admin::public_router(state.clone());
+            tasks.spawn(async move {
+                let result = axum::serve(api_listener, router)
+                    .with_graceful_shutdown(cancel.cancelled_owned())
+                    .await;
+                if let Err(e) = result {
+                    warn!("api server stopped: {e}");
+                }
+            });
+        }
         let cancel = cancel.clone();
         tasks.spawn(async move {
             let result = axum::serve(admin_listener, admin::router(state))
@@ -323,6 +336,7 @@ pub async fn run(
         control = %config.listen.control,
         smc = %config.listen.smc,
         admin = %config.listen.admin,
+        api = %config.listen.api,
         "provider running"
     );
     shutdown.await;

@@ -83,6 +83,8 @@ pub struct Addrs {
     pub smc: SocketAddr,
     /// HTTP admin.
     pub admin: SocketAddr,
+    /// Public REST API.
+    pub api: SocketAddr,
 }
 
 /// A running three-provider cluster; processes are killed on drop.
@@ -113,14 +115,15 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         // Hold every probe listener until all nine ports are chosen, so
         // the kernel cannot hand out the same port twice.
-        let probes: Vec<TcpListener> = (0..9)
+        let probes: Vec<TcpListener> = (0..12)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
             .collect();
         let port = |k: usize| probes[k].local_addr().expect("local addr");
         let addrs: [Addrs; 3] = std::array::from_fn(|i| Addrs {
-            control: port(3 * i),
-            smc: port(3 * i + 1),
-            admin: port(3 * i + 2),
+            control: port(4 * i),
+            smc: port(4 * i + 1),
+            admin: port(4 * i + 2),
+            api: port(4 * i + 3),
         });
         drop(probes);
         let fingerprints: [String; 3] = std::array::from_fn(|i| {
@@ -168,11 +171,12 @@ impl Cluster {
         let a = self.addrs[i];
         let data = self.dir.path().join(format!("p{i}"));
         let mut s = format!(
-            "id = {i}\ndata_dir = {:?}\n\n[listen]\ncontrol = \"{}\"\nsmc = \"{}\"\nadmin = \"{}\"\n\n",
+            "id = {i}\ndata_dir = {:?}\n\n[listen]\ncontrol = \"{}\"\nsmc = \"{}\"\nadmin = \"{}\"\napi = \"{}\"\n\n",
             data.to_str().expect("utf-8 path"),
             a.control,
             a.smc,
-            a.admin
+            a.admin,
+            a.api
         );
         for j in (0..3).filter(|j| *j != i) {
             s += &format!(
@@ -259,8 +263,18 @@ impl Cluster {
         self.children[i].as_mut()
     }
 
+    /// The URL of `path` at provider `i`: the public API for client
+    /// paths, the admin endpoint for everything else.
     fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.addrs[i].admin)
+        let public = ["/v1/requests", "/v1/accounts", "/v1/openapi.json"]
+            .iter()
+            .any(|p| path.starts_with(p));
+        let addr = if public {
+            self.addrs[i].api
+        } else {
+            self.addrs[i].admin
+        };
+        format!("http://{addr}{path}")
     }
 
     /// GET on provider `i`'s admin API: Ok(json) on 2xx, Err((status, body)).

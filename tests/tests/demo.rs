@@ -19,8 +19,24 @@ fn demo_registers_and_resolves() {
         "{stdout}"
     );
     assert!(stdout.contains("not registered (+15550100)"), "{stdout}");
+    // Update and delete through the same path.
+    assert!(
+        stdout.contains("resolved +49301234567 -> sip:alice@203.0.113.44:5070"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("delete: ok"), "{stdout}");
+    assert!(stdout.contains("not registered (+49301234567)"), "{stdout}");
     // Exactly one answer per query: no false matches.
-    assert_eq!(stdout.matches("resolved ").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("resolved ").count(), 3, "{stdout}");
+    // What the providers stored: two entries each (one was deleted), and
+    // nothing of the plaintext.
+    let (_, stored) = stdout
+        .split_once("== what each provider stored")
+        .expect("stored section");
+    assert_eq!(stored.matches(": 2 entries").count(), 3, "{stored}");
+    for plain in ["bob", "198.51.100.7", "carol", "2001:db8", "4420794"] {
+        assert!(!stored.contains(plain), "{plain} in {stored}");
+    }
 }
 
 #[test]
