@@ -31,8 +31,8 @@ use tokio::sync::watch;
 
 use crate::account::AccountKey;
 use crate::parts::{
-    clip, entry_parts, parse_answer, parse_error, query_parts, short, Answer, Kind, Part,
-    PartError, RequestResult, ResultCode,
+    clip, entry_parts, import_parts, parse_answer, parse_error, query_parts, short, Answer,
+    ImportEntry, Kind, Part, PartError, RequestResult, ResultCode,
 };
 use crate::registration::{reconstruct_endpoint, share_entry, share_query, ReconstructError};
 
@@ -516,13 +516,32 @@ impl SignedRequest {
         timestamp_ms: u64,
         window_ms: u64,
     ) -> Result<SignedRequest, Error> {
-        check_request_id(request_id)?;
-        check_window(window_ms)?;
         for part in parts {
             part.validate(kind)?;
         }
+        SignedRequest::from_part_bytes(
+            key,
+            request_id,
+            kind,
+            parts.each_ref().map(Part::to_bytes),
+            timestamp_ms,
+            window_ms,
+        )
+    }
+
+    /// Like [`SignedRequest::new`], from the exact part bytes (an `import`'s
+    /// parts from [`import_parts`]); the bytes are not checked.
+    pub fn from_part_bytes(
+        key: &AccountKey,
+        request_id: &str,
+        kind: Kind,
+        parts: [Vec<u8>; 3],
+        timestamp_ms: u64,
+        window_ms: u64,
+    ) -> Result<SignedRequest, Error> {
+        check_request_id(request_id)?;
+        check_window(window_ms)?;
         let account = key.public_key();
-        let parts = parts.each_ref().map(Part::to_bytes);
         let part_hashes = parts.each_ref().map(|p| *blake3::hash(p).as_bytes());
         let message = SignedFields {
             request_id,
@@ -906,6 +925,40 @@ impl Client {
         )
     }
 
+    /// Shares `rows` locally and signs them as one `import` request (fresh
+    /// id, current time, this client's window) without sending it. Send it
+    /// with [`Client::send`] (again, to retry) and read the answer with
+    /// [`import_outcome`].
+    pub fn prepare_import(&self, rows: &[ImportRow]) -> Result<SignedRequest, Error> {
+        let entries: Vec<ImportEntry> = rows
+            .iter()
+            .map(|r| ImportEntry {
+                shares: share_entry(&r.pseudonym, &r.endpoint, &mut OsRng),
+                ttl: r.ttl,
+                extra: r.extra.clone(),
+                owner: r.owner,
+            })
+            .collect();
+        let parts = import_parts(&entries)?;
+        SignedRequest::from_part_bytes(
+            &self.key,
+            &new_request_id(),
+            Kind::Import,
+            parts,
+            now_ms(),
+            self.window_ms,
+        )
+    }
+
+    /// Imports `rows` (1 to 2048) in one `import` request: each entry is
+    /// registered for its owner unless its pseudonym is registered and
+    /// live. Only accounts the providers list as importers may import.
+    /// The three providers must agree on the imported and skipped counts.
+    pub async fn import(&self, rows: &[ImportRow]) -> Result<ImportOutcome, Error> {
+        let request = self.prepare_import(rows)?;
+        import_outcome(self.send(&request).await?)
+    }
+
     /// Signs and sends a request: the lower-level form of the methods above.
     pub async fn submit(&self, kind: Kind, parts: [Part; 3]) -> Result<Submission, Error> {
         let request = self.prepare(kind, parts)?;
@@ -1176,6 +1229,72 @@ fn odd_one_out<T: PartialEq>(values: &[(PartyId, T)]) -> Option<PartyId> {
     } else {
         None
     }
+}
+
+/// One entry to import.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    /// The pseudonym.
+    pub pseudonym: Pseudonym,
+    /// Its endpoint.
+    pub endpoint: Endpoint,
+    /// Lifetime (whole seconds, 1 s to 365 days).
+    pub ttl: Duration,
+    /// The ed25519 public key of the account that will own the entry.
+    pub owner: [u8; 32],
+    /// Plain extra data (at most 1024 bytes; the providers see it).
+    pub extra: Option<Vec<u8>>,
+}
+
+/// The outcome of an `import`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The request id.
+    pub request_id: String,
+    /// The agreed result code.
+    pub code: ResultCode,
+    /// Rows registered.
+    pub imported: u64,
+    /// Rows whose pseudonym was already registered and live.
+    pub skipped: u64,
+    /// Set when only two providers answered.
+    pub degraded: Option<Degraded>,
+}
+
+/// Turns a checked `import` submission into its counts, which the
+/// answering providers must agree on.
+pub fn import_outcome(s: Submission) -> Result<ImportOutcome, Error> {
+    let counts: Vec<(PartyId, Option<(u64, u64)>)> = s
+        .used()
+        .into_iter()
+        .filter_map(|p| s.result(p).map(|r| (p, r.imported)))
+        .collect();
+    let counts = agree(
+        &s.request_id,
+        "imported/skipped counts",
+        &counts,
+        |c| match c {
+            Some((i, k)) => format!("imported {i}, skipped {k}"),
+            None => "no counts".into(),
+        },
+    )?;
+    let (imported, skipped) = match (s.code, counts) {
+        (_, Some(c)) => c,
+        (ResultCode::Ok, None) => {
+            return Err(Error::Config(format!(
+                "request {}: an ok import answer has no counts",
+                s.request_id
+            )))
+        }
+        (_, None) => (0, 0),
+    };
+    Ok(ImportOutcome {
+        request_id: s.request_id,
+        code: s.code,
+        imported,
+        skipped,
+        degraded: s.degraded,
+    })
 }
 
 fn outcome(s: Submission) -> Outcome {
@@ -1675,6 +1794,7 @@ mod tests {
                 endpoint: None,
                 extra: None,
                 expires_at_ms: None,
+                imported: None,
             },
         }
     }
@@ -1787,6 +1907,7 @@ mod tests {
                 endpoint: Some(shares[i].clone()),
                 extra: extra[i].map(<[u8]>::to_vec),
                 expires_at_ms: Some(1000),
+                imported: None,
             },
         })
     }

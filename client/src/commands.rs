@@ -438,3 +438,195 @@ pub async fn delete(args: PseudonymArgs) -> ExitCode {
     .await;
     finish(args.common.json, result)
 }
+
+/// Options of `sharecall import`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// CSV file with the columns pseudonym,endpoint,ttl,owner (header line
+    /// optional; empty ttl → --ttl-default, empty owner → this account).
+    file: PathBuf,
+    /// Rows per import request (1 to 2048).
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=2048))]
+    chunk: u64,
+    /// Where to keep the position for resuming [default: <FILE>.import-state].
+    #[arg(long, value_name = "PATH")]
+    resume_file: Option<PathBuf>,
+    /// Lifetime in seconds of rows with an empty ttl.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    ttl_default: u64,
+    /// How often a chunk is sent again (the same signed request) after a
+    /// transient failure.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    retries: u32,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Whether sending the same signed request again may help.
+fn transient(e: &Error) -> bool {
+    use sharecall_client::ProviderError as P;
+    match e {
+        Error::Failed { failures, .. } => failures.iter().all(|f| {
+            matches!(
+                f.error,
+                P::Unreachable { .. } | P::Timeout { .. } | P::Cancelled { .. }
+            ) || matches!(f.error, P::Refused { status, .. } if status >= 500)
+        }),
+        _ => false,
+    }
+}
+
+/// `sharecall import`.
+pub async fn import(args: ImportArgs) -> ExitCode {
+    use sharecall_client::import::{default_resume_path, parse_csv, Fingerprint, ResumeState};
+    let json_out = args.common.json;
+    let result = async {
+        let client = args.common.client()?;
+        let ttl_default = Duration::from_secs(args.ttl_default);
+        ttl_seconds(ttl_default).map_err(|e| Failure::from(format!("--ttl-default: {e}")))?;
+        let bytes = std::fs::read(&args.file)
+            .map_err(|e| Failure::from(format!("cannot read {}: {e}", args.file.display())))?;
+        let fingerprint = Fingerprint::of(&bytes);
+        let resume_path = args
+            .resume_file
+            .clone()
+            .unwrap_or_else(|| default_resume_path(&args.file));
+        let mut state = ResumeState::load_for(&resume_path, &fingerprint)
+            .map_err(|e| Failure::from(e.to_string()))?;
+        let rows = parse_csv(&bytes, ttl_default, client.account().public_key()).map_err(
+            |e| Failure::from(format!("{}: {e}\nnothing was sent for these rows", args.file.display())),
+        )?;
+        let total = rows.len() as u64;
+        let resumed_from = state.next_row.min(total);
+        let started = std::time::Instant::now();
+        let (mut imported, mut skipped, mut chunks, mut sent) = (0u64, 0u64, 0u64, 0u64);
+        let bar = if json_out {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::with_draw_target(
+                Some(total),
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} rows ({per_sec}, eta {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_position(resumed_from);
+        let chunk = usize::try_from(args.chunk).unwrap_or(1000);
+        let start = usize::try_from(resumed_from).unwrap_or(usize::MAX);
+        let mut degraded = None;
+        for batch in rows.get(start..).unwrap_or_default().chunks(chunk) {
+            let import_rows: Vec<_> = batch.iter().map(|r| r.row.clone()).collect();
+            let first_line = batch.first().map_or(0, |r| r.line);
+            let last_line = batch.last().map_or(0, |r| r.line);
+            let request = client.prepare_import(&import_rows).map_err(|e| {
+                Failure::from(format!(
+                    "rows on lines {first_line}-{last_line}: {e}; nothing was sent for them"
+                ))
+            })?;
+            let mut attempt = 0;
+            let submission = loop {
+                match client.send(&request).await {
+                    Ok(s) => break s,
+                    Err(e) if attempt < args.retries && transient(&e) => {
+                        attempt += 1;
+                        bar.suspend(|| {
+                            eprintln!(
+                                "warning: lines {first_line}-{last_line} (request {}): {e}; \
+                                 sending the same request again ({attempt}/{})",
+                                request.request_id(),
+                                args.retries
+                            )
+                        });
+                    }
+                    Err(e) => {
+                        bar.abandon();
+                        let mut f = Failure::from(e);
+                        f.message = format!(
+                            "{}\nrows from line {first_line} on are not acknowledged; \
+                             run the same command again to resume",
+                            f.message
+                        );
+                        return Err(f);
+                    }
+                }
+            };
+            let out = sharecall_client::client::import_outcome(submission)?;
+            if out.code != ResultCode::Ok {
+                bar.abandon();
+                return Err(Failure {
+                    message: format!(
+                        "import of lines {first_line}-{last_line} answered {}",
+                        out.code
+                    ),
+                    provider: None,
+                    request_id: Some(out.request_id),
+                });
+            }
+            if out.degraded.is_some() {
+                bar.suspend(|| warn_degraded(&out.degraded));
+                degraded = out.degraded.clone();
+            }
+            imported += out.imported;
+            skipped += out.skipped;
+            chunks += 1;
+            sent += batch.len() as u64;
+            state.next_row += batch.len() as u64;
+            state.imported += out.imported;
+            state.skipped += out.skipped;
+            state.save(&resume_path).map_err(|e| Failure::from(e.to_string()))?;
+            bar.inc(batch.len() as u64);
+        }
+        bar.finish_and_clear();
+        let secs = started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
+        let mut text = if sent == 0 {
+            format!(
+                "nothing to send: all {total} rows of {} are already acknowledged (resume file {})\n",
+                args.file.display(),
+                resume_path.display()
+            )
+        } else {
+            format!(
+                "imported {imported}, skipped {skipped} (already registered) of {sent} rows \
+                 in {chunks} request{} ({rate:.0} rows/s)\n",
+                if chunks == 1 { "" } else { "s" }
+            )
+        };
+        if resumed_from > 0 && sent > 0 {
+            text.push_str(&format!("  resumed at row {}\n", resumed_from + 1));
+        }
+        text.push_str(&format!(
+            "  all runs: imported {}, skipped {}; resume file {}\n",
+            state.imported,
+            state.skipped,
+            resume_path.display()
+        ));
+        Ok::<_, Failure>((
+            json!({
+                "kind": "import",
+                "file": args.file.display().to_string(),
+                "rows": total,
+                "resumed_from": resumed_from,
+                "sent": sent,
+                "requests": chunks,
+                "imported": imported,
+                "skipped": skipped,
+                "total_imported": state.imported,
+                "total_skipped": state.skipped,
+                "elapsed_s": secs,
+                "rows_per_s": rate,
+                "resume_file": resume_path.display().to_string(),
+                "degraded": degraded_json(&degraded),
+            }),
+            text,
+            ExitCode::SUCCESS,
+        ))
+    }
+    .await;
+    finish(json_out, result)
+}

@@ -10,9 +10,10 @@
 
 pub mod account;
 pub mod client;
+pub mod import;
 pub mod parts;
 pub mod registration;
 
 pub use account::{AccountKey, KeyError};
-pub use client::{Client, Error, Outcome, ProviderError, Resolution};
+pub use client::{Client, Error, ImportOutcome, ImportRow, Outcome, ProviderError, Resolution};
 pub use parts::{Kind, Part, ResultCode};

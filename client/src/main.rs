@@ -43,6 +43,9 @@ enum Command {
     Update(commands::EntryArgs),
     /// Remove a pseudonym this account registered.
     Delete(commands::PseudonymArgs),
+    /// Bulk-import pseudonym,endpoint,ttl,owner rows from a CSV file
+    /// (importer accounts only); resumable.
+    Import(commands::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             return runtime.block_on(commands::entry(commands::EntryKind::Update, args))
         }
         Command::Delete(args) => return runtime.block_on(commands::delete(args)),
+        Command::Import(args) => return runtime.block_on(commands::import(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,19 +44,29 @@ pub enum Kind {
     Update,
     /// Remove a pseudonym the account owns.
     Delete,
+    /// Bulk-register many entries, each with its owner (only accounts the
+    /// providers list as importers; see [`import_parts`]).
+    Import,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 4] = [Kind::Register, Kind::Resolve, Kind::Update, Kind::Delete];
+    pub const ALL: [Kind; 5] = [
+        Kind::Register,
+        Kind::Resolve,
+        Kind::Update,
+        Kind::Delete,
+        Kind::Import,
+    ];
 
-    /// The wire name (`register`, `resolve`, `update`, `delete`).
+    /// The wire name (`register`, `resolve`, `update`, `delete`, `import`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Register => "register",
             Kind::Resolve => "resolve",
             Kind::Update => "update",
             Kind::Delete => "delete",
+            Kind::Import => "import",
         }
     }
 
@@ -87,7 +97,7 @@ impl FromStr for Kind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartError {
     /// Not one of `register`, `resolve`, `update`, `delete`.
-    #[error("unknown request kind; expected register, resolve, update or delete")]
+    #[error("unknown request kind; expected register, resolve, update, delete or import")]
     UnknownKind,
     /// The bytes are not the JSON object of a part (or have unknown fields).
     #[error("part is not valid JSON of the expected shape: {0}")]
@@ -122,6 +132,12 @@ pub enum PartError {
     /// More than [`EXTRA_MAX_LEN`] bytes of extra data.
     #[error("extra data is {0} bytes long; at most 1024 bytes are allowed")]
     ExtraTooLong(usize),
+    /// An import part is not one [`Part`]: build it with [`import_parts`].
+    #[error("an import part holds rows; build it with import_parts")]
+    ImportIsRows,
+    /// An import with no rows, too many rows, or too many bytes.
+    #[error("import: {0}")]
+    ImportSize(String),
 }
 
 /// Checks a lifetime and returns it in seconds (1 ..= [`TTL_MAX_S`], whole
@@ -183,6 +199,9 @@ impl Part {
     /// Checks that the part has exactly the fields `kind` needs, with valid
     /// values.
     pub fn validate(&self, kind: Kind) -> Result<(), PartError> {
+        if kind == Kind::Import {
+            return Err(PartError::ImportIsRows);
+        }
         if kind.carries_entry() {
             match &self.endpoint {
                 None => {
@@ -289,6 +308,138 @@ pub fn entry_parts(
         ttl_s: Some(ttl_s),
         extra: extra.map(<[u8]>::to_vec),
     }))
+}
+
+/// Most rows in one import request.
+pub const IMPORT_MAX_ROWS: usize = 2048;
+
+/// Largest import part (its bytes, before hex encoding).
+pub const IMPORT_MAX_PART_LEN: usize = 4 << 20;
+
+/// One row of an import: the three providers' shares of an entry (from
+/// [`share_entry`](crate::registration::share_entry)), its lifetime, plain
+/// extra data and the public key of the account that will own it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportEntry {
+    /// The entry's shares, one per provider.
+    pub shares: [EntryPart; 3],
+    /// Lifetime (whole seconds, 1 s to 365 days).
+    pub ttl: Duration,
+    /// Plain extra data (at most 1024 bytes).
+    pub extra: Option<Vec<u8>>,
+    /// The owning account's ed25519 public key.
+    pub owner: [u8; 32],
+}
+
+/// The JSON shape of one import row; field order is the order written.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRowJson {
+    key: String,
+    endpoint: String,
+    ttl_s: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    extra: Option<String>,
+    owner: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportJson {
+    rows: Vec<ImportRowJson>,
+}
+
+/// The three part byte strings of an `import`: `{"rows": [ROW, ...]}`,
+/// each ROW a register part plus `owner`, rows in the same order in all
+/// three parts.
+pub fn import_parts(rows: &[ImportEntry]) -> Result<[Vec<u8>; 3], PartError> {
+    if rows.is_empty() || rows.len() > IMPORT_MAX_ROWS {
+        return Err(PartError::ImportSize(format!(
+            "an import carries 1 to {IMPORT_MAX_ROWS} rows, got {}",
+            rows.len()
+        )));
+    }
+    let mut per: [Vec<ImportRowJson>; 3] = Default::default();
+    for row in rows {
+        let ttl_s = ttl_seconds(row.ttl)?;
+        if let Some(x) = &row.extra {
+            check_extra(x)?;
+        }
+        let owner = hex::encode(row.owner);
+        let extra = row.extra.as_deref().map(hex::encode);
+        for (out, share) in per.iter_mut().zip(&row.shares) {
+            if share.endpoint.len() != ENDPOINT_ELEMENTS {
+                return Err(PartError::Field {
+                    field: "endpoint",
+                    reason: format!(
+                        "{} shares, expected {ENDPOINT_ELEMENTS}",
+                        share.endpoint.len()
+                    ),
+                });
+            }
+            out.push(ImportRowJson {
+                key: hex::encode(encode_share(&share.key)),
+                endpoint: hex::encode(encode_share_vector(&share.endpoint)),
+                ttl_s,
+                extra: extra.clone(),
+                owner: owner.clone(),
+            });
+        }
+    }
+    let mut out: [Vec<u8>; 3] = Default::default();
+    for (bytes, rows) in out.iter_mut().zip(per) {
+        // Serialising a struct of strings and integers cannot fail.
+        *bytes = serde_json::to_vec(&ImportJson { rows }).unwrap_or_default();
+        if bytes.len() > IMPORT_MAX_PART_LEN {
+            return Err(PartError::ImportSize(format!(
+                "a part of {} bytes is larger than the {IMPORT_MAX_PART_LEN} bytes allowed; \
+                 send fewer rows per request",
+                bytes.len()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one import part back into its rows: each a register [`Part`]
+/// and the owner's public key (what a provider does).
+pub fn parse_import_part(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
+    let json: ImportJson =
+        serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
+    if json.rows.is_empty() || json.rows.len() > IMPORT_MAX_ROWS {
+        return Err(PartError::ImportSize(format!(
+            "an import carries 1 to {IMPORT_MAX_ROWS} rows, got {}",
+            json.rows.len()
+        )));
+    }
+    json.rows
+        .into_iter()
+        .map(|r| {
+            let owner = decode_hex("owner", &r.owner)?;
+            let owner: [u8; 32] = owner.try_into().map_err(|_| PartError::Field {
+                field: "owner",
+                reason: "expected 32 bytes".into(),
+            })?;
+            let key = decode_share("key", &decode_hex("key", &r.key)?)?;
+            let endpoint = decode_share_vector(
+                "endpoint",
+                &decode_hex("endpoint", &r.endpoint)?,
+                ENDPOINT_ELEMENTS,
+            )?;
+            let extra = match &r.extra {
+                None => None,
+                Some(h) => Some(decode_hex("extra", h)?),
+            };
+            let part = Part {
+                key,
+                endpoint: Some(endpoint),
+                ttl_s: Some(r.ttl_s),
+                extra,
+            };
+            part.validate(Kind::Register)?;
+            Ok((part, owner))
+        })
+        .collect()
 }
 
 /// The three parts of a `resolve` or `delete` from
@@ -431,6 +582,8 @@ pub struct RequestResult {
     pub extra: Option<Vec<u8>>,
     /// When the entry expires, ms since the Unix epoch (resolve, ok).
     pub expires_at_ms: Option<u64>,
+    /// `(imported, skipped)` row counts (import, ok).
+    pub imported: Option<(u64, u64)>,
 }
 
 /// A provider's answer to `POST /v1/requests` or `GET /v1/requests/{id}`
@@ -488,6 +641,10 @@ struct ResultJson {
     extra: Option<String>,
     #[serde(default)]
     expires_at_ms: Option<u64>,
+    #[serde(default)]
+    imported: Option<u64>,
+    #[serde(default)]
+    skipped: Option<u64>,
 }
 
 /// Parses a 200/202 answer body. `kind` says what the result must hold: a
@@ -512,7 +669,18 @@ pub fn parse_answer(kind: Kind, body: &[u8]) -> Result<Answer, AnswerError> {
                 endpoint: None,
                 extra: None,
                 expires_at_ms: None,
+                imported: None,
             };
+            if kind == Kind::Import && code == ResultCode::Ok {
+                match (r.imported, r.skipped) {
+                    (Some(i), Some(s)) => result.imported = Some((i, s)),
+                    _ => {
+                        return Err(AnswerError(
+                            "an ok import has no `result.imported` and `result.skipped`".into(),
+                        ))
+                    }
+                }
+            }
             if kind == Kind::Resolve && code == ResultCode::Ok {
                 let hex_ep = r
                     .endpoint
@@ -659,6 +827,80 @@ mod tests {
     }
 
     #[test]
+    fn import_parts_parse_back_in_order() {
+        let rows: Vec<(Pseudonym, Endpoint)> = (0..5)
+            .map(|i| {
+                (
+                    Pseudonym::parse(&format!("+4930123456{i}")).expect("p"),
+                    Endpoint::parse(&format!("sip:u{i}@192.0.2.1")).expect("e"),
+                )
+            })
+            .collect();
+        let entries: Vec<ImportEntry> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (p, e))| ImportEntry {
+                shares: share_entry(p, e, &mut OsRng),
+                ttl: Duration::from_secs(60 + i as u64),
+                extra: (i == 2).then(|| b"x".to_vec()),
+                owner: [i as u8; 32],
+            })
+            .collect();
+        let parts = import_parts(&entries).expect("parts");
+        let parsed = parts
+            .each_ref()
+            .map(|b| parse_import_part(b).expect("parses"));
+        for (i, ((p, e), entry)) in rows.iter().zip(&entries).enumerate() {
+            for (prov, rows) in parsed.iter().enumerate() {
+                let (part, owner) = &rows[i];
+                assert_eq!(*owner, [i as u8; 32]);
+                assert_eq!(part.key, entry.shares[prov].key);
+                assert_eq!(part.ttl_s, Some(60 + i as u64));
+                assert_eq!(part.extra.as_deref(), (i == 2).then_some(&b"x"[..]));
+            }
+            let eps = [0, 1, 2].map(|k| parsed[k][i].0.endpoint.clone().expect("ep"));
+            assert_eq!(
+                crate::registration::reconstruct_endpoint(&eps).expect("reconstructs"),
+                *e
+            );
+            let keys = [0, 1, 2].map(|k| parsed[k][i].0.key);
+            assert_eq!(
+                sharecall_proto::sharing::reconstruct_all(&keys).expect("key"),
+                p.key().to_field()
+            );
+        }
+        // Row JSON shape: a register part plus owner.
+        let v: serde_json::Value = serde_json::from_slice(&parts[0]).expect("json");
+        let row = v["rows"][0].as_object().expect("row");
+        let mut fields: Vec<&str> = row.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["endpoint", "key", "owner", "ttl_s"]);
+        // Limits.
+        assert!(matches!(import_parts(&[]), Err(PartError::ImportSize(_))));
+        let mut bad = entries[0].clone();
+        bad.ttl = Duration::ZERO;
+        assert!(matches!(import_parts(&[bad]), Err(PartError::BadTtl(_))));
+        assert_eq!(
+            Part::query(entries[0].shares[0].key).validate(Kind::Import),
+            Err(PartError::ImportIsRows)
+        );
+        // Answers carry the counts.
+        let body = br#"{"request_id":"r","status":"done","seq":2,"result":{"code":"ok","imported":4,"skipped":1}}"#;
+        assert!(matches!(
+            parse_answer(Kind::Import, body),
+            Ok(Answer::Done {
+                result: RequestResult {
+                    imported: Some((4, 1)),
+                    ..
+                },
+                ..
+            })
+        ));
+        let body = br#"{"request_id":"r","status":"done","seq":2,"result":{"code":"ok"}}"#;
+        assert!(parse_answer(Kind::Import, body).is_err());
+    }
+
+    #[test]
     fn share_encodings_follow_the_api() {
         let s = Share {
             first: Fp::from_u64(1),
@@ -782,6 +1024,7 @@ mod tests {
                     endpoint: Some(shares[1].endpoint.clone()),
                     extra: Some(b"hi".to_vec()),
                     expires_at_ms: Some(1_790_000_360_000),
+                    imported: None,
                 }
             })
         );

@@ -408,3 +408,118 @@ fn full_cycle_against_stand_in_providers() {
     assert!(out.contains("+49301234567 is not registered"), "{out}");
     assert_eq!(cluster.violations(), Vec::<String>::new());
 }
+
+#[test]
+fn import_csv_against_stand_in_providers_and_resume() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cluster = rt.block_on(fake::Cluster::start());
+    let urls = cluster.urls.join(",");
+    let h = home();
+    let key = h.path().join("importer.key");
+    let key_s = key.display().to_string();
+    let env = [("SHARECALL_PROVIDERS", urls.as_str())];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--key", &key_s]);
+        run_in(h.path(), &env, &all)
+    };
+    let (code, out, err) = run(&["keygen", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let me_hex = v["account"].as_str().expect("account").to_owned();
+    let mut me = [0u8; 32];
+    hex::decode_to_slice(&me_hex, &mut me).expect("hex");
+    assert_eq!(run(&["enroll"]).0, Some(0));
+
+    let other = hex::encode([0x11u8; 32]);
+    let mut csv = String::from("pseudonym,endpoint,ttl,owner\n");
+    for i in 0..25 {
+        let owner = if i == 3 { other.as_str() } else { "" };
+        let ttl = if i % 2 == 0 { "" } else { "120" };
+        csv.push_str(&format!(
+            "+4930555{i:04},sip:u{i}@192.0.2.1:5060,{ttl},{owner}\n"
+        ));
+    }
+    let file = h.path().join("rows.csv");
+    std::fs::write(&file, &csv).expect("write csv");
+    let file_s = file.display().to_string();
+
+    // Not an importer yet: refused, nothing acknowledged.
+    let (code, _, err) = run(&["import", &file_s, "--chunk", "10"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not_importer"), "{err}");
+    assert!(!h.path().join("rows.csv.import-state").exists());
+
+    cluster.allow_importer(&me);
+    let (code, out, err) = run(&["import", &file_s, "--chunk", "10", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["imported"], 25, "{out}");
+    assert_eq!(v["skipped"], 0, "{out}");
+    assert_eq!(v["requests"], 3, "{out}");
+    assert!(
+        cluster.violations().is_empty(),
+        "{:?}",
+        cluster.violations()
+    );
+    let executions = cluster.shared.lock().executions;
+    assert_eq!(executions, 3);
+    let state = h.path().join("rows.csv.import-state");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("state json");
+    assert_eq!(st["next_row"], 25);
+
+    // The rows resolve, and row 3 belongs to the other account.
+    let (code, out, err) = run(&["resolve", "+49305550007"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("+49305550007 -> sip:u7@192.0.2.1:5060"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["delete", "+49305550003"]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, _, err) = run(&["delete", "+49305550004"]);
+    assert_eq!(code, Some(0), "{err}");
+    let executions = cluster.shared.lock().executions;
+
+    // Same resume file: nothing new is sent.
+    let (code, out, err) = run(&["import", &file_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("nothing to send"), "{out}");
+    assert_eq!(cluster.shared.lock().executions, executions);
+
+    // Without it: everything is sent again; the deleted row comes back.
+    std::fs::remove_file(&state).expect("rm state");
+    let (code, out, err) = run(&["import", &file_s, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(
+        (v["imported"].clone(), v["skipped"].clone()),
+        (1.into(), 24.into()),
+        "{out}"
+    );
+
+    // A changed file does not match the resume file.
+    std::fs::write(&file, format!("{csv}+493055509999,sip:x@h,,\n")).expect("write");
+    let (code, _, err) = run(&["import", &file_s]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("different file"), "{err}");
+
+    // A bad row is named and nothing is sent.
+    let bad = h.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "+493055501000,sip:a@h,,\n+493055501001,sip:b@h,soon,\n",
+    )
+    .expect("write");
+    let executions = cluster.shared.lock().executions;
+    let (code, _, err) = run(&["import", &bad.display().to_string()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("line 2: bad ttl"), "{err}");
+    assert_eq!(cluster.shared.lock().executions, executions);
+    assert!(
+        cluster.violations().is_empty(),
+        "{:?}",
+        cluster.violations()
+    );
+}

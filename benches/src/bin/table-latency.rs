@@ -80,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
         }
         let r = Relay::spawn(addr, delay)?;
         let a = r.addr();
-        keep.lock().map_err(|_| std::io::Error::other("relay list"))?.push(r);
+        keep.lock()
+            .map_err(|_| std::io::Error::other("relay list"))?
+            .push(r);
         Ok(a)
     })
     .await
@@ -112,7 +114,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let p = Pseudonym::parse(&pseudonym(k as usize))?;
                 let e = Endpoint::parse(&format!("sip:u{k}@192.0.2.{}:5060", k % 250))?;
-                let o = c.register(&p, &e, Duration::from_secs(86_400), None).await?;
+                let o = c
+                    .register(&p, &e, Duration::from_secs(86_400), None)
+                    .await?;
                 anyhow::ensure!(o.code == ResultCode::Ok, "register {k}: {:?}", o.code);
             }
         }));
