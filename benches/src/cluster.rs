@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use sharecall_provider::smc::local::LocalCluster;
-use sharecall_provider::smc::{EngineConfig, LaneSession, SmcResult};
+use sharecall_provider::smc::{EngineConfig, LaneSession, PoolStats, SmcResult};
 
 use crate::relay::Relay;
 
@@ -67,6 +67,19 @@ impl BenchCluster {
             e.warm().await?;
         }
         Ok(())
+    }
+
+    /// Fill levels of lane 0's pools at each party: (squares, bit blocks).
+    pub fn pool_stats(&self) -> [(PoolStats, PoolStats); 3] {
+        let empty = PoolStats {
+            available: 0,
+            produced: 0,
+            consumed: 0,
+        };
+        self.cluster
+            .engines
+            .each_ref()
+            .map(|e| e.pool_stats().first().copied().unwrap_or((empty, empty)))
     }
 
     /// Runs `f` as one session on lane 0 at all three parties at once,
