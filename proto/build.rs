@@ -9,6 +9,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["proto/control.proto"], &["proto"])?;
+        .compile_protos(&["proto/control.proto", "proto/reads.proto"], &["proto"])?;
     Ok(())
 }

@@ -5,15 +5,23 @@
 //! limited; only latency is added. Put one relay in front of each
 //! provider's SMC listener and every provider-to-provider link crosses
 //! exactly one relay, so each message takes `delay` one way.
+//!
+//! Delays are kept by one "delay line" thread with `std::thread::sleep`
+//! rather than tokio timers: tokio's timer wheel rounds every sleep up to
+//! the next millisecond tick, which turned a 1 ms delay into 1–2 ms per
+//! crossing and overstated every figure by up to half.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 /// A running relay; stops when dropped.
 pub struct Relay {
@@ -58,33 +66,115 @@ impl Drop for Relay {
     }
 }
 
+/// A chunk waiting in the delay line: when it is due, its bytes and the
+/// writer it goes to. Ordered by (due, arrival) so equal delays keep order.
+struct Pending {
+    due: Instant,
+    seq: u64,
+    chunk: Vec<u8>,
+    to: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// The process-wide delay line: a thread that hands each chunk to its
+/// writer when it is due.
+struct DelayLine {
+    queue: Mutex<(u64, BinaryHeap<Reverse<Pending>>)>,
+    wake: Condvar,
+}
+
+impl DelayLine {
+    fn get() -> &'static DelayLine {
+        static LINE: OnceLock<&'static DelayLine> = OnceLock::new();
+        LINE.get_or_init(|| {
+            let line: &'static DelayLine = Box::leak(Box::new(DelayLine {
+                queue: Mutex::new((0, BinaryHeap::new())),
+                wake: Condvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name("relay-delay-line".into())
+                .spawn(move || line.run())
+                .map(|_| ())
+                .unwrap_or_else(|e| panic!("cannot start the relay thread: {e}"));
+            line
+        })
+    }
+
+    fn push(&self, due: Instant, chunk: Vec<u8>, to: mpsc::UnboundedSender<Vec<u8>>) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.0 += 1;
+        let seq = q.0;
+        q.1.push(Reverse(Pending {
+            due,
+            seq,
+            chunk,
+            to,
+        }));
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let now = Instant::now();
+            match q.1.peek() {
+                None => {
+                    q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+                Some(Reverse(p)) if p.due <= now => {
+                    if let Some(Reverse(p)) = q.1.pop() {
+                        let _ = p.to.send(p.chunk);
+                    }
+                }
+                Some(Reverse(p)) => {
+                    let wait = p.due - now;
+                    q = self
+                        .wake
+                        .wait_timeout(q, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            }
+        }
+    }
+}
+
 async fn pump<R, W>(mut from: R, mut to: W, delay: Duration)
 where
     R: AsyncReadExt + Unpin + Send + 'static,
     W: AsyncWriteExt + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
-        while let Some((due, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(due).await;
+        while let Some(chunk) = rx.recv().await {
             if to.write_all(&chunk).await.is_err() {
                 break;
             }
         }
         let _ = to.shutdown().await;
     });
+    let line = DelayLine::get();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if tx
-                    .send((Instant::now() + delay, buf[..n].to_vec()))
-                    .is_err()
-                {
-                    break;
-                }
-            }
+            Ok(n) => line.push(Instant::now() + delay, buf[..n].to_vec(), tx.clone()),
         }
     }
     drop(tx);

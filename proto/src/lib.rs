@@ -25,6 +25,13 @@ pub mod control {
     tonic::include_proto!("sharecall.control.v1");
 }
 
+/// The service by which providers tell the raft leader which resolutions
+/// they hold (resolutions are ordered by the leader's batches, not logged).
+pub mod reads {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("sharecall.reads.v1");
+}
+
 /// Protobuf messages of the raft log's payload (the sequencer).
 pub mod sequencer {
     #![allow(missing_docs, clippy::all)]

@@ -6,6 +6,10 @@
 //! shape; enrollment; rate limit), stored durably, then logged as ready.
 //! Once all three providers hold their part the request is ordered, and
 //! the answer is what this provider's executor recorded for it.
+//!
+//! A resolution changes nothing and takes a shorter path: its part is held
+//! in memory and announced to the coordinator, which runs it in a read
+//! batch (`execution::reads`); the answer comes from that batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +25,7 @@ use tracing::{info, info_span, Instrument};
 
 use crate::admin::{bad_request_id, error, AdminState};
 use crate::execution::batch::Answer;
+use crate::execution::reads::{ReadPart, ReadResult, Submitted};
 use crate::execution::store::{self, RequestMeta};
 use crate::orchestration::task::now_ms;
 use crate::sequencer::lifecycle::{self, Outcome};
@@ -28,6 +33,8 @@ use crate::tables::part::{encode_shares, Kind, Part};
 
 /// Largest accepted distance between a request's timestamp and our clock.
 const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
+/// How long past its window a resolution may still wait for its batch.
+const READ_GRACE: Duration = Duration::from_millis(200);
 /// Largest accepted part (decoded).
 const MAX_PART: usize = 16 * 1024;
 /// Largest accepted import part (decoded).
@@ -263,6 +270,12 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
     let signed_hash = blake3::hash(&signed).to_hex().to_string();
+    if kind == Kind::Resolve {
+        return submit_read(&s, &req, account, signed_hash, &part).await;
+    }
+    if s.executor.reads().status(&req.request_id).is_some() {
+        return id_reused(&req.request_id);
+    }
     // A retry (same id, same signed request) is answered from the record;
     // the same id for another request is refused.
     let known = match store::request(db, &req.request_id) {
@@ -287,16 +300,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
     if known.is_none() {
-        if let Err(wait) = s.accounts.check_rate(&account) {
-            let secs = wait.as_secs() + 1;
-            let mut r = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests from this account; retry in {secs} s"),
-            );
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(r) = rate_limited(&s, &account) {
             return r;
         }
         let meta = RequestMeta {
@@ -332,10 +336,116 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
     }
 }
 
+/// 429 with Retry-After if `account` is over its rate here.
+fn rate_limited(s: &AdminState, account: &[u8; 32]) -> Option<Response> {
+    let wait = s.accounts.check_rate(account).err()?;
+    let secs = wait.as_secs() + 1;
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("too many requests from this account; retry in {secs} s"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Some(r)
+}
+
+fn id_reused(id: &str) -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "id_reused",
+        format!("request id {id} was already used for another request"),
+    )
+}
+
+/// A verified resolution: held in memory, announced to the coordinator,
+/// answered when its read batch has run.
+async fn submit_read(
+    s: &AdminState,
+    req: &PartRequest,
+    account: [u8; 32],
+    signed: String,
+    part: &[u8],
+) -> Response {
+    let id = &req.request_id;
+    match store::request(s.sequencer.store().database(), id) {
+        Ok(Some(_)) => return id_reused(id),
+        Ok(None) => {}
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+    let parsed = match Part::parse(Kind::Resolve, part) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
+    };
+    let reads = s.executor.reads();
+    if reads.status(id).is_none() {
+        if let Some(r) = rate_limited(s, &account) {
+            return r;
+        }
+    }
+    let window = Duration::from_millis(req.window_ms);
+    let read = ReadPart {
+        part: parsed,
+        account,
+        signed: signed.clone(),
+        window,
+    };
+    let rx = match reads.submit(id, read) {
+        Submitted::Reused => return id_reused(id),
+        Submitted::Wait(rx) => rx,
+    };
+    if rx.borrow().is_none() {
+        // New, or a retry of one not answered yet: (re)announce it.
+        s.executor.announce(id, &signed);
+        info!("read held");
+    }
+    read_answer(s, id, rx, s.answer_wait.min(window + READ_GRACE)).await
+}
+
+/// The answer to read `id` once its batch has run (waiting up to `wait`).
+async fn read_answer(
+    s: &AdminState,
+    id: &str,
+    mut rx: tokio::sync::watch::Receiver<Option<ReadResult>>,
+    wait: Duration,
+) -> Response {
+    let _ = tokio::time::timeout(wait, rx.wait_for(|r| r.is_some())).await;
+    let result = rx.borrow().clone();
+    let result = match result {
+        Some(r) => r,
+        None => match s.executor.reads().expire(id) {
+            Some(r) => r,
+            None => return pending(id, None),
+        },
+    };
+    match result {
+        Ok(a) => Json(json!({
+            "request_id": id,
+            "status": "done",
+            "seq": null,
+            "result": answer_json(&a),
+        }))
+        .into_response(),
+        Err(reason) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": {
+                "code": "aborted",
+                "message": format!("request {id} was aborted: {reason}"),
+                "request_id": id,
+            }})),
+        )
+            .into_response(),
+    }
+}
+
 /// `GET /v1/requests/{id}`: a request's answer at this provider.
 pub async fn request_outcome(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
     if let Some(r) = bad_request_id(&id) {
         return r;
+    }
+    if let Some(rx) = s.executor.reads().status(&id) {
+        return read_answer(&s, &id, rx, Duration::from_millis(200)).await;
     }
     let db = s.sequencer.store().database();
     match lifecycle::outcome(db, &id) {

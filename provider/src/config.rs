@@ -207,6 +207,10 @@ pub struct TablesConfig {
     pub variant: String,
     /// Most ordered requests executed in one SMC job. Default `256`.
     pub max_batch: usize,
+    /// Read batches (resolutions only) the coordinator runs at once, each
+    /// on its own SMC lane; more overlap network rounds under load.
+    /// Default `2`.
+    pub read_jobs: usize,
     /// How often the leader logs a sweep that removes expired entries.
     /// Default `"60s"`.
     #[serde(with = "humantime_serde")]
@@ -222,6 +226,7 @@ impl Default for TablesConfig {
         TablesConfig {
             variant: "hash".into(),
             max_batch: 256,
+            read_jobs: 2,
             sweep_interval: Duration::from_secs(60),
             answer_wait: Duration::from_secs(5),
         }

@@ -80,6 +80,7 @@ struct Inner {
     raft_applied: Gauge,
     raft_leader: Gauge,
     batch_requests: Histogram,
+    read_batch: Histogram,
     table_entries: Gauge,
     executed: Gauge,
 }
@@ -153,6 +154,12 @@ impl Metrics {
             "Ordered requests executed per SMC job (grows with load)",
             batch_requests.clone(),
         );
+        let read_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "read_batch_requests",
+            "Resolutions answered per read batch (grows with load)",
+            read_batch.clone(),
+        );
         let table_entries = Gauge::default();
         registry.register(
             "table_entries",
@@ -168,6 +175,7 @@ impl Metrics {
         Metrics {
             inner: Arc::new(Inner {
                 batch_requests,
+                read_batch,
                 table_entries,
                 executed,
                 registry,
@@ -231,6 +239,11 @@ impl Metrics {
         self.inner
             .executed
             .set(i64::try_from(cursor).unwrap_or(i64::MAX));
+    }
+
+    /// Records a read batch of `reads` resolutions.
+    pub fn reads_executed(&self, reads: u64) {
+        self.inner.read_batch.observe(reads as f64);
     }
 
     /// Sets peer `peer`'s health: 1 available, 0.5 suspect, 0 down.

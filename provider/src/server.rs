@@ -183,11 +183,17 @@ pub async fn run(
             max_batch: config.tables.max_batch,
             sweep_interval: config.tables.sweep_interval,
             metrics: metrics.clone(),
+            read_jobs: config.tables.read_jobs,
         },
         sequencer.clone(),
-        heartbeat_clients.clone(),
+        (0..3u8)
+            .filter(|id| *id != me)
+            .map(|id| (id, channels[id as usize].clone()))
+            .collect(),
     )
     .map_err(|e| ServerError::Other(format!("table: {e}")))?;
+    let reads_service =
+        crate::execution::reads::ReadsService::new(executor.clone(), providers.clone());
     let peer_service = PeerService::new(
         u32::from(me),
         incarnation,
@@ -234,6 +240,10 @@ pub async fn run(
                     ControlServer::new(peer_service)
                         .max_decoding_message_size(64 << 20)
                         .max_encoding_message_size(64 << 20),
+                )
+                .add_service(
+                    sharecall_proto::reads::reads_server::ReadsServer::new(reads_service)
+                        .max_decoding_message_size(16 << 20),
                 )
                 .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
                 .await;

@@ -134,6 +134,49 @@ async fn equivocating_opening_is_caught_by_verify() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equivocating_opening_is_caught_by_mul_verify() {
+    let cluster = LocalCluster::start(&small_config(Duration::from_secs(5)))
+        .await
+        .expect("link");
+    let x = shares(5);
+    let [e0, e1, e2] = &cluster.engines;
+    async fn mo(e: &Engine, x: &ShareVec, lie_to: Option<PartyId>) -> SmcResult<Vec<Fp>> {
+        let mut s = e.session(0, 1).await?;
+        if let Some(victim) = lie_to {
+            s.debug_equivocate_to(victim);
+        }
+        s.mul_open(x, x).await?;
+        let fresh = s.mul_verify(x, x).await?;
+        s.open(&fresh).await
+    }
+    // P2 sends P0 a different product share than it sends P1; the check
+    // rides on the reshare round and must still catch it.
+    let (a, b, c) = tokio::join!(
+        mo(e0, &x[0], None),
+        mo(e1, &x[1], None),
+        mo(e2, &x[2], Some(p(0)))
+    );
+    let named_p2 = [&a, &b, &c].iter().any(
+        |r| matches!(r, Err(SmcError::Inconsistent { value_from, .. }) if *value_from == p(2)),
+    );
+    assert!(named_p2, "{a:?} {b:?} {c:?}");
+    assert!(a.is_err() && b.is_err(), "{a:?} {b:?} {c:?}");
+
+    // Honest: the fused round multiplies correctly.
+    async fn honest(e: &Engine, x: &ShareVec) -> SmcResult<Vec<Fp>> {
+        let mut s = e.session(0, 2).await?;
+        s.mul_open(x, x).await?;
+        let fresh = s.mul_verify(x, x).await?;
+        s.open(&fresh).await
+    }
+    let (a, b, c) = tokio::join!(honest(e0, &x[0]), honest(e1, &x[1]), honest(e2, &x[2]));
+    let expected: Vec<Fp> = (0..5u64).map(|v| Fp::from_u64(v * v)).collect();
+    assert_eq!(a.expect("P0"), expected);
+    assert_eq!(b.expect("P1"), expected);
+    assert_eq!(c.expect("P2"), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_certificate_is_refused() {
     let real: Vec<Identity> = (0..3)
         .map(|i| Identity::generate(&format!("p{i}")).expect("identity"))

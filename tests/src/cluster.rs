@@ -189,7 +189,7 @@ impl Cluster {
             o.session_timeout
         );
         s += &format!(
-            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n\n",
+            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info,sharecall_provider::execution=debug\"\n\n",
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
         s += &format!(
@@ -341,6 +341,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..3 {
             self.kill(i);
+        }
+        // A failed test's provider logs, for the person debugging it.
+        if std::thread::panicking() {
+            for i in 0..3 {
+                let log = self.log(i);
+                let tail: Vec<&str> = log.lines().rev().take(120).collect();
+                eprintln!("--- provider {i} log (last 120 lines) ---");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }

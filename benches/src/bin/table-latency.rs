@@ -65,6 +65,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // A timeline of one request's stages, for finding where time goes:
+    // `RUST_LOG=sharecall_provider=debug`.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     let dir = tempfile::tempdir()?;
     let mut options = DevOptions::new(dir.path());
     options.tables.variant = args.table.clone();

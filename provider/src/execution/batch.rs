@@ -92,7 +92,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn code(code: Code) -> Answer {
+    pub(crate) fn code(code: Code) -> Answer {
         Answer {
             code,
             endpoint: None,
@@ -238,7 +238,9 @@ pub async fn run(
         created_key = Some(session.gen_prf_key());
     }
     let prf_key = created_key.as_ref().or(index.prf_key.as_ref());
+    let started = std::time::Instant::now();
     let narrowed = variant.narrow(index, prf_key, session, &keys).await?;
+    let narrowed_us = started.elapsed().as_micros() as u64;
 
     // One eq_reveal: each query against its stored candidates and the
     // batch's earlier writes that may share its key.
@@ -455,13 +457,21 @@ pub async fn run(
         }
         v
     };
+    // Nobody acts on an opening before all three agree on it: the
+    // re-randomising multiplication carries the check.
     let fresh = if sources.is_empty() {
+        session.verify().await?;
         ShareVec::default()
     } else {
-        session.mul(&sources, &ones).await?
+        session.mul_verify(&sources, &ones).await?
     };
-    // Nobody acts on an opening before all three agree on it.
-    session.verify().await?;
+    tracing::debug!(
+        requests = requests.len(),
+        narrow_us = narrowed_us,
+        total_us = started.elapsed().as_micros() as u64,
+        rounds = session.ops(),
+        "batch computed"
+    );
 
     let mut per_item: Vec<Answer> = Vec::with_capacity(table.len());
     let mut resolved_at = resolved.iter().enumerate().map(|(k, (q, l))| (*q, (k, l)));

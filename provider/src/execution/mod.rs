@@ -10,11 +10,16 @@
 //! the batch's public transcript — in one durable transaction, then
 //! advances its cursor.
 //!
+//! Resolutions take a shorter path ([`reads`]): they are not logged, and
+//! the coordinator runs them in *read batches* at a cursor it names,
+//! several at a time, between write batches.
+//!
 //! A provider that missed a batch (it crashed after the others committed)
 //! fetches the transcripts from a peer and applies them with its own parts
 //! ([`batch::replay`]); no SMC is re-run.
 
 pub mod batch;
+pub mod reads;
 pub mod store;
 
 use std::sync::Arc;
@@ -23,12 +28,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sharecall_proto::control::control_client::ControlClient;
 use sharecall_proto::control::TranscriptsRequest;
+use sharecall_proto::reads::reads_client::ReadsClient;
+use sharecall_proto::reads::{ReadyBatch, ReadyRead as WireReady};
 use sharecall_proto::sequencer::{log_record, LogRecord, Sweep};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{mpsc, watch, RwLock, Semaphore};
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
-use self::batch::{BatchError, Op, Outcome, Request, Transcript};
+use self::batch::{Answer, BatchError, Code, Op, Outcome, Request, Transcript};
+use self::reads::{Board, Reads, ReadyRead};
 use crate::orchestration::{Gateway, TaskKind};
 use crate::sequencer::{applied, Sequencer};
 use crate::smc::LaneSession;
@@ -48,7 +56,12 @@ pub struct ExecutorConfig {
     pub sweep_interval: Duration,
     /// Where batch sizes and table size are reported.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Read batches the coordinator runs at once.
+    pub read_jobs: usize,
 }
+
+/// How a peer names reads it does not hold (the coordinator drops them).
+const NOT_HELD: &str = "reads not held here: ";
 
 /// Parameters of an `execute` job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +73,23 @@ pub struct ExecuteParams {
     pub to: u64,
     /// The coordinator's table variant (peers refuse another).
     pub variant: String,
+    /// A read batch: these resolutions, against the table as it stands
+    /// after `from - 1` (then `to` is `from - 1`: no writes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<ReadRef>,
+    /// A read batch's time (decides expiry), from the coordinator's clock.
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
+/// One resolution of a read batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRef {
+    /// Request id.
+    pub id: String,
+    /// The signed request's hash all three providers reported.
+    pub signed: String,
 }
 
 /// Why a batch was not executed here.
@@ -90,9 +120,15 @@ pub enum ExecuteError {
 pub struct Executor {
     config: ExecutorConfig,
     sequencer: Sequencer,
-    index: Mutex<Index>,
+    /// Write batches take it exclusively; read batches share it.
+    index: RwLock<Index>,
     cursor: watch::Sender<u64>,
     peers: Vec<(u8, ControlClient<Channel>)>,
+    read_peers: Vec<(u8, ReadsClient<Channel>)>,
+    reads: Reads,
+    board: Board,
+    outbox: mpsc::UnboundedSender<ReadyRead>,
+    outbox_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<ReadyRead>>>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> BatchError {
@@ -100,11 +136,12 @@ fn store_err(e: impl std::fmt::Display) -> BatchError {
 }
 
 impl Executor {
-    /// Loads the table from the sequencer's database.
+    /// Loads the table from the sequencer's database. `peers` are the
+    /// control channels to the other two providers.
     pub fn open(
         config: ExecutorConfig,
         sequencer: Sequencer,
-        peers: Vec<(u8, ControlClient<Channel>)>,
+        peers: Vec<(u8, Channel)>,
     ) -> Result<Arc<Executor>, BatchError> {
         let index = Index::load(sequencer.store().database()).map_err(store_err)?;
         let (cursor, _) = watch::channel(index.cursor);
@@ -114,12 +151,31 @@ impl Executor {
             variant = %config.variant.name(),
             "table loaded"
         );
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(Executor {
             config,
             sequencer,
-            index: Mutex::new(index),
+            index: RwLock::new(index),
             cursor,
-            peers,
+            read_peers: peers
+                .iter()
+                .map(|(id, ch)| (*id, ReadsClient::new(ch.clone())))
+                .collect(),
+            peers: peers
+                .into_iter()
+                .map(|(id, ch)| {
+                    (
+                        id,
+                        ControlClient::new(ch)
+                            .max_decoding_message_size(64 << 20)
+                            .max_encoding_message_size(64 << 20),
+                    )
+                })
+                .collect(),
+            reads: Reads::default(),
+            board: Board::default(),
+            outbox,
+            outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
         }))
     }
 
@@ -143,7 +199,7 @@ impl Executor {
 
     /// Number of live entries (expired ones included until swept).
     pub async fn entries(&self) -> usize {
-        self.index.lock().await.len()
+        self.index.read().await.len()
     }
 
     /// The requests `from..=to` as this provider holds them.
@@ -264,7 +320,7 @@ impl Executor {
     /// over everything the three providers must agree on (slots, expiry,
     /// owners, tags, tree order; never shares).
     pub async fn summary(&self) -> TableSummary {
-        let index = self.index.lock().await;
+        let index = self.index.read().await;
         let mut h = blake3::Hasher::new_derive_key("sharecall 2026 table state v1");
         h.update(&index.cursor.to_le_bytes());
         for (slot, m) in &index.meta {
@@ -302,13 +358,16 @@ impl Executor {
                 self.config.variant.name()
             )));
         }
+        if !p.reads.is_empty() {
+            return self.execute_reads(gateway, &p, session).await;
+        }
         if p.to < p.from || p.to - p.from >= self.config.max_batch.max(1) as u64 * 4 {
             return Err(ExecuteError::Params(format!(
                 "bad range {}..={}",
                 p.from, p.to
             )));
         }
-        let mut index = self.index.lock().await;
+        let mut index = self.index.write().await;
         if index.cursor >= p.from {
             return Err(ExecuteError::Ahead(index.cursor));
         }
@@ -326,15 +385,16 @@ impl Executor {
         }
         // The log may reach this provider a moment after the coordinator.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let mut changes = self.sequencer.changes();
         while self.sequencer.status().requests < p.to {
-            if tokio::time::Instant::now() >= deadline {
+            let woke = tokio::time::timeout_at(deadline, changes.changed()).await;
+            if !matches!(woke, Ok(Ok(()))) {
                 return Err(ExecuteError::Behind {
                     have: index.cursor,
                     from: p.from,
                     why: format!("request {} is not applied here yet", p.to),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let requests = self.load(p.from, p.to)?;
         let outcome =
@@ -398,7 +458,7 @@ impl Executor {
 
     /// Catches up from `peer` as far as it has executed.
     pub async fn catch_up(&self, peer: u8, through: u64) -> Result<(), BatchError> {
-        let mut index = self.index.lock().await;
+        let mut index = self.index.write().await;
         self.catch_up_locked(&mut index, peer, through).await
     }
 
@@ -411,25 +471,264 @@ impl Executor {
             .collect()
     }
 
+    /// The reads held here (the public API submits resolutions to it).
+    pub fn reads(&self) -> &Reads {
+        &self.reads
+    }
+
+    /// Tells the coordinator that this provider holds read `id` of the
+    /// signed request `signed`.
+    pub fn announce(&self, id: &str, signed: &str) {
+        let _ = self.outbox.send(ReadyRead {
+            id: id.to_string(),
+            signed: signed.to_string(),
+        });
+    }
+
+    /// Marks reads that `provider` reports holding (the `Reads.Ready`
+    /// RPC); returns whether this provider leads.
+    pub fn peer_ready(&self, provider: u8, reads: &[WireReady]) -> bool {
+        if self.sequencer.status().role != "leader" {
+            debug!(provider, "read report, but not leading");
+            return false;
+        }
+        for r in reads {
+            self.board.mark(provider, &r.request_id, &r.signed);
+        }
+        true
+    }
+
+    /// Sends this provider's readiness reports to the leader, batching
+    /// whatever queued while the previous report was in flight. Reports
+    /// wait for a leader; a new leader hears of every read still held.
+    async fn report_ready(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let Some(mut rx) = self
+            .outbox_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let mut changes = self.sequencer.changes();
+        let mut queue: Vec<ReadyRead> = Vec::new();
+        let mut last_leader = 0;
+        loop {
+            if queue.is_empty() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = rx.recv() => match r { Some(r) => queue.push(r), None => return },
+                    _ = changes.changed() => {}
+                }
+            }
+            while let Ok(more) = rx.try_recv() {
+                queue.push(more);
+            }
+            let status = self.sequencer.status();
+            if status.leader != last_leader && status.leader != 0 {
+                last_leader = status.leader;
+                for r in self.reads.unfinished() {
+                    if !queue.contains(&r) {
+                        queue.push(r);
+                    }
+                }
+            }
+            // Finished or expired meanwhile: nothing to report.
+            queue.retain(|r| self.reads.part(&r.id).is_some());
+            debug!(
+                leader = status.leader,
+                reads = queue.len(),
+                "reporting held reads"
+            );
+            if queue.is_empty() {
+                continue;
+            }
+            match status.leader.checked_sub(1).map(|l| l as u8) {
+                Some(l) if l == self.config.me => {
+                    for r in queue.drain(..) {
+                        self.board.mark(l, &r.id, &r.signed);
+                    }
+                    continue;
+                }
+                Some(l) => {
+                    let client = self
+                        .read_peers
+                        .iter()
+                        .find(|(id, _)| *id == l)
+                        .map(|(_, c)| c.clone());
+                    if let Some(mut client) = client {
+                        let wire = ReadyBatch {
+                            reads: queue
+                                .iter()
+                                .map(|r| WireReady {
+                                    request_id: r.id.clone(),
+                                    signed: r.signed.clone(),
+                                })
+                                .collect(),
+                        };
+                        if let Ok(ack) = client.ready(wire).await {
+                            if ack.into_inner().leader {
+                                queue.clear();
+                                continue;
+                            }
+                        }
+                    }
+                }
+                None => {}
+            }
+            // No leader, or it did not take the report: try again soon.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+
+    /// The peer side of a read batch: stand at the coordinator's cursor,
+    /// run the resolutions, hand the answers to the waiting API calls.
+    async fn execute_reads(
+        &self,
+        gateway: u32,
+        p: &ExecuteParams,
+        session: &mut LaneSession,
+    ) -> Result<Vec<u8>, ExecuteError> {
+        if p.from == 0 || p.to + 1 != p.from {
+            return Err(ExecuteError::Params(format!(
+                "a read batch writes nothing: bad range {}..={}",
+                p.from, p.to
+            )));
+        }
+        if p.reads.len() > self.config.max_batch.max(1) * 4 {
+            return Err(ExecuteError::Params(format!(
+                "{} reads in one batch",
+                p.reads.len()
+            )));
+        }
+        let skew = crate::orchestration::task::now_ms().abs_diff(p.at_ms);
+        if skew > 60_000 {
+            return Err(ExecuteError::Params(format!(
+                "read batch time is {skew} ms away from this provider's clock"
+            )));
+        }
+        let at = p.from - 1;
+        let behind = {
+            let index = self.index.read().await;
+            if index.cursor > at {
+                return Err(ExecuteError::Ahead(index.cursor));
+            }
+            index.cursor < at
+        };
+        if behind {
+            let mut index = self.index.write().await;
+            if index.cursor < at {
+                if let Err(e) = self.catch_up_locked(&mut index, gateway as u8, at).await {
+                    return Err(ExecuteError::Behind {
+                        have: index.cursor,
+                        from: p.from,
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+        let index = self.index.read().await;
+        if index.cursor != at {
+            return Err(ExecuteError::Ahead(index.cursor));
+        }
+        let mut requests = Vec::with_capacity(p.reads.len());
+        let mut missing = Vec::new();
+        for (i, r) in p.reads.iter().enumerate() {
+            match self.reads.part(&r.id) {
+                Some(read) if read.signed == r.signed => requests.push(Request {
+                    seq: at + 1 + i as u64,
+                    id: r.id.clone(),
+                    op: Op::Table(Kind::Resolve, read.part),
+                    at_ms: p.at_ms,
+                    account: read.account,
+                }),
+                _ => missing.push(r.id.as_str()),
+            }
+        }
+        if !missing.is_empty() {
+            // The coordinator retries the batch without these.
+            return Err(ExecuteError::Params(format!(
+                "{NOT_HELD}{}",
+                missing.join(",")
+            )));
+        }
+        let results: Vec<(String, Answer)> =
+            if self.config.variant == Variant::Hash && index.prf_key.is_none() {
+                // Nothing was ever registered: nothing to find, no SMC.
+                requests
+                    .iter()
+                    .map(|r| (r.id.clone(), Answer::code(Code::NotFound)))
+                    .collect()
+            } else {
+                let outcome =
+                    batch::run(self.config.variant, &index, self.db(), session, &requests).await?;
+                if !outcome.changes.ops.is_empty() || outcome.changes.prf_key.is_some() {
+                    return Err(ExecuteError::Params(
+                        "a read batch would change the table".into(),
+                    ));
+                }
+                outcome.answers
+            };
+        drop(index);
+        let mut digest = blake3::Hasher::new_derive_key("sharecall 2026 read batch v1");
+        digest.update(&at.to_le_bytes());
+        for (id, a) in &results {
+            digest.update(id.as_bytes());
+            digest.update(a.code.as_str().as_bytes());
+            digest.update(&a.expires_at_ms.unwrap_or(0).to_le_bytes());
+        }
+        self.config.metrics.reads_executed(results.len() as u64);
+        for (id, a) in results {
+            self.reads.finish(&id, Ok(a));
+        }
+        debug!(at, reads = p.reads.len(), "read batch executed");
+        Ok(digest.finalize().to_hex().to_string().into_bytes())
+    }
+
     /// The coordinator loop: while this provider leads, execute whatever
-    /// is applied but not executed, and log expiry sweeps.
+    /// is applied but not executed, run ready reads (several read batches
+    /// at once, never beside a write batch), and log expiry sweeps.
     pub async fn coordinate(
         self: Arc<Self>,
         gateway: Arc<Gateway>,
         stop: tokio_util::sync::CancellationToken,
     ) {
+        tokio::spawn(self.clone().report_ready(stop.clone()));
+        let mut changes = self.sequencer.changes();
+        // Read batches hold it shared, write batches exclusively: a read
+        // batch names the cursor it runs at, which must not move under it.
+        let gate = Arc::new(RwLock::new(()));
+        let read_slots = Arc::new(Semaphore::new(self.config.read_jobs.max(1)));
         let mut last_sweep = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(5);
+        let mut was_leader = false;
+        let mut backoff = Duration::ZERO;
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+            if !backoff.is_zero() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = Duration::ZERO;
             }
+            changes.borrow_and_update();
             let status = self.sequencer.status();
             if status.role != "leader" {
-                backoff = Duration::from_millis(20);
+                if was_leader {
+                    self.board.clear();
+                    was_leader = false;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
                 continue;
             }
+            was_leader = true;
             if last_sweep.elapsed() >= self.config.sweep_interval {
                 last_sweep = tokio::time::Instant::now();
                 let record = LogRecord {
@@ -440,46 +739,129 @@ impl Executor {
                 let _ = self.sequencer.propose(record).await;
             }
             let cursor = self.cursor();
-            if status.requests <= cursor {
-                backoff = Duration::from_millis(2);
+            if status.requests > cursor {
+                let _exclusive = gate.clone().write_owned().await;
+                if !self.run_writes(&gateway, status.requests).await {
+                    backoff = Duration::from_millis(200);
+                }
                 continue;
             }
-            let from = cursor + 1;
-            let to = status
-                .requests
-                .min(cursor + self.config.max_batch.max(1) as u64);
-            let params = ExecuteParams {
-                from,
-                to,
-                variant: self.config.variant.name(),
-            };
-            let Ok(params) = serde_json::to_vec(&params) else {
+            if self.board.has_ready() {
+                let permit = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    p = read_slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let shared = gate.clone().read_owned().await;
+                let reads = self.board.take(self.config.max_batch.max(1));
+                if reads.is_empty() {
+                    continue;
+                }
+                let this = self.clone();
+                let gateway = gateway.clone();
+                // The cursor cannot move while `shared` is held.
+                let at = self.cursor();
+                tokio::spawn(async move {
+                    this.run_reads(&gateway, at, reads).await;
+                    drop(shared);
+                    drop(permit);
+                });
                 continue;
-            };
-            match gateway
-                .run(
-                    TaskKind::Execute,
-                    &params,
-                    &format!("execute {from}..={to}"),
-                )
-                .await
-            {
-                Ok(_) => backoff = Duration::ZERO,
-                Err(e) => {
-                    warn!(from, to, "execute job failed: {e}");
-                    backoff = Duration::from_millis(200);
-                    // A peer that committed a batch we did not: catch up.
-                    if let (Some(peer), true) =
-                        (e.peer, e.detail.contains("ahead: executed through"))
-                    {
-                        if peer != u32::from(self.config.me) {
-                            if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
-                                debug!("catch-up from provider {peer}: {e}");
-                            }
+            }
+            let next_sweep = last_sweep + self.config.sweep_interval;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = self.board.notify.notified() => {}
+                _ = tokio::time::sleep_until(next_sweep) => {}
+            }
+        }
+    }
+
+    /// Runs one write batch from the cursor (up to `max_batch` requests);
+    /// returns whether it succeeded.
+    async fn run_writes(&self, gateway: &Gateway, applied: u64) -> bool {
+        let cursor = self.cursor();
+        let from = cursor + 1;
+        let to = applied.min(cursor + self.config.max_batch.max(1) as u64);
+        let params = ExecuteParams {
+            from,
+            to,
+            variant: self.config.variant.name(),
+            reads: Vec::new(),
+            at_ms: 0,
+        };
+        let Ok(params) = serde_json::to_vec(&params) else {
+            return false;
+        };
+        match gateway
+            .run(
+                TaskKind::Execute,
+                &params,
+                &format!("execute {from}..={to}"),
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(from, to, "execute job failed: {e}");
+                // A peer that committed a batch we did not: catch up.
+                if let (Some(peer), true) = (e.peer, e.detail.contains("ahead: executed through")) {
+                    if peer != u32::from(self.config.me) {
+                        if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
+                            debug!("catch-up from provider {peer}: {e}");
                         }
                     }
                 }
+                false
             }
+        }
+    }
+
+    /// Runs one read batch at cursor `at`; failed reads are queued again
+    /// (a few times) for the next batch.
+    async fn run_reads(&self, gateway: &Gateway, at: u64, reads: Vec<ReadyRead>) {
+        let params = ExecuteParams {
+            from: at + 1,
+            to: at,
+            variant: self.config.variant.name(),
+            reads: reads
+                .iter()
+                .map(|r| ReadRef {
+                    id: r.id.clone(),
+                    signed: r.signed.clone(),
+                })
+                .collect(),
+            at_ms: crate::orchestration::task::now_ms(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&params) else {
+            return;
+        };
+        let purpose = format!("resolve {} at {at}", reads.len());
+        if let Err(e) = gateway.run(TaskKind::Execute, &bytes, &purpose).await {
+            warn!(at, reads = reads.len(), "read batch failed: {e}");
+            if let (Some(peer), true) = (e.peer, e.detail.contains("ahead: executed through")) {
+                if peer != u32::from(self.config.me) {
+                    if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
+                        debug!("catch-up from provider {peer}: {e}");
+                    }
+                }
+            }
+            // Reads a peer does not hold (finished or expired there) would
+            // fail every batch they are in.
+            let gone: Vec<&str> = e
+                .detail
+                .split_once(NOT_HELD)
+                .map(|(_, ids)| ids.split([',', ' ']).collect())
+                .unwrap_or_default();
+            self.board.retry(
+                reads
+                    .into_iter()
+                    .filter(|r| !gone.contains(&r.id.as_str()))
+                    .collect(),
+            );
         }
     }
 }

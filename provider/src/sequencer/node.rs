@@ -20,7 +20,7 @@ use serde::Serialize;
 use sharecall_proto::sequencer::{
     log_record, AbortRequest, AppliedState, LogRecord, PartReady, RequestRecord,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::applied;
@@ -115,6 +115,9 @@ pub struct Sequencer {
     inputs: mpsc::Sender<Input>,
     status: Arc<RwLock<RaftStatus>>,
     store: Arc<RaftStore>,
+    /// The applied index and role changes, so waiters wake at once
+    /// instead of polling the store.
+    changes: watch::Receiver<u64>,
 }
 
 /// raft-rs takes its storage by value; this shares ours.
@@ -186,6 +189,7 @@ impl Sequencer {
             id: config.id,
             ..RaftStatus::default()
         }));
+        let (changes_tx, changes) = watch::channel(0);
         let mut task = Loop {
             node,
             store: store.clone(),
@@ -193,6 +197,7 @@ impl Sequencer {
             waiters: HashMap::new(),
             status: status.clone(),
             config,
+            changes: changes_tx,
         };
         let stop_loop = stop.clone();
         tokio::spawn(async move {
@@ -208,6 +213,7 @@ impl Sequencer {
             inputs: tx,
             status,
             store,
+            changes,
         };
         let windows = sequencer.clone().expire_windows();
         tokio::spawn(async move {
@@ -265,6 +271,12 @@ impl Sequencer {
             .clone()
     }
 
+    /// A receiver that sees a change whenever entries are applied or the
+    /// node's role or leader changes (the value is a change counter).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
     /// The store (for reading the applied state).
     pub fn store(&self) -> &Arc<RaftStore> {
         &self.store
@@ -293,7 +305,9 @@ impl Sequencer {
             body: Some(log_record::Body::PartReady(part)),
         };
         let mut next_proposal = tokio::time::Instant::now();
+        let mut changes = self.changes();
         loop {
+            changes.borrow_and_update();
             if let Some(o) = lifecycle::outcome(self.store.database(), &id)
                 .map_err(|e| SequencerError::Store(StoreError::from(e)))?
             {
@@ -308,7 +322,11 @@ impl Sequencer {
                 self.propose(record.clone()).await?;
                 next_proposal = now + Duration::from_secs(1);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Woken by the next applied entry; the timeout re-proposes.
+            let until = next_proposal.min(deadline);
+            if let Ok(Err(_)) = tokio::time::timeout_at(until, changes.changed()).await {
+                return Err(SequencerError::Stopped);
+            }
         }
     }
 
@@ -354,6 +372,7 @@ struct Loop {
     waiters: HashMap<String, Vec<oneshot::Sender<u64>>>,
     status: Arc<RwLock<RaftStatus>>,
     config: SequencerConfig,
+    changes: watch::Sender<u64>,
 }
 
 impl Loop {
@@ -542,6 +561,14 @@ impl Loop {
             requests,
             digest: hex::encode(digest),
         };
-        *self.status.write().unwrap_or_else(|p| p.into_inner()) = status;
+        let mut current = self.status.write().unwrap_or_else(|p| p.into_inner());
+        let changed = current.applied != status.applied
+            || current.role != status.role
+            || current.leader != status.leader;
+        *current = status;
+        drop(current);
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! | `prf_tag` | 1 | as `mul_open`, 32 elements per value |
 //! | `lt_reveal` | 7 | 1 open, 5 `mul` levels, 1 `mul_open` |
 //! | `verify` | 1 | 32-byte digests to both |
+//! | `mul_verify` | 1 | `mul` and `verify` together |
 
 use std::ops::DerefMut;
 
@@ -424,6 +425,69 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// [`Session::mul`] and [`Session::verify`] in one round: the reshare
+    /// of the products rides with the digests, which cover the openings
+    /// before this call (a `mul` opens nothing). Used where the last step
+    /// of a job is a multiplication (re-randomising answers).
+    pub async fn mul_verify(&mut self, a: &ShareVec, b: &ShareVec) -> SmcResult<ShareVec> {
+        let z = self.local_product(a, b)?;
+        let me = self.me();
+        let d_next = *self.from_next.finalize().as_bytes();
+        let d_prev = *self.from_prev.finalize().as_bytes();
+        // One frame per peer and round: the products for prev carry our
+        // digest for prev at their end.
+        let mut to_prev = encode_batch(&z);
+        to_prev.extend_from_slice(&d_next);
+        let got = self
+            .round(
+                vec![
+                    (me.prev(), FrameKind::Reshare, Bytes::from(to_prev)),
+                    (
+                        me.next(),
+                        FrameKind::Verify,
+                        Bytes::copy_from_slice(&d_prev),
+                    ),
+                ],
+                &[
+                    (me.next(), FrameKind::Reshare),
+                    (me.prev(), FrameKind::Verify),
+                ],
+            )
+            .await?;
+        let from_next = got[0].as_ref();
+        let Some(split) = from_next.len().checked_sub(32) else {
+            let e = SmcError::Malformed {
+                peer: me.next(),
+                at: self.last_op(),
+                reason: "reshare frame without its digest".into(),
+            };
+            self.fail(self.last_op(), &e).await;
+            return Err(e);
+        };
+        let (products, digest_from_next) = from_next.split_at(split);
+        // Next tells us what it got from its next, our prev; prev tells us
+        // what it got from its prev, our next.
+        let bad = if digest_from_next != d_prev.as_slice() {
+            Some((me.prev(), me.next()))
+        } else if got[1].as_ref() != d_next.as_slice() {
+            Some((me.next(), me.prev()))
+        } else {
+            None
+        };
+        if let Some((value_from, check_from)) = bad {
+            let e = SmcError::Inconsistent {
+                at: self.last_op(),
+                value_from,
+                check_from,
+                index: None,
+            };
+            self.fail(self.last_op(), &e).await;
+            return Err(e);
+        }
+        let second = self.decode(me.next(), products, z.len())?;
+        Ok(ShareVec { first: z, second })
     }
 
     /// Generates a fresh PRF key (no traffic): a random sharing per output

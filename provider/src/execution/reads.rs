@@ -1,0 +1,377 @@
+//! Resolutions: ordered by the coordinator's batches, not by the raft log.
+//!
+//! A resolution changes nothing, so nothing about it needs to be in the
+//! replicated log for the three tables to stay equal: what must hold is
+//! that all three providers answer it against the same table state, and
+//! that this state includes every write acknowledged before the
+//! resolution arrived. The coordinator (raft leader) guarantees both: it
+//! runs a *read batch* at a cursor it names, only while no write batch is
+//! in flight, and every peer checks that it stands exactly at that cursor.
+//! Skipping the log saves a raft round (with fsyncs) and the three
+//! `PartReady` records per resolution, which was most of its latency.
+//!
+//! Readiness travels directly instead: each provider that holds a
+//! verified part tells the leader (`Reads.Ready` RPC, batched), and the
+//! leader's [`Board`] starts a read once all three hold the same signed
+//! request. Parts and answers stay in memory: a lost read is retried by
+//! the client with the same signed request.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+
+use super::batch::Answer;
+use crate::tables::part::Part;
+
+/// How long finished reads are remembered (a retry with the same id is
+/// answered from memory; a replay after that is stale by its timestamp).
+const REMEMBER: Duration = Duration::from_secs(10 * 60);
+
+/// A verified resolution part held at this provider.
+#[derive(Debug, Clone)]
+pub struct ReadPart {
+    /// This provider's part.
+    pub part: Part,
+    /// The signing account.
+    pub account: [u8; 32],
+    /// blake3 of the signed message (hex); a retry must match it.
+    pub signed: String,
+    /// How long the client lets the providers wait for all parts.
+    pub window: Duration,
+}
+
+/// What becomes of a read.
+pub type ReadResult = Result<Answer, String>;
+
+struct Held {
+    read: ReadPart,
+    since: Instant,
+    done: watch::Sender<Option<ReadResult>>,
+}
+
+/// What [`Reads::submit`] found.
+pub enum Submitted {
+    /// Wait on this for the answer (a new read or a retry of one).
+    Wait(watch::Receiver<Option<ReadResult>>),
+    /// The id belongs to another signed request.
+    Reused,
+}
+
+/// The reads held at one provider, waiting for their batch.
+#[derive(Default)]
+pub struct Reads {
+    held: Mutex<HashMap<String, Held>>,
+}
+
+impl Reads {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds `read` under `id` (or finds the earlier submission of the
+    /// same signed request).
+    pub fn submit(&self, id: &str, read: ReadPart) -> Submitted {
+        let mut held = self.held();
+        if held.len() > 4096 {
+            held.retain(|_, h| h.since.elapsed() < REMEMBER.max(h.read.window * 2));
+        }
+        if let Some(h) = held.get(id) {
+            if h.read.signed != read.signed {
+                return Submitted::Reused;
+            }
+            return Submitted::Wait(h.done.subscribe());
+        }
+        let (done, rx) = watch::channel(None);
+        held.insert(
+            id.to_string(),
+            Held {
+                read,
+                since: Instant::now(),
+                done,
+            },
+        );
+        Submitted::Wait(rx)
+    }
+
+    /// The read `id`, if held here and not finished.
+    pub fn part(&self, id: &str) -> Option<ReadPart> {
+        let held = self.held();
+        let h = held.get(id)?;
+        let pending = h.done.borrow().is_none();
+        pending.then(|| h.read.clone())
+    }
+
+    /// Every read held here and not finished, for a new leader.
+    pub fn unfinished(&self) -> Vec<ReadyRead> {
+        self.held()
+            .iter()
+            .filter(|(_, h)| h.done.borrow().is_none())
+            .map(|(id, h)| ReadyRead {
+                id: id.clone(),
+                signed: h.read.signed.clone(),
+            })
+            .collect()
+    }
+
+    /// The result of read `id` if it is known here (finished or pending).
+    pub fn status(&self, id: &str) -> Option<watch::Receiver<Option<ReadResult>>> {
+        self.held().get(id).map(|h| h.done.subscribe())
+    }
+
+    /// Records the result of read `id` and wakes its waiters.
+    pub fn finish(&self, id: &str, result: ReadResult) {
+        if let Some(h) = self.held().get(id) {
+            h.done.send_replace(Some(result));
+        }
+    }
+
+    /// Ends read `id` if its window (plus 200 ms) has passed
+    /// without its batch; returns its result if it has one now.
+    pub fn expire(&self, id: &str) -> Option<ReadResult> {
+        let held = self.held();
+        let h = held.get(id)?;
+        if let Some(r) = h.done.borrow().clone() {
+            return Some(r);
+        }
+        if h.since.elapsed() <= h.read.window + Duration::from_millis(200) {
+            return None;
+        }
+        let r: ReadResult = Err("not all three providers held it within its window".into());
+        h.done.send_replace(Some(r.clone()));
+        Some(r)
+    }
+
+    /// Number of reads held (finished ones included until forgotten).
+    pub fn len(&self) -> usize {
+        self.held().len()
+    }
+
+    /// Whether no read is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A read all three providers hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyRead {
+    /// Request id.
+    pub id: String,
+    /// The signed request's hash all three reported.
+    pub signed: String,
+}
+
+struct Mark {
+    signed: String,
+    mask: u8,
+    conflict: bool,
+    since: Instant,
+    attempts: u8,
+}
+
+/// The leader's view of which reads all three providers hold.
+#[derive(Default)]
+pub struct Board {
+    marks: Mutex<(HashMap<String, Mark>, VecDeque<ReadyRead>)>,
+    /// Woken when a read becomes ready.
+    pub notify: Notify,
+}
+
+impl Board {
+    /// Notes that `provider` holds read `id` of signed request `signed`.
+    /// Returns whether the read just became ready.
+    pub fn mark(&self, provider: u8, id: &str, signed: &str) -> bool {
+        if provider > 2 {
+            return false;
+        }
+        let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let (marks, ready) = &mut *g;
+        if marks.len() > 4096 {
+            marks.retain(|_, m| m.since.elapsed() < REMEMBER);
+        }
+        let m = marks.entry(id.to_string()).or_insert_with(|| Mark {
+            signed: signed.to_string(),
+            mask: 0,
+            conflict: false,
+            since: Instant::now(),
+            attempts: 0,
+        });
+        if m.signed != signed {
+            // Two providers verified different requests under one id: the
+            // read never runs; the clients' waits time out.
+            m.conflict = true;
+            return false;
+        }
+        let was = m.mask;
+        m.mask |= 1 << provider;
+        // A retry re-announces a read that already ran: run it again only
+        // if it is still held (the peers check that).
+        if m.mask == 0b111 && (was != 0b111 || m.since.elapsed() > Duration::from_secs(1)) {
+            if m.conflict {
+                return false;
+            }
+            m.since = Instant::now();
+            ready.push_back(ReadyRead {
+                id: id.to_string(),
+                signed: m.signed.clone(),
+            });
+            drop(g);
+            self.notify.notify_one();
+            return true;
+        }
+        false
+    }
+
+    /// Takes up to `n` ready reads.
+    pub fn take(&self, n: usize) -> Vec<ReadyRead> {
+        let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let ready = &mut g.1;
+        let k = n.min(ready.len());
+        ready.drain(..k).collect()
+    }
+
+    /// Queues reads of a failed batch again, each at most three times in
+    /// all (then the clients' waits run out and they retry).
+    pub fn retry(&self, reads: Vec<ReadyRead>) {
+        let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        let (marks, ready) = &mut *g;
+        let mut any = false;
+        for r in reads {
+            if let Some(m) = marks.get_mut(&r.id) {
+                m.attempts += 1;
+                if m.attempts < 3 {
+                    ready.push_back(r);
+                    any = true;
+                }
+            }
+        }
+        drop(g);
+        if any {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Whether reads are waiting.
+    pub fn has_ready(&self) -> bool {
+        !self
+            .marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .is_empty()
+    }
+
+    /// Forgets everything (this provider stopped leading: the new leader
+    /// collects readiness afresh from retries).
+    pub fn clear(&self) {
+        let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.clear();
+        g.1.clear();
+    }
+}
+
+/// The `Reads` gRPC service: readiness reports from the other providers.
+pub struct ReadsService {
+    executor: std::sync::Arc<super::Executor>,
+    providers: HashMap<crate::identity::Fingerprint, u32>,
+}
+
+impl ReadsService {
+    /// The service for `executor`; `providers` maps each pinned certificate
+    /// to its provider id.
+    pub fn new(
+        executor: std::sync::Arc<super::Executor>,
+        providers: HashMap<crate::identity::Fingerprint, u32>,
+    ) -> ReadsService {
+        ReadsService {
+            executor,
+            providers,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl sharecall_proto::reads::reads_server::Reads for ReadsService {
+    async fn ready(
+        &self,
+        request: tonic::Request<sharecall_proto::reads::ReadyBatch>,
+    ) -> Result<tonic::Response<sharecall_proto::reads::ReadyAck>, tonic::Status> {
+        let caller = request
+            .extensions()
+            .get::<crate::rpc::PeerIdentity>()
+            .and_then(|p| self.providers.get(&p.fingerprint).copied())
+            .ok_or_else(|| tonic::Status::permission_denied("certificate not pinned"))?;
+        let leader = self
+            .executor
+            .peer_ready(caller as u8, &request.get_ref().reads);
+        Ok(tonic::Response::new(sharecall_proto::reads::ReadyAck {
+            leader,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_is_ready_once_all_three_hold_the_same_request() {
+        let b = Board::default();
+        assert!(!b.mark(0, "r1", "h"));
+        assert!(!b.mark(2, "r1", "h"));
+        assert!(!b.has_ready());
+        assert!(b.mark(1, "r1", "h"));
+        assert_eq!(
+            b.take(10),
+            vec![ReadyRead {
+                id: "r1".into(),
+                signed: "h".into()
+            }]
+        );
+        // A duplicate announcement right away does not run it twice.
+        assert!(!b.mark(1, "r1", "h"));
+        assert!(b.take(10).is_empty());
+    }
+
+    #[test]
+    fn conflicting_requests_under_one_id_never_run() {
+        let b = Board::default();
+        b.mark(0, "r", "a");
+        b.mark(1, "r", "b");
+        b.mark(2, "r", "a");
+        assert!(!b.mark(1, "r", "a"));
+        assert!(!b.has_ready());
+        assert!(!b.mark(7, "x", "a"), "no provider 7");
+    }
+
+    #[test]
+    fn held_reads_answer_retries_and_refuse_reuse() {
+        let r = Reads::default();
+        let part = Part {
+            key: sharecall_proto::Share::default(),
+            endpoint: Vec::new(),
+            ttl_s: 0,
+            extra: Vec::new(),
+        };
+        let read = |signed: &str| ReadPart {
+            part: part.clone(),
+            account: [0; 32],
+            signed: signed.into(),
+            window: Duration::from_secs(5),
+        };
+        let Submitted::Wait(rx) = r.submit("a", read("s")) else {
+            panic!("new read refused");
+        };
+        assert!(matches!(r.submit("a", read("other")), Submitted::Reused));
+        assert!(r.part("a").is_some());
+        r.finish("a", Err("x".into()));
+        assert_eq!(rx.borrow().clone(), Some(Err("x".into())));
+        assert!(r.part("a").is_none(), "finished reads do not run again");
+        let Submitted::Wait(again) = r.submit("a", read("s")) else {
+            panic!("retry refused");
+        };
+        assert!(again.borrow().is_some());
+    }
+}
