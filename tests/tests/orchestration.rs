@@ -1,6 +1,7 @@
 //! The orchestration core with three real provider processes on loopback:
 //! jobs, denials, a killed and restarted peer, an unpinned certificate,
-//! and many concurrent jobs with back-pressure.
+//! many concurrent jobs with back-pressure, and the gateway's fast path
+//! (one Session broadcast carrying the Prepare once the link is known).
 
 // ureq::Error is large; these are tests.
 #![allow(clippy::result_large_err)]
@@ -17,6 +18,16 @@ fn with_values(values: [u64; 3]) -> ClusterOptions {
         p.value = v;
     }
     o
+}
+
+/// The phase names of a job report, in order.
+fn phases_of(report: &Value) -> Vec<String> {
+    report["phases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("report has phases: {report}"))
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 fn error_of(body: &str) -> Value {
@@ -319,4 +330,121 @@ fn a_full_gateway_pushes_back_instead_of_queueing() {
     }
     assert!(ok >= 1, "some jobs run");
     assert!(busy >= 1, "some jobs are pushed back");
+}
+
+#[test]
+fn once_linked_a_job_is_one_broadcast() {
+    let cluster = Cluster::start(with_values([1, 2, 3]));
+    let first = cluster.job(0, "secure-sum", Value::Null).expect("first");
+    assert_eq!(first["output"]["sum"], "6", "{first}");
+    assert_eq!(
+        phases_of(&first),
+        ["prepare", "link", "session"],
+        "the first job links: {first}"
+    );
+    // The gateway now knows the epoch: Prepare travels inside the Session.
+    for kind in ["secure-sum", "noop", "secure-sum"] {
+        let r = cluster.job(0, kind, Value::Null).expect("fast job");
+        assert_eq!(phases_of(&r), ["prepare+session"], "{r}");
+        assert_eq!(r["relinked"], false, "{r}");
+        if kind == "secure-sum" {
+            assert_eq!(r["output"]["sum"], "6", "{r}");
+        }
+    }
+    // Each gateway learns the epoch by itself: P1's first job takes the
+    // full path (without linking again), its second the fast one.
+    let r = cluster.job(1, "secure-sum", Value::Null).expect("P1 first");
+    assert_eq!(phases_of(&r), ["prepare", "session"], "{r}");
+    let r = cluster.job(1, "secure-sum", Value::Null).expect("P1 fast");
+    assert_eq!(phases_of(&r), ["prepare+session"], "{r}");
+
+    let metrics = cluster.get_text(0, "/metrics");
+    assert!(
+        metrics.contains("phase=\"prepare+session\""),
+        "no fast-path timing in:\n{metrics}"
+    );
+}
+
+#[test]
+fn after_a_peer_restart_the_fast_path_falls_back_and_relinks() {
+    let mut cluster = Cluster::start(with_values([10, 20, 30]));
+    cluster.job(0, "secure-sum", Value::Null).expect("link");
+    let r = cluster.job(0, "secure-sum", Value::Null).expect("fast");
+    assert_eq!(phases_of(&r), ["prepare+session"], "{r}");
+
+    // P2 loses its link; the gateway still believes the old epoch.
+    cluster.restart(2);
+    let r = cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect("the fallback recovers within the same job");
+    assert_eq!(r["output"]["sum"], "60", "{r}");
+    assert_eq!(r["relinked"], true, "{r}");
+    let phases = phases_of(&r);
+    assert_eq!(phases.first().map(String::as_str), Some("prepare+session"));
+    assert_eq!(phases.get(1).map(String::as_str), Some("prepare"), "{r}");
+    assert!(phases.iter().any(|p| p == "link"), "{r}");
+    assert_eq!(phases.last().map(String::as_str), Some("session"), "{r}");
+
+    // And the new link is used the fast way from then on.
+    let r = cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect("fast again");
+    assert_eq!(phases_of(&r), ["prepare+session"], "{r}");
+    assert_eq!(r["output"]["sum"], "60", "{r}");
+}
+
+#[test]
+fn a_task_refused_inline_is_denied_like_a_prepared_one() {
+    let mut o = with_values([1, 2, 3]);
+    o.providers[2] = ProviderOptions {
+        value: 3,
+        allowed_kinds: vec!["noop".into()],
+        env: Vec::new(),
+    };
+    let cluster = Cluster::start(o);
+    // Nothing known yet: the denial comes from the Prepare broadcast.
+    let (code, body) = cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect_err("denied");
+    assert_eq!(code, 403, "{body}");
+    let full = error_of(&body);
+
+    // Link with a task P2 accepts, so the next job takes the fast path.
+    cluster.job(0, "noop", Value::Null).expect("noop links");
+    let r = cluster.job(0, "noop", Value::Null).expect("noop fast");
+    assert_eq!(phases_of(&r), ["prepare+session"], "{r}");
+
+    // P0 and P1 accept and start the session; P2 refuses the inline
+    // Prepare. The job fails at once (not after the 2 s SMC op timeout the
+    // others would wait for P2) with the same error as above.
+    let started = Instant::now();
+    let (code, body) = cluster
+        .job(0, "secure-sum", Value::Null)
+        .expect_err("denied inline");
+    let took = started.elapsed();
+    assert_eq!(code, 403, "{body}");
+    let inline = error_of(&body);
+    for field in ["code", "message", "phase", "peer", "class"] {
+        assert_eq!(inline[field], full[field], "{field}: {inline} vs {full}");
+    }
+    assert_eq!(inline["code"], "denied");
+    assert_eq!(inline["peer"], 2);
+    assert_eq!(inline["phase"], "prepare");
+    assert!(took < Duration::from_secs(2), "denial took {took:?}");
+
+    // The Abort stopped the sessions P0 and P1 had started: the lanes are
+    // free and the link is still known, so the next job is fast and quick.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = cluster.job(0, "noop", Value::Null).expect("noop after");
+        assert_eq!(phases_of(&r), ["prepare+session"], "{r}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{r}");
+    }
+    for p in [0, 1] {
+        assert!(
+            cluster.log(p).contains("job aborted by its gateway"),
+            "P{p} log:\n{}",
+            cluster.log(p)
+        );
+    }
 }

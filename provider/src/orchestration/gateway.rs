@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rand::RngCore;
 use serde::Serialize;
 use sharecall_proto::control::command::Body;
@@ -67,7 +69,8 @@ pub struct JobReport {
 /// Time spent in one phase.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseTiming {
-    /// prepare, link, session.
+    /// `prepare`, `link`, `session`, or [`FAST_PHASE`] (`prepare+session`:
+    /// the fast path's single Session broadcast carrying the Prepare).
     pub phase: &'static str,
     /// Microseconds.
     pub us: u64,
@@ -118,6 +121,22 @@ impl JobError {
     pub fn is_busy(&self) -> bool {
         self.phase == "admission"
     }
+}
+
+/// Name of the fast path's phase in [`JobReport::phases`] and in the
+/// `phase_duration` metric: one Session broadcast that carries the Prepare
+/// inline. A job that shows only this phase cost one broadcast; one that
+/// shows it followed by `prepare` fell back to the full path.
+pub const FAST_PHASE: &str = "prepare+session";
+
+/// Statuses that are a peer's decision about the task, not a glitch: never
+/// retried, and on the fast path reported at once as the Prepare would.
+fn is_decision(s: Status) -> bool {
+    matches!(s, Status::Denied | Status::BadRequest | Status::UnknownCmd)
+}
+
+fn status_of(r: &PhaseResult) -> Status {
+    Status::try_from(r.status).unwrap_or(Status::Unspecified)
 }
 
 fn phase_name(p: Phase) -> &'static str {
@@ -310,7 +329,56 @@ pub struct Gateway {
     next_job: AtomicU64,
     last_session: Mutex<u64>,
     linking: tokio::sync::Mutex<()>,
+    link_cache: LinkCache,
     metrics: Arc<Metrics>,
+}
+
+/// The link epoch all three peers last reported healthy at, as far as this
+/// gateway has seen. Knowing it lets a job skip the Prepare broadcast (the
+/// fast path); a stale value only costs the fallback to the full path.
+#[derive(Default)]
+struct LinkCache(AtomicU64);
+
+impl LinkCache {
+    /// The known epoch, if any (0 means unknown: real epochs start at 1).
+    fn get(&self) -> Option<u64> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            e => Some(e),
+        }
+    }
+
+    /// Forgets the epoch, so the next job takes the full path.
+    fn forget(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+
+    /// Learns from one phase's complete result set: all three succeeded
+    /// and are healthy at one epoch → remember it; the peers do not agree
+    /// on a healthy link (or one did not answer) → forget. Other failures
+    /// (a denial, say) say nothing about the link and change nothing.
+    fn observe(&self, results: &[PhaseResult]) {
+        match agreed_epoch(results.iter().map(|r| (r.link_epoch, r.link_healthy))) {
+            None => self.forget(),
+            Some(epoch) if results.iter().all(|r| status_of(r) == Status::Success) => {
+                self.0.store(epoch, Ordering::Release)
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// How the fast path ended.
+enum Fast<'a> {
+    /// The job is done.
+    Done,
+    /// The job ends with this error, without falling back: a peer refused
+    /// the task, or the peers disagree about the output. Carries the lane
+    /// if it must stay reserved until the Abort has stopped the sessions
+    /// the other peers started.
+    Ended(JobError, Option<LaneGuard<'a>>),
+    /// Anything else: the caller falls back to the full path.
+    Failed(JobError),
 }
 
 /// The epoch all three peers are healthily linked at, if they agree.
@@ -358,6 +426,7 @@ impl Gateway {
             next_job: AtomicU64::new(rand::rngs::OsRng.next_u64() >> 16),
             last_session: Mutex::new(0),
             linking: tokio::sync::Mutex::new(()),
+            link_cache: LinkCache::default(),
             config,
             peers,
             key,
@@ -459,8 +528,9 @@ impl Gateway {
             total_us: 0,
         };
         let mut attempt = 0u32;
+        let mut held = None;
         let result = self
-            .phases(job_id, kind, signed, &mut attempt, &mut report)
+            .phases(job_id, kind, signed, &mut attempt, &mut report, &mut held)
             .await;
         match &result {
             Ok(()) => {
@@ -496,35 +566,177 @@ impl Gateway {
                     .await;
             }
         }
+        // Only now may another job of this gateway use the lane (see
+        // `Fast::Ended`).
+        drop(held);
         result?;
         report.total_us = started.elapsed().as_micros() as u64;
         info!(total_us = report.total_us, "job done");
         Ok(report)
     }
 
-    fn timed(&self, kind: TaskKind, report: &mut JobReport, phase: Phase, since: Instant) {
+    fn timed(&self, kind: TaskKind, report: &mut JobReport, phase: &'static str, since: Instant) {
         let d = since.elapsed();
-        self.metrics
-            .phase_duration(kind.as_str(), phase_name(phase), d);
+        self.metrics.phase_duration(kind.as_str(), phase, d);
         report.phases.push(PhaseTiming {
-            phase: phase_name(phase),
+            phase,
             us: d.as_micros() as u64,
         });
     }
 
-    async fn phases(
+    /// The output all three peers opened, or an error naming a peer that
+    /// disagrees.
+    fn agreed_output(job_id: u64, results: &[PhaseResult]) -> Result<Vec<u8>, JobError> {
+        let Some(first) = results.first() else {
+            return Err(JobError::new(
+                job_id,
+                "session",
+                None,
+                Status::Unspecified,
+                "no peer answered".into(),
+            ));
+        };
+        if let Some(r) = results.iter().find(|r| r.output != first.output) {
+            return Err(JobError::new(
+                job_id,
+                "session",
+                Some(r.peer),
+                Status::Aborted,
+                "peers disagree about the opened output".into(),
+            ));
+        }
+        Ok(first.output.clone())
+    }
+
+    /// The fast path: one Session broadcast at the known link `epoch`,
+    /// carrying the Prepare inline (each peer reviews it first, exactly as
+    /// a Prepare command).
+    async fn fast_path(
         &self,
+        job_id: u64,
+        kind: TaskKind,
+        epoch: u64,
+        prepare: Prepare,
+        attempt: &mut u32,
+        report: &mut JobReport,
+    ) -> Fast<'_> {
+        let Some(lane) = self.lanes.acquire().await else {
+            return Fast::Failed(JobError::new(
+                job_id,
+                "session",
+                None,
+                Status::Unspecified,
+                "no lane".into(),
+            ));
+        };
+        *attempt += 1;
+        let body = Body::Session(SessionCommand {
+            lane: lane.lane,
+            session_id: self.next_session_id(),
+            epoch,
+            prepare: Some(prepare),
+        });
+        let since = Instant::now();
+        let mut calls: FuturesUnordered<_> = self
+            .peers
+            .iter()
+            .map(|p| {
+                let cmd = Command {
+                    job_id,
+                    gateway: self.config.me,
+                    phase: Phase::Session as i32,
+                    attempt: *attempt,
+                    body: Some(body.clone()),
+                };
+                p.call(cmd, self.config.session_timeout)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(self.peers.len());
+        let mut refused = false;
+        while let Some(r) = calls.next().await {
+            refused |= is_decision(status_of(&r));
+            results.push(r);
+            if refused {
+                // The peers that accepted are now waiting in the session
+                // for the one that refused, until the SMC op timeout;
+                // don't wait for them: the Abort sent next stops them.
+                // Results already in still count, so the error names the
+                // same peer a Prepare broadcast would.
+                while let Some(Some(r)) = calls.next().now_or_never() {
+                    results.push(r);
+                }
+                break;
+            }
+        }
+        drop(calls);
+        self.timed(kind, report, FAST_PHASE, since);
+        if refused {
+            // Report the refusal itself (ranked as among Prepare results),
+            // not a communication error that happened to arrive with it.
+            results.retain(|r| is_decision(status_of(r)));
+            return match self.check(job_id, Phase::Prepare, &results) {
+                Err(e) => Fast::Ended(e, Some(lane)),
+                // Unreachable: a decision always ranks above success.
+                Ok(()) => Fast::Failed(JobError::new(
+                    job_id,
+                    FAST_PHASE,
+                    None,
+                    Status::Unspecified,
+                    "a refusal went missing".into(),
+                )),
+            };
+        }
+        drop(lane);
+        self.link_cache.observe(&results);
+        if let Err(e) = self.check(job_id, Phase::Session, &results) {
+            return Fast::Failed(e);
+        }
+        match Self::agreed_output(job_id, &results) {
+            Ok(output) => {
+                report.output = output;
+                Fast::Done
+            }
+            // A disagreement is a fault, not a stale link: the full path
+            // would not fix it, so it ends the job as it does there.
+            Err(e) => Fast::Ended(e, None),
+        }
+    }
+
+    async fn phases<'a>(
+        &'a self,
         job_id: u64,
         kind: TaskKind,
         signed: SignedTask,
         attempt: &mut u32,
         report: &mut JobReport,
+        held: &mut Option<LaneGuard<'a>>,
     ) -> Result<(), JobError> {
-        // Prepare.
-        let prepare = Body::Prepare(Prepare {
+        let prepare = Prepare {
             task: Some(signed),
             participants: vec![0, 1, 2],
-        });
+        };
+        if let Some(epoch) = self.link_cache.get() {
+            match self
+                .fast_path(job_id, kind, epoch, prepare.clone(), attempt, report)
+                .await
+            {
+                Fast::Done => return Ok(()),
+                Fast::Ended(e, lane) => {
+                    *held = lane;
+                    return Err(e);
+                }
+                Fast::Failed(e) => {
+                    // Most likely a peer restarted or another gateway
+                    // re-linked: the full path finds out and re-links.
+                    self.link_cache.forget();
+                    debug!("fast path failed, taking the full path: {e}");
+                }
+            }
+        }
+
+        // Prepare (again, for peers that already saw it inline: they
+        // review it anew under the same job id).
+        let prepare = Body::Prepare(prepare);
         let mut states = self
             .until_all_succeed(
                 job_id,
@@ -558,6 +770,7 @@ impl Gateway {
                 lane: lane.lane,
                 session_id: self.next_session_id(),
                 epoch,
+                prepare: None,
             });
             *attempt += 1;
             let since = Instant::now();
@@ -571,20 +784,11 @@ impl Gateway {
                 )
                 .await;
             drop(lane);
-            self.timed(kind, report, Phase::Session, since);
+            self.timed(kind, report, phase_name(Phase::Session), since);
+            self.link_cache.observe(&results);
             match self.check(job_id, Phase::Session, &results) {
                 Ok(()) => {
-                    let first = &results[0].output;
-                    if let Some(r) = results.iter().find(|r| &r.output != first) {
-                        return Err(JobError::new(
-                            job_id,
-                            "session",
-                            Some(r.peer),
-                            Status::Aborted,
-                            "peers disagree about the opened output".into(),
-                        ));
-                    }
-                    report.output = first.to_vec();
+                    report.output = Self::agreed_output(job_id, &results)?;
                     return Ok(());
                 }
                 Err(e) if e.status == Status::UnknownJob => return Err(e),
@@ -623,6 +827,7 @@ impl Gateway {
         if let Some(epoch) = agreed_epoch(fresh.iter().copied()) {
             return Ok(epoch);
         }
+        self.link_cache.forget();
         report.relinked = true;
         let epoch = fresh.iter().map(|s| s.0).max().unwrap_or(0);
         let mut target = epoch + 1;
@@ -639,7 +844,8 @@ impl Gateway {
                     self.config.link_timeout,
                 )
                 .await;
-            self.timed(kind, report, Phase::Link, since);
+            self.timed(kind, report, phase_name(Phase::Link), since);
+            self.link_cache.observe(&results);
             match self.check(job_id, Phase::Link, &results) {
                 Ok(()) => {
                     if let Some(at) =
@@ -700,7 +906,8 @@ impl Gateway {
             let results = self
                 .broadcast(job_id, phase, *attempt, body.clone(), timeout)
                 .await;
-            self.timed(kind, report, phase, since);
+            self.timed(kind, report, phase_name(phase), since);
+            self.link_cache.observe(&results);
             match self.check(job_id, phase, &results) {
                 Ok(()) => return Ok(results),
                 // A denial is a decision, not a glitch: no retry.
@@ -718,7 +925,7 @@ impl Gateway {
     /// caused a failure over peers that merely saw it (e.g. a denial or a
     /// dead peer over the others' aborts).
     fn check(&self, job_id: u64, phase: Phase, results: &[PhaseResult]) -> Result<(), JobError> {
-        let status = |r: &PhaseResult| Status::try_from(r.status).unwrap_or(Status::Unspecified);
+        let status = status_of;
         let rank = |s: Status| match s {
             Status::Success => 0,
             Status::Aborted => 1,
@@ -738,5 +945,110 @@ impl Gateway {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(peer: u32, status: Status, epoch: u64, healthy: bool) -> PhaseResult {
+        PhaseResult {
+            peer,
+            status: status as i32,
+            link_epoch: epoch,
+            link_healthy: healthy,
+            ..PhaseResult::default()
+        }
+    }
+
+    fn all(status: Status, epoch: u64) -> Vec<PhaseResult> {
+        (0..3).map(|p| result(p, status, epoch, true)).collect()
+    }
+
+    #[test]
+    fn link_cache_learns_from_successes_at_one_healthy_epoch() {
+        let cache = LinkCache::default();
+        assert_eq!(cache.get(), None, "unknown at first");
+        cache.observe(&all(Status::Success, 4));
+        assert_eq!(cache.get(), Some(4));
+        // A later link is picked up.
+        cache.observe(&all(Status::Success, 5));
+        assert_eq!(cache.get(), Some(5));
+    }
+
+    #[test]
+    fn link_cache_forgets_on_link_trouble() {
+        let cache = LinkCache::default();
+        cache.observe(&all(Status::Success, 4));
+        // One peer unhealthy.
+        let mut r = all(Status::Success, 4);
+        r[1].link_healthy = false;
+        cache.observe(&r);
+        assert_eq!(cache.get(), None);
+
+        cache.observe(&all(Status::Success, 4));
+        // Peers at different epochs.
+        let mut r = all(Status::Success, 4);
+        r[2].link_epoch = 5;
+        cache.observe(&r);
+        assert_eq!(cache.get(), None);
+
+        cache.observe(&all(Status::Success, 4));
+        // A peer that did not answer reports no link at all.
+        let mut r = all(Status::Success, 4);
+        r[0] = result(0, Status::StreamErr, 0, false);
+        cache.observe(&r);
+        assert_eq!(cache.get(), None);
+
+        cache.observe(&all(Status::Success, 4));
+        cache.forget();
+        assert_eq!(cache.get(), None);
+    }
+
+    #[test]
+    fn link_cache_ignores_failures_that_say_nothing_about_the_link() {
+        let cache = LinkCache::default();
+        // Not learnt from a failed phase, even at one healthy epoch...
+        let mut r = all(Status::Success, 4);
+        r[2].status = Status::Denied as i32;
+        cache.observe(&r);
+        assert_eq!(cache.get(), None);
+        // ... and not forgotten because of one either.
+        cache.observe(&all(Status::Success, 4));
+        cache.observe(&r);
+        assert_eq!(cache.get(), Some(4));
+    }
+
+    #[test]
+    fn decisions_are_refusals_not_glitches() {
+        for s in [Status::Denied, Status::BadRequest, Status::UnknownCmd] {
+            assert!(is_decision(s), "{s:?}");
+        }
+        for s in [
+            Status::Success,
+            Status::UnknownJob,
+            Status::Aborted,
+            Status::StreamErr,
+            Status::Timeout,
+            Status::LinkFailed,
+        ] {
+            assert!(!is_decision(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn agreed_output_names_the_disagreeing_peer() {
+        let mut r = all(Status::Success, 1);
+        for x in &mut r {
+            x.output = b"42".to_vec();
+        }
+        assert_eq!(
+            Gateway::agreed_output(7, &r).expect("agree"),
+            b"42".to_vec()
+        );
+        r[1].output = b"43".to_vec();
+        let e = Gateway::agreed_output(7, &r).expect_err("disagree");
+        assert_eq!((e.peer, e.status), (Some(1), Status::Aborted));
     }
 }

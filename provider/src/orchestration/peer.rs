@@ -13,6 +13,7 @@ use sharecall_proto::control::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Streaming};
 use tracing::{info, info_span, warn, Instrument};
 
@@ -25,6 +26,10 @@ use crate::rpc::PeerIdentity;
 
 /// How long a prepared job is kept without a Finish or Abort.
 const PREPARED_TTL: Duration = Duration::from_secs(600);
+
+/// How long an aborted job id is remembered (see [`Jobs::aborted`]); only
+/// commands already on their way when the Abort was sent need it.
+const ABORTED_TTL: Duration = Duration::from_secs(60);
 
 /// Per-phase limits on the peer side.
 #[derive(Debug, Clone)]
@@ -39,7 +44,32 @@ struct PreparedJob {
     kind: TaskKind,
     params: Vec<u8>,
     at: Instant,
+    /// Cancelled by the gateway's Abort, so that a session still waiting
+    /// for a peer that refused the job (an inline Prepare denied there)
+    /// gives its lane back at once instead of after the SMC op timeout.
+    cancel: CancellationToken,
 }
+
+/// The jobs this peer knows of, by (gateway, job id).
+#[derive(Default)]
+struct Jobs {
+    prepared: HashMap<(u32, u64), PreparedJob>,
+    /// Jobs their gateway aborted. An Abort is final, but the commands of
+    /// one stream run concurrently: a Session with an inline Prepare sent
+    /// before the Abort may still be reviewed after it, and must not start
+    /// a session that the others have already left.
+    aborted: HashMap<(u32, u64), Instant>,
+}
+
+/// What a Session needs of a prepared job.
+struct Admitted {
+    kind: TaskKind,
+    params: Vec<u8>,
+    cancel: CancellationToken,
+}
+
+/// A refusal: the status to answer with and why.
+type Refusal = (Status, String);
 
 /// The command/control service of one provider.
 pub struct PeerService {
@@ -111,12 +141,12 @@ struct Handler {
     policy: Arc<Policies>,
     inputs: LocalInputs,
     timeouts: PeerTimeouts,
-    jobs: Arc<Mutex<HashMap<(u32, u64), PreparedJob>>>,
+    jobs: Arc<Mutex<Jobs>>,
     executor: Option<Arc<crate::execution::Executor>>,
 }
 
 impl Handler {
-    fn jobs(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u64), PreparedJob>> {
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -128,13 +158,20 @@ impl Handler {
             Some(Body::Link(l)) => self.link(l.epoch).await,
             Some(Body::Session(s)) => self.session(gateway, cmd.job_id, s).await,
             Some(Body::Abort(a)) => {
-                if self.jobs().remove(&(gateway, cmd.job_id)).is_some() {
+                let key = (gateway, cmd.job_id);
+                let mut jobs = self.jobs();
+                jobs.aborted.retain(|_, at| at.elapsed() < ABORTED_TTL);
+                jobs.aborted.insert(key, Instant::now());
+                if let Some(job) = jobs.prepared.remove(&key) {
+                    // A session of the job may still be waiting for a peer
+                    // that never joined it (fast path, refused there).
+                    job.cancel.cancel();
                     info!(reason = %a.reason, "job aborted by its gateway");
                 }
                 (Status::Success, String::new(), Vec::new())
             }
             Some(Body::Finish(_)) => {
-                self.jobs().remove(&(gateway, cmd.job_id));
+                self.jobs().prepared.remove(&(gateway, cmd.job_id));
                 (Status::Success, String::new(), Vec::new())
             }
             None => (
@@ -164,25 +201,34 @@ impl Handler {
         job_id: u64,
         p: sharecall_proto::control::Prepare,
     ) -> (Status, String, Vec<u8>) {
+        match self.admit(gateway, job_id, p) {
+            Ok(_) => (Status::Success, String::new(), Vec::new()),
+            Err((status, why)) => (status, why, Vec::new()),
+        }
+    }
+
+    /// Reviews a task (a Prepare command, or the Prepare inline in a
+    /// Session) and registers the job. Both paths go through here so a
+    /// task is judged the same however it arrives.
+    ///
+    /// Preparing a job again (the gateway's fallback after a failed fast
+    /// path re-sends the same task under the same job id) reviews it again
+    /// and keeps the job's cancellation token, so one Abort still reaches
+    /// every session of the job.
+    fn admit(
+        &self,
+        gateway: u32,
+        job_id: u64,
+        p: sharecall_proto::control::Prepare,
+    ) -> Result<Admitted, Refusal> {
         let Some(signed) = p.task else {
-            return (
-                Status::BadRequest,
-                "Prepare without a task".into(),
-                Vec::new(),
-            );
+            return Err((Status::BadRequest, "Prepare without a task".into()));
         };
-        let task = match task::decode(&signed) {
-            Ok(t) => t,
-            Err(e) => return (Status::BadRequest, e.to_string(), Vec::new()),
-        };
-        let mut participants = p.participants.clone();
+        let task = task::decode(&signed).map_err(|e| (Status::BadRequest, e.to_string()))?;
+        let mut participants = p.participants;
         participants.sort_unstable();
         if participants != [0, 1, 2] {
-            return (
-                Status::Denied,
-                "all three providers must take part".into(),
-                Vec::new(),
-            );
+            return Err((Status::Denied, "all three providers must take part".into()));
         }
         let review = Review {
             signed: &signed,
@@ -191,27 +237,43 @@ impl Handler {
         };
         if let Err(why) = self.policy.review(&review) {
             warn!(kind = %task.kind, requester = %task.requester, "task denied: {why}");
-            return (Status::Denied, why, Vec::new());
+            return Err((Status::Denied, why));
         }
-        let kind = match task.kind.parse::<TaskKind>() {
-            Ok(k) => k,
-            Err(e) => return (Status::UnknownCmd, e.to_string(), Vec::new()),
-        };
-        if let Err(e) = computation::validate(kind, &task.params) {
-            return (Status::BadRequest, e.to_string(), Vec::new());
-        }
+        let kind = task
+            .kind
+            .parse::<TaskKind>()
+            .map_err(|e| (Status::UnknownCmd, e.to_string()))?;
+        computation::validate(kind, &task.params)
+            .map_err(|e| (Status::BadRequest, e.to_string()))?;
         info!(%kind, requester = %task.requester, purpose = %task.purpose, "task accepted");
+        let params = task.params.to_vec();
         let mut jobs = self.jobs();
-        jobs.retain(|_, j| j.at.elapsed() < PREPARED_TTL);
-        jobs.insert(
+        if jobs.aborted.contains_key(&(gateway, job_id)) {
+            return Err((
+                Status::UnknownJob,
+                "the job was aborted by its gateway".into(),
+            ));
+        }
+        jobs.prepared.retain(|_, j| j.at.elapsed() < PREPARED_TTL);
+        let cancel = jobs
+            .prepared
+            .get(&(gateway, job_id))
+            .map(|j| j.cancel.clone())
+            .unwrap_or_default();
+        jobs.prepared.insert(
             (gateway, job_id),
             PreparedJob {
                 kind,
-                params: task.params.to_vec(),
+                params: params.clone(),
                 at: Instant::now(),
+                cancel: cancel.clone(),
             },
         );
-        (Status::Success, String::new(), Vec::new())
+        Ok(Admitted {
+            kind,
+            params,
+            cancel,
+        })
     }
 
     async fn link(&self, epoch: u64) -> (Status, String, Vec<u8>) {
@@ -234,15 +296,34 @@ impl Handler {
     ) -> (Status, String, Vec<u8>) {
         let job = self
             .jobs()
+            .prepared
             .get(&(gateway, job_id))
-            .map(|j| (j.kind, j.params.clone()));
-        let Some((kind, params)) = job else {
-            return (
-                Status::UnknownJob,
-                "job is not prepared here".into(),
-                Vec::new(),
-            );
+            .map(|j| Admitted {
+                kind: j.kind,
+                params: j.params.clone(),
+                cancel: j.cancel.clone(),
+            });
+        let job = match (job, s.prepare) {
+            (Some(job), _) => job,
+            // The gateway's fast path: review exactly as a Prepare would,
+            // and run nothing if that refuses.
+            (None, Some(p)) => match self.admit(gateway, job_id, p) {
+                Ok(job) => job,
+                Err((status, why)) => return (status, why, Vec::new()),
+            },
+            (None, None) => {
+                return (
+                    Status::UnknownJob,
+                    "job is not prepared here".into(),
+                    Vec::new(),
+                )
+            }
         };
+        let Admitted {
+            kind,
+            params,
+            cancel,
+        } = job;
         let Some(engine) = self.link.current() else {
             return (Status::LinkFailed, "not linked".into(), Vec::new());
         };
@@ -275,7 +356,17 @@ impl Handler {
                     other => crate::smc::SmcError::InvalidInput(other.to_string()),
                 })
         };
-        match tokio::time::timeout(self.timeouts.session, run).await {
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(self.timeouts.session, run) => r,
+            () = cancel.cancelled() => {
+                return (
+                    Status::Aborted,
+                    "the gateway aborted the job".into(),
+                    Vec::new(),
+                )
+            }
+        };
+        match outcome {
             Ok(Ok(output)) => (Status::Success, String::new(), output),
             Ok(Err(e)) => (Status::Aborted, e.to_string(), Vec::new()),
             Err(_) => (
