@@ -273,7 +273,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
     if kind == Kind::Resolve {
         return submit_read(&s, &req, account, signed_hash, &part).await;
     }
-    if s.executor.reads().status(&req.request_id).is_some() {
+    if s.executor.reads().knows(&req.request_id) {
         return id_reused(&req.request_id);
     }
     // A retry (same id, same signed request) is answered from the record;
@@ -379,7 +379,7 @@ async fn submit_read(
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
     };
     let reads = s.executor.reads();
-    if reads.status(id).is_none() {
+    if !reads.knows(id) {
         if let Some(r) = rate_limited(s, &account) {
             return r;
         }
@@ -393,6 +393,13 @@ async fn submit_read(
     };
     let rx = match reads.submit(id, read) {
         Submitted::Reused => return id_reused(id),
+        Submitted::Replayed => {
+            return error(
+                StatusCode::CONFLICT,
+                "replayed",
+                format!("request {id} was answered already; send a new request"),
+            )
+        }
         Submitted::Wait(rx) => rx,
     };
     if rx.borrow().is_none() {

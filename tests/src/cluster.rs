@@ -189,7 +189,7 @@ impl Cluster {
             o.session_timeout
         );
         s += &format!(
-            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info,sharecall_provider::execution=debug\"\n\n",
+            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n\n",
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
         s += &format!(

@@ -119,7 +119,12 @@ fn main() -> anyhow::Result<()> {
             core.push(
                 phases
                     .iter()
-                    .filter(|p| p["phase"] == "prepare" || p["phase"] == "session")
+                    .filter(|p| {
+                        matches!(
+                            p["phase"].as_str(),
+                            Some("prepare" | "session" | "prepare+session")
+                        )
+                    })
                     .map(|p| p["us"].as_u64().unwrap_or(0))
                     .sum::<u64>(),
             );

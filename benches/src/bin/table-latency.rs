@@ -21,7 +21,7 @@ use clap::Parser;
 use rand::rngs::OsRng;
 use rand::Rng;
 use sharecall_benches::relay::Relay;
-use sharecall_client::{AccountKey, Client, ResultCode};
+use sharecall_client::{AccountKey, Client, ImportRow, ResultCode};
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
 use sharecall_provider::devcluster::{DevCluster, DevOptions};
 
@@ -49,6 +49,10 @@ struct Args {
     /// Concurrent clients while loading.
     #[arg(long, default_value_t = 64)]
     loaders: usize,
+    /// Load with bulk `import` requests of this many rows (0: one
+    /// registration per entry). Big tables need it.
+    #[arg(long, default_value_t = 0)]
+    import_rows: usize,
 }
 
 fn pseudonym(k: usize) -> String {
@@ -78,6 +82,8 @@ async fn main() -> anyhow::Result<()> {
     options.tables.max_batch = 1024;
     options.accounts.rate_per_second = 1_000_000;
     options.accounts.burst = 1_000_000;
+    let main_key = AccountKey::generate(&mut OsRng);
+    options.accounts.importers = vec![hex::encode(main_key.public_key())];
     let delay = Duration::from_secs_f64(args.latency_ms / 1000.0);
     let relays: Arc<Mutex<Vec<Relay>>> = Arc::default();
     let keep = relays.clone();
@@ -98,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     let client = |key: AccountKey| -> anyhow::Result<Client> {
         Ok(Client::new(&urls, key)?.with_timeout(Duration::from_secs(120)))
     };
-    let main_client = client(AccountKey::generate(&mut OsRng))?;
+    let main_client = client(main_key)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while let Err(e) = main_client.enroll(None).await {
         anyhow::ensure!(Instant::now() < deadline, "enroll: {e}");
@@ -109,7 +115,48 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut loaders = Vec::new();
+    if args.import_rows > 0 {
+        // Bulk: chunks of rows shared here, a few requests in flight so
+        // the providers batch them back to back.
+        let owner = main_client.account().public_key();
+        let chunk = args.import_rows.clamp(1, 2048) as u64;
+        for _ in 0..args.loaders.clamp(1, 4) {
+            let c = client(main_client.account().clone())?;
+            let next = next.clone();
+            let entries = args.entries as u64;
+            loaders.push(tokio::spawn(async move {
+                loop {
+                    let first = next.fetch_add(chunk, Ordering::Relaxed);
+                    if first >= entries {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    let rows = (first..(first + chunk).min(entries))
+                        .map(|k| {
+                            Ok(ImportRow {
+                                pseudonym: Pseudonym::parse(&pseudonym(k as usize))?,
+                                endpoint: Endpoint::parse(&format!(
+                                    "sip:u{k}@192.0.2.{}:5060",
+                                    k % 250
+                                ))?,
+                                ttl: Duration::from_secs(86_400),
+                                owner,
+                                extra: None,
+                            })
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let o = c.import(&rows).await?;
+                    anyhow::ensure!(o.imported == rows.len() as u64, "import at {first}: {o:?}");
+                    if first % (chunk * 50) == 0 {
+                        eprintln!("loaded {first} rows");
+                    }
+                }
+            }));
+        }
+    }
     for _ in 0..args.loaders.max(1) {
+        if args.import_rows > 0 {
+            break;
+        }
         let c = client(main_client.account().clone())?;
         let next = next.clone();
         let entries = args.entries as u64;
@@ -190,6 +237,39 @@ async fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64(),
             n as f64 / t.elapsed().as_secs_f64()
         );
+    }
+    // How large the batches grew (the coordinator's metrics hold them).
+    for c in &cluster.configs {
+        let url = format!("http://{}/metrics", c.listen.admin);
+        let Ok(text) = tokio::task::spawn_blocking(move || {
+            ureq::get(&url)
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+        })
+        .await
+        else {
+            continue;
+        };
+        let value = |name: &str| -> f64 {
+            text.as_deref()
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (n, k) = (
+            value("sharecall_read_batch_requests_sum"),
+            value("sharecall_read_batch_requests_count"),
+        );
+        if k > 0.0 {
+            println!(
+                "read batches: {k} holding {n} resolutions ({:.1} per batch)",
+                n / k
+            );
+        }
     }
     cluster.stop().await.context("stopping")?;
     drop(relays);

@@ -60,6 +60,9 @@ pub struct ExecutorConfig {
     pub read_jobs: usize,
 }
 
+/// How long a peer waits for its part of a read the leader started.
+const READ_PART_WAIT: Duration = Duration::from_millis(50);
+
 /// How a peer names reads it does not hold (the coordinator drops them).
 const NOT_HELD: &str = "reads not held here: ";
 
@@ -152,6 +155,7 @@ impl Executor {
             "table loaded"
         );
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let me = config.me;
         Ok(Arc::new(Executor {
             config,
             sequencer,
@@ -173,7 +177,7 @@ impl Executor {
                 })
                 .collect(),
             reads: Reads::default(),
-            board: Board::default(),
+            board: Board::new(me),
             outbox,
             outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
         }))
@@ -477,8 +481,13 @@ impl Executor {
     }
 
     /// Tells the coordinator that this provider holds read `id` of the
-    /// signed request `signed`.
+    /// signed request `signed`: at once if this provider leads (its own
+    /// part starts the read), otherwise only if the read is still
+    /// unanswered after [`reads::STRAGGLER_DELAY`].
     pub fn announce(&self, id: &str, signed: &str) {
+        if self.sequencer.status().role == "leader" {
+            self.board.mark(self.config.me, id, signed);
+        }
         let _ = self.outbox.send(ReadyRead {
             id: id.to_string(),
             signed: signed.to_string(),
@@ -498,9 +507,9 @@ impl Executor {
         true
     }
 
-    /// Sends this provider's readiness reports to the leader, batching
-    /// whatever queued while the previous report was in flight. Reports
-    /// wait for a leader; a new leader hears of every read still held.
+    /// Reports reads this provider holds that are still unanswered after
+    /// [`reads::STRAGGLER_DELAY`] to the leader (batched); a new leader
+    /// hears of every read still held.
     async fn report_ready(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let Some(mut rx) = self
             .outbox_rx
@@ -511,44 +520,61 @@ impl Executor {
             return;
         };
         let mut changes = self.sequencer.changes();
+        let mut waiting: std::collections::VecDeque<(tokio::time::Instant, ReadyRead)> =
+            std::collections::VecDeque::new();
         let mut queue: Vec<ReadyRead> = Vec::new();
         let mut last_leader = 0;
         loop {
-            if queue.is_empty() {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    r = rx.recv() => match r { Some(r) => queue.push(r), None => return },
-                    _ = changes.changed() => {}
-                }
+            let due = waiting.front().map(|(t, _)| *t);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = rx.recv() => match r {
+                    Some(r) => waiting.push_back(
+                        (tokio::time::Instant::now() + reads::STRAGGLER_DELAY, r),
+                    ),
+                    None => return,
+                },
+                _ = changes.changed() => {}
+                _ = async {
+                    match due {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
             }
-            while let Ok(more) = rx.try_recv() {
-                queue.push(more);
+            while let Ok(r) = rx.try_recv() {
+                waiting.push_back((tokio::time::Instant::now() + reads::STRAGGLER_DELAY, r));
+            }
+            let now = tokio::time::Instant::now();
+            while waiting.front().is_some_and(|(t, _)| *t <= now) {
+                if let Some((_, r)) = waiting.pop_front() {
+                    queue.push(r);
+                }
             }
             let status = self.sequencer.status();
             if status.leader != last_leader && status.leader != 0 {
                 last_leader = status.leader;
-                for r in self.reads.unfinished() {
+                for (r, _) in self.reads.unfinished() {
                     if !queue.contains(&r) {
                         queue.push(r);
                     }
                 }
             }
-            // Finished or expired meanwhile: nothing to report.
+            // Answered meanwhile (the usual case): nothing to report.
             queue.retain(|r| self.reads.part(&r.id).is_some());
+            if queue.is_empty() {
+                continue;
+            }
             debug!(
                 leader = status.leader,
                 reads = queue.len(),
                 "reporting held reads"
             );
-            if queue.is_empty() {
-                continue;
-            }
             match status.leader.checked_sub(1).map(|l| l as u8) {
                 Some(l) if l == self.config.me => {
                     for r in queue.drain(..) {
                         self.board.mark(l, &r.id, &r.signed);
                     }
-                    continue;
                 }
                 Some(l) => {
                     let client = self
@@ -569,18 +595,19 @@ impl Executor {
                         if let Ok(ack) = client.ready(wire).await {
                             if ack.into_inner().leader {
                                 queue.clear();
-                                continue;
                             }
                         }
                     }
                 }
                 None => {}
             }
-            // No leader, or it did not take the report: try again soon.
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            if !queue.is_empty() {
+                // No leader, or it did not take the report: again soon.
+                waiting.extend(
+                    queue
+                        .drain(..)
+                        .map(|r| (tokio::time::Instant::now() + Duration::from_millis(50), r)),
+                );
             }
         }
     }
@@ -638,7 +665,9 @@ impl Executor {
         let mut requests = Vec::with_capacity(p.reads.len());
         let mut missing = Vec::new();
         for (i, r) in p.reads.iter().enumerate() {
-            match self.reads.part(&r.id) {
+            // The leader starts a read on its own part: ours may be a
+            // moment behind.
+            match self.reads.wait_part(&r.id, READ_PART_WAIT).await {
                 Some(read) if read.signed == r.signed => requests.push(Request {
                     seq: at + 1 + i as u64,
                     id: r.id.clone(),
@@ -856,12 +885,7 @@ impl Executor {
                 .split_once(NOT_HELD)
                 .map(|(_, ids)| ids.split([',', ' ']).collect())
                 .unwrap_or_default();
-            self.board.retry(
-                reads
-                    .into_iter()
-                    .filter(|r| !gone.contains(&r.id.as_str()))
-                    .collect(),
-            );
+            self.board.retry(reads, &gone);
         }
     }
 }

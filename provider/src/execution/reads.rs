@@ -57,34 +57,78 @@ pub enum Submitted {
     Wait(watch::Receiver<Option<ReadResult>>),
     /// The id belongs to another signed request.
     Reused,
+    /// This request was answered long ago and its answer is no longer
+    /// kept: a replay.
+    Replayed,
+}
+
+/// How long a finished read's answer is kept for retries.
+const ANSWER_KEEP: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Store {
+    held: HashMap<String, Held>,
+    /// Ids of reads whose answers were dropped, with their signed hash,
+    /// until their timestamps are stale anyway.
+    seen: HashMap<String, (String, Instant)>,
+    swept: Option<Instant>,
+}
+
+impl Store {
+    /// Drops old answers (keeping their ids) and old ids; at most every
+    /// few seconds, so the cost is not paid per request.
+    fn sweep(&mut self) {
+        if self
+            .swept
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        self.swept = Some(Instant::now());
+        let seen = &mut self.seen;
+        self.held.retain(|id, h| {
+            let keep = h.since.elapsed() < h.read.window + ANSWER_KEEP;
+            if !keep {
+                seen.insert(id.clone(), (h.read.signed.clone(), h.since));
+            }
+            keep
+        });
+        self.seen.retain(|_, (_, t)| t.elapsed() < REMEMBER);
+    }
 }
 
 /// The reads held at one provider, waiting for their batch.
 #[derive(Default)]
 pub struct Reads {
-    held: Mutex<HashMap<String, Held>>,
+    store: Mutex<Store>,
+    arrived: Notify,
 }
 
 impl Reads {
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Holds `read` under `id` (or finds the earlier submission of the
     /// same signed request).
     pub fn submit(&self, id: &str, read: ReadPart) -> Submitted {
-        let mut held = self.held();
-        if held.len() > 4096 {
-            held.retain(|_, h| h.since.elapsed() < REMEMBER.max(h.read.window * 2));
-        }
-        if let Some(h) = held.get(id) {
+        let mut store = self.store();
+        store.sweep();
+        if let Some(h) = store.held.get(id) {
             if h.read.signed != read.signed {
                 return Submitted::Reused;
             }
             return Submitted::Wait(h.done.subscribe());
         }
+        if let Some((signed, _)) = store.seen.get(id) {
+            return if *signed == read.signed {
+                Submitted::Replayed
+            } else {
+                Submitted::Reused
+            };
+        }
         let (done, rx) = watch::channel(None);
-        held.insert(
+        store.held.insert(
             id.to_string(),
             Held {
                 read,
@@ -92,46 +136,78 @@ impl Reads {
                 done,
             },
         );
+        drop(store);
+        self.arrived.notify_waiters();
         Submitted::Wait(rx)
     }
 
     /// The read `id`, if held here and not finished.
     pub fn part(&self, id: &str) -> Option<ReadPart> {
-        let held = self.held();
-        let h = held.get(id)?;
+        let store = self.store();
+        let h = store.held.get(id)?;
         let pending = h.done.borrow().is_none();
         pending.then(|| h.read.clone())
     }
 
-    /// Every read held here and not finished, for a new leader.
-    pub fn unfinished(&self) -> Vec<ReadyRead> {
-        self.held()
+    /// The read `id`, waiting up to `wait` for its part to arrive (the
+    /// leader may start a read before this provider's part is here).
+    pub async fn wait_part(&self, id: &str, wait: Duration) -> Option<ReadPart> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(p) = self.part(id) {
+                return Some(p);
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.part(id);
+            }
+        }
+    }
+
+    /// Every read held here and not finished, for a new leader, with how
+    /// long each has been held.
+    pub fn unfinished(&self) -> Vec<(ReadyRead, Duration)> {
+        self.store()
+            .held
             .iter()
             .filter(|(_, h)| h.done.borrow().is_none())
-            .map(|(id, h)| ReadyRead {
-                id: id.clone(),
-                signed: h.read.signed.clone(),
+            .map(|(id, h)| {
+                (
+                    ReadyRead {
+                        id: id.clone(),
+                        signed: h.read.signed.clone(),
+                    },
+                    h.since.elapsed(),
+                )
             })
             .collect()
     }
 
     /// The result of read `id` if it is known here (finished or pending).
     pub fn status(&self, id: &str) -> Option<watch::Receiver<Option<ReadResult>>> {
-        self.held().get(id).map(|h| h.done.subscribe())
+        self.store().held.get(id).map(|h| h.done.subscribe())
+    }
+
+    /// Whether `id` is (or was recently) a read here.
+    pub fn knows(&self, id: &str) -> bool {
+        let store = self.store();
+        store.held.contains_key(id) || store.seen.contains_key(id)
     }
 
     /// Records the result of read `id` and wakes its waiters.
     pub fn finish(&self, id: &str, result: ReadResult) {
-        if let Some(h) = self.held().get(id) {
+        if let Some(h) = self.store().held.get(id) {
             h.done.send_replace(Some(result));
         }
     }
 
-    /// Ends read `id` if its window (plus 200 ms) has passed
-    /// without its batch; returns its result if it has one now.
+    /// Ends read `id` if its window (plus 200 ms) has passed without its
+    /// batch; returns its result if it has one now.
     pub fn expire(&self, id: &str) -> Option<ReadResult> {
-        let held = self.held();
-        let h = held.get(id)?;
+        let store = self.store();
+        let h = store.held.get(id)?;
         if let Some(r) = h.done.borrow().clone() {
             return Some(r);
         }
@@ -145,7 +221,7 @@ impl Reads {
 
     /// Number of reads held (finished ones included until forgotten).
     pub fn len(&self) -> usize {
-        self.held().len()
+        self.store().held.len()
     }
 
     /// Whether no read is held.
@@ -154,12 +230,12 @@ impl Reads {
     }
 }
 
-/// A read all three providers hold.
+/// A read the coordinator may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadyRead {
     /// Request id.
     pub id: String,
-    /// The signed request's hash all three reported.
+    /// The signed request's hash (the peers check theirs against it).
     pub signed: String,
 }
 
@@ -167,19 +243,44 @@ struct Mark {
     signed: String,
     mask: u8,
     conflict: bool,
+    /// Queued (or run) already for this round of readiness.
+    queued: bool,
+    /// A peer did not hold it when it ran: wait for all three reports.
+    strict: bool,
     since: Instant,
     attempts: u8,
 }
 
-/// The leader's view of which reads all three providers hold.
-#[derive(Default)]
+/// The leader's view of which reads can run.
+///
+/// The client sends its three parts at the same moment, so when the
+/// leader holds its own part the peers almost always hold theirs: the
+/// leader starts the read at once (*optimistically*) and each peer waits
+/// briefly for its part. A read a peer did not hold in time drops out of
+/// its batch and then runs only once all three providers have reported
+/// holding it (providers report reads still unanswered after
+/// [`STRAGGLER_DELAY`]).
 pub struct Board {
-    marks: Mutex<(HashMap<String, Mark>, VecDeque<ReadyRead>)>,
+    me: u8,
+    marks: Mutex<(HashMap<String, Mark>, VecDeque<ReadyRead>, Instant)>,
     /// Woken when a read becomes ready.
     pub notify: Notify,
 }
 
+/// How long a provider waits before reporting a read it holds that has
+/// not been answered (the leader may have started it without the report).
+pub const STRAGGLER_DELAY: Duration = Duration::from_millis(100);
+
 impl Board {
+    /// The board of provider `me`.
+    pub fn new(me: u8) -> Board {
+        Board {
+            me,
+            marks: Mutex::new((HashMap::new(), VecDeque::new(), Instant::now())),
+            notify: Notify::new(),
+        }
+    }
+
     /// Notes that `provider` holds read `id` of signed request `signed`.
     /// Returns whether the read just became ready.
     pub fn mark(&self, provider: u8, id: &str, signed: &str) -> bool {
@@ -187,14 +288,19 @@ impl Board {
             return false;
         }
         let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        let (marks, ready) = &mut *g;
-        if marks.len() > 4096 {
+        let (marks, ready, swept) = &mut *g;
+        // Forget old marks now and then (not on every call: that would
+        // scan the map per request).
+        if swept.elapsed() > Duration::from_secs(5) {
             marks.retain(|_, m| m.since.elapsed() < REMEMBER);
+            *swept = Instant::now();
         }
         let m = marks.entry(id.to_string()).or_insert_with(|| Mark {
             signed: signed.to_string(),
             mask: 0,
             conflict: false,
+            queued: false,
+            strict: false,
             since: Instant::now(),
             attempts: 0,
         });
@@ -204,24 +310,23 @@ impl Board {
             m.conflict = true;
             return false;
         }
-        let was = m.mask;
         m.mask |= 1 << provider;
-        // A retry re-announces a read that already ran: run it again only
-        // if it is still held (the peers check that).
-        if m.mask == 0b111 && (was != 0b111 || m.since.elapsed() > Duration::from_secs(1)) {
-            if m.conflict {
-                return false;
-            }
-            m.since = Instant::now();
-            ready.push_back(ReadyRead {
-                id: id.to_string(),
-                signed: m.signed.clone(),
-            });
-            drop(g);
-            self.notify.notify_one();
-            return true;
+        let go = if m.strict {
+            m.mask == 0b111
+        } else {
+            m.mask & (1 << self.me) != 0
+        };
+        if !go || m.queued || m.conflict {
+            return false;
         }
-        false
+        m.queued = true;
+        ready.push_back(ReadyRead {
+            id: id.to_string(),
+            signed: m.signed.clone(),
+        });
+        drop(g);
+        self.notify.notify_one();
+        true
     }
 
     /// Takes up to `n` ready reads.
@@ -232,19 +337,33 @@ impl Board {
         ready.drain(..k).collect()
     }
 
+    /// Number of reads waiting.
+    pub fn ready_len(&self) -> usize {
+        self.marks.lock().unwrap_or_else(|p| p.into_inner()).1.len()
+    }
+
     /// Queues reads of a failed batch again, each at most three times in
-    /// all (then the clients' waits run out and they retry).
-    pub fn retry(&self, reads: Vec<ReadyRead>) {
+    /// all (then the clients' waits run out and they retry). Reads in
+    /// `not_held` (a peer lacked its part) wait for all three reports.
+    pub fn retry(&self, reads: Vec<ReadyRead>, not_held: &[&str]) {
         let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-        let (marks, ready) = &mut *g;
+        let (marks, ready, _) = &mut *g;
         let mut any = false;
         for r in reads {
-            if let Some(m) = marks.get_mut(&r.id) {
-                m.attempts += 1;
-                if m.attempts < 3 {
+            let Some(m) = marks.get_mut(&r.id) else {
+                continue;
+            };
+            m.attempts += 1;
+            if not_held.contains(&r.id.as_str()) {
+                m.strict = true;
+                m.queued = m.mask == 0b111 && m.attempts < 3;
+                if m.queued {
                     ready.push_back(r);
                     any = true;
                 }
+            } else if m.attempts < 3 {
+                ready.push_back(r);
+                any = true;
             }
         }
         drop(g);
@@ -255,16 +374,11 @@ impl Board {
 
     /// Whether reads are waiting.
     pub fn has_ready(&self) -> bool {
-        !self
-            .marks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .is_empty()
+        self.ready_len() > 0
     }
 
     /// Forgets everything (this provider stopped leading: the new leader
-    /// collects readiness afresh from retries).
+    /// collects readiness afresh).
     pub fn clear(&self) {
         let mut g = self.marks.lock().unwrap_or_else(|p| p.into_inner());
         g.0.clear();
@@ -317,11 +431,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_read_is_ready_once_all_three_hold_the_same_request() {
-        let b = Board::default();
-        assert!(!b.mark(0, "r1", "h"));
-        assert!(!b.mark(2, "r1", "h"));
-        assert!(!b.has_ready());
+    fn the_leaders_own_part_starts_a_read_once() {
+        let b = Board::new(1);
+        assert!(!b.mark(0, "r1", "h"), "a peer's report alone does not");
         assert!(b.mark(1, "r1", "h"));
         assert_eq!(
             b.take(10),
@@ -330,18 +442,30 @@ mod tests {
                 signed: "h".into()
             }]
         );
-        // A duplicate announcement right away does not run it twice.
+        // Later reports do not run it twice.
+        assert!(!b.mark(2, "r1", "h"));
         assert!(!b.mark(1, "r1", "h"));
         assert!(b.take(10).is_empty());
     }
 
     #[test]
+    fn a_read_a_peer_lacked_waits_for_all_three_reports() {
+        let b = Board::new(0);
+        assert!(b.mark(0, "r", "h"));
+        let taken = b.take(10);
+        b.retry(taken, &["r"]);
+        assert!(!b.has_ready());
+        assert!(!b.mark(1, "r", "h"));
+        assert!(b.mark(2, "r", "h"));
+        assert_eq!(b.take(10).len(), 1);
+    }
+
+    #[test]
     fn conflicting_requests_under_one_id_never_run() {
-        let b = Board::default();
+        let b = Board::new(1);
         b.mark(0, "r", "a");
-        b.mark(1, "r", "b");
-        b.mark(2, "r", "a");
-        assert!(!b.mark(1, "r", "a"));
+        b.mark(2, "r", "b");
+        assert!(!b.mark(1, "r", "b"));
         assert!(!b.has_ready());
         assert!(!b.mark(7, "x", "a"), "no provider 7");
     }
