@@ -784,7 +784,15 @@ impl Executor {
                     },
                 };
                 let shared = gate.clone().read_owned().await;
-                let reads = self.board.take(self.config.max_batch.max(1));
+                // Leave some for the other free slots, so concurrent read
+                // batches share the queue instead of one taking it all.
+                let share = self
+                    .board
+                    .ready_len()
+                    .div_ceil(read_slots.available_permits() + 1);
+                let reads = self
+                    .board
+                    .take(share.clamp(1, self.config.max_batch.max(1)));
                 if reads.is_empty() {
                     continue;
                 }
