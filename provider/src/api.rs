@@ -118,16 +118,21 @@ async fn answer(s: &AdminState, id: &str, o: &Outcome, wait: Duration) -> Respon
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
             }
         }
-        Outcome::Aborted { reason } => (
-            StatusCode::CONFLICT,
-            Json(json!({"error": {
-                "code": "aborted",
-                "message": format!("request {id} was aborted: {reason}"),
-                "request_id": id,
-            }})),
-        )
-            .into_response(),
+        Outcome::Aborted { reason } => aborted(id, reason),
     }
+}
+
+/// `409 aborted` for request `id`.
+fn aborted(id: &str, reason: &str) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": {
+            "code": "aborted",
+            "message": format!("request {id} was aborted: {reason}"),
+            "request_id": id,
+        }})),
+    )
+        .into_response()
 }
 
 fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -434,15 +439,7 @@ async fn read_answer(
             "result": answer_json(&a),
         }))
         .into_response(),
-        Err(reason) => (
-            StatusCode::CONFLICT,
-            Json(json!({"error": {
-                "code": "aborted",
-                "message": format!("request {id} was aborted: {reason}"),
-                "request_id": id,
-            }})),
-        )
-            .into_response(),
+        Err(reason) => aborted(id, &reason),
     }
 }
 

@@ -405,11 +405,24 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
                 ],
             )
             .await?;
-        // Next tells us what it got from its next, our prev; prev tells us
-        // what it got from its prev, our next.
-        let bad = if got[0].as_ref() != d_prev.as_slice() {
+        self.compare_digests(&got[0], &got[1], &d_prev, &d_next)
+            .await
+    }
+
+    /// Compares the digests next and prev sent us with ours: next tells us
+    /// what it got from its next (our prev), prev what it got from its prev
+    /// (our next). A mismatch names the party that sent two versions.
+    async fn compare_digests(
+        &mut self,
+        from_next: &[u8],
+        from_prev: &[u8],
+        d_prev: &[u8; 32],
+        d_next: &[u8; 32],
+    ) -> SmcResult<()> {
+        let me = self.me();
+        let bad = if from_next != d_prev.as_slice() {
             Some((me.prev(), me.next()))
-        } else if got[1].as_ref() != d_next.as_slice() {
+        } else if from_prev != d_next.as_slice() {
             Some((me.next(), me.prev()))
         } else {
             None
@@ -467,25 +480,8 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             return Err(e);
         };
         let (products, digest_from_next) = from_next.split_at(split);
-        // Next tells us what it got from its next, our prev; prev tells us
-        // what it got from its prev, our next.
-        let bad = if digest_from_next != d_prev.as_slice() {
-            Some((me.prev(), me.next()))
-        } else if got[1].as_ref() != d_next.as_slice() {
-            Some((me.next(), me.prev()))
-        } else {
-            None
-        };
-        if let Some((value_from, check_from)) = bad {
-            let e = SmcError::Inconsistent {
-                at: self.last_op(),
-                value_from,
-                check_from,
-                index: None,
-            };
-            self.fail(self.last_op(), &e).await;
-            return Err(e);
-        }
+        self.compare_digests(digest_from_next, &got[1], &d_prev, &d_next)
+            .await?;
         let second = self.decode(me.next(), products, z.len())?;
         Ok(ShareVec { first: z, second })
     }
