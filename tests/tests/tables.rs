@@ -525,3 +525,93 @@ fn operator_imports_rows_in_bulk_for_their_owners() {
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("not_importer"), "{body}");
 }
+
+/// A resolution whose part reaches one provider late still runs (the
+/// leader started it on its own part, the late peer named it, and it ran
+/// once all three reported holding it); one whose part never reaches a
+/// provider ends with a clear `409 aborted` at the others, not a hang.
+#[test]
+fn late_and_missing_resolution_parts() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let alice = TestClient::new(&cluster, 1);
+    alice.enroll();
+    assert_eq!(alice.register("dave", "sip:dave@192.0.2.4", 3600), "ok");
+    let leader = (0..3)
+        .find(|&i| {
+            cluster
+                .get(i, "/v1/admin/raft")
+                .is_ok_and(|r| r["role"] == "leader")
+        })
+        .expect("a leader");
+    let late = (leader + 1) % 3;
+
+    // The late provider gets its part 300 ms after the others.
+    let id = alice.id();
+    let bodies = alice.bodies(
+        &id,
+        "resolve",
+        &sharecall_tests::table::key_parts("dave"),
+        10_000,
+    );
+    let replies: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let cluster = &cluster;
+                s.spawn(move || {
+                    if i == late {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                    }
+                    cluster.post(i, "/v1/requests", body.clone())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (i, r) in replies.iter().enumerate() {
+        let v = r.as_ref().unwrap_or_else(|e| panic!("provider {i}: {e:?}"));
+        assert_eq!(v["status"], "done", "provider {i}: {v}");
+        assert_eq!(v["result"]["code"], "ok", "provider {i}: {v}");
+        assert!(v["seq"].is_null(), "resolutions are not logged: {v}");
+    }
+
+    // A part that never arrives: the other two answer 409 after the window.
+    let id = alice.id();
+    let bodies = alice.bodies(
+        &id,
+        "resolve",
+        &sharecall_tests::table::key_parts("dave"),
+        500,
+    );
+    let started = std::time::Instant::now();
+    let replies: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != late)
+            .map(|(i, body)| {
+                let cluster = &cluster;
+                s.spawn(move || (i, cluster.post(i, "/v1/requests", body.clone())))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (i, r) in replies {
+        match r {
+            Err((409, body)) => assert!(body.contains("aborted"), "provider {i}: {body}"),
+            other => panic!("provider {i}: expected 409 aborted, got {other:?}"),
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the abort took {:?}",
+        started.elapsed()
+    );
+}

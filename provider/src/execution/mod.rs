@@ -844,15 +844,20 @@ impl Executor {
             Ok(_) => true,
             Err(e) => {
                 warn!(from, to, "execute job failed: {e}");
-                // A peer that committed a batch we did not: catch up.
-                if let (Some(peer), true) = (e.peer, e.detail.contains("ahead: executed through")) {
-                    if peer != u32::from(self.config.me) {
-                        if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
-                            debug!("catch-up from provider {peer}: {e}");
-                        }
-                    }
-                }
+                self.catch_up_after_failure().await;
                 false
+            }
+        }
+    }
+
+    /// After a failed job: peers that committed batches this coordinator
+    /// did not (it crashed before its commit) would refuse every batch
+    /// from here as "ahead", and which peer's error the gateway reports
+    /// varies; so ask each peer for transcripts past our cursor.
+    async fn catch_up_after_failure(&self) {
+        for (peer, _) in &self.peers {
+            if let Err(e) = self.catch_up(*peer, u64::MAX).await {
+                debug!("catch-up from provider {peer}: {e}");
             }
         }
     }
@@ -879,13 +884,7 @@ impl Executor {
         let purpose = format!("resolve {} at {at}", reads.len());
         if let Err(e) = gateway.run(TaskKind::Execute, &bytes, &purpose).await {
             warn!(at, reads = reads.len(), "read batch failed: {e}");
-            if let (Some(peer), true) = (e.peer, e.detail.contains("ahead: executed through")) {
-                if peer != u32::from(self.config.me) {
-                    if let Err(e) = self.catch_up(peer as u8, u64::MAX).await {
-                        debug!("catch-up from provider {peer}: {e}");
-                    }
-                }
-            }
+            self.catch_up_after_failure().await;
             // Reads a peer does not hold (finished or expired there) would
             // fail every batch they are in.
             let gone: Vec<&str> = e

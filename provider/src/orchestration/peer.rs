@@ -356,9 +356,14 @@ impl Handler {
                     other => crate::smc::SmcError::InvalidInput(other.to_string()),
                 })
         };
+        // An `execute` session is not cut short by an Abort: a peer whose
+        // batch computed must still commit it (a peer that crashed at that
+        // moment catches up from its transcript later); a stuck one ends
+        // at the SMC operation timeout.
+        let abortable = kind != TaskKind::Execute;
         let outcome = tokio::select! {
             r = tokio::time::timeout(self.timeouts.session, run) => r,
-            () = cancel.cancelled() => {
+            () = cancel.cancelled(), if abortable => {
                 return (
                     Status::Aborted,
                     "the gateway aborted the job".into(),
