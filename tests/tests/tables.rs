@@ -128,6 +128,17 @@ fn tree_table_every_operation() {
     every_operation("tree/4");
 }
 
+/// The provider that leads the raft group now.
+fn leader(cluster: &Cluster) -> usize {
+    (0..3)
+        .find(|&i| {
+            cluster
+                .get(i, "/v1/admin/raft")
+                .is_ok_and(|r| r["role"] == "leader")
+        })
+        .expect("a leader")
+}
+
 /// The three providers' table digests, once they have all executed `seq`.
 fn digests_at(cluster: &Cluster, seq: u64) -> Vec<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -302,13 +313,7 @@ fn concurrent_requests_run_in_batches_and_match_the_model() {
     });
     // Throughput grows with load: jobs carried more than one request.
     // The coordinator runs the batches, so its metrics hold them all.
-    let leader = (0..3)
-        .find(|&i| {
-            cluster
-                .get(i, "/v1/admin/raft")
-                .is_ok_and(|r| r["role"] == "leader")
-        })
-        .expect("a leader");
+    let leader = leader(&cluster);
     let metrics = cluster.get_text(leader, "/metrics");
     let value = |name: &str| -> f64 {
         metrics
@@ -536,13 +541,7 @@ fn late_and_missing_resolution_parts() {
     let alice = TestClient::new(&cluster, 1);
     alice.enroll();
     assert_eq!(alice.register("dave", "sip:dave@192.0.2.4", 3600), "ok");
-    let leader = (0..3)
-        .find(|&i| {
-            cluster
-                .get(i, "/v1/admin/raft")
-                .is_ok_and(|r| r["role"] == "leader")
-        })
-        .expect("a leader");
+    let leader = leader(&cluster);
     let late = (leader + 1) % 3;
 
     // The late provider gets its part 300 ms after the others.
