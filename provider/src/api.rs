@@ -25,7 +25,7 @@ use tracing::{info, info_span, Instrument};
 
 use crate::admin::{bad_request_id, error, AdminState};
 use crate::execution::batch::Answer;
-use crate::execution::reads::{ReadPart, ReadResult, Submitted};
+use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
 use crate::orchestration::task::now_ms;
 use crate::sequencer::lifecycle::{self, Outcome};
@@ -33,8 +33,6 @@ use crate::tables::part::{encode_shares, Kind, Part};
 
 /// Largest accepted distance between a request's timestamp and our clock.
 const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
-/// How long past its window a resolution may still wait for its batch.
-const READ_GRACE: Duration = Duration::from_millis(200);
 /// Largest accepted part (decoded).
 const MAX_PART: usize = 16 * 1024;
 /// Largest accepted import part (decoded).
@@ -252,13 +250,14 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
                 ),
             );
         }
-        crate::tables::part::parse_import(&part).map(|_| ())
+        crate::tables::part::parse_import(&part).map(|_| None)
     } else {
-        Part::parse(kind, &part).map(|_| ())
+        Part::parse(kind, &part).map(Some)
     };
-    if let Err(e) = parsed {
-        return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string());
-    }
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
+    };
     let db = s.sequencer.store().database();
     match crate::accounts::is_enrolled(db, &account) {
         Ok(true) => {}
@@ -275,8 +274,8 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
     let signed_hash = blake3::hash(&signed).to_hex().to_string();
-    if kind == Kind::Resolve {
-        return submit_read(&s, &req, account, signed_hash, &part).await;
+    if let (Kind::Resolve, Some(parsed)) = (kind, parsed) {
+        return submit_read(&s, &req, account, signed_hash, parsed).await;
     }
     if s.executor.reads().knows(&req.request_id) {
         return id_reused(&req.request_id);
@@ -371,7 +370,7 @@ async fn submit_read(
     req: &PartRequest,
     account: [u8; 32],
     signed: String,
-    part: &[u8],
+    parsed: Part,
 ) -> Response {
     let id = &req.request_id;
     match store::request(s.sequencer.store().database(), id) {
@@ -379,10 +378,6 @@ async fn submit_read(
         Ok(None) => {}
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
-    let parsed = match Part::parse(Kind::Resolve, part) {
-        Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
-    };
     let reads = s.executor.reads();
     if !reads.knows(id) {
         if let Some(r) = rate_limited(s, &account) {

@@ -90,6 +90,22 @@ async fn tampered_share_is_detected_and_named() {
     assert_eq!(c.expect("P2"), expected);
 }
 
+/// Some party's error names `liar` as the one that sent two versions.
+fn assert_named(liar: PartyId, results: [&SmcResult<Vec<Fp>>; 3]) {
+    let named = results.iter().any(
+        |r| matches!(r, Err(SmcError::Inconsistent { value_from, .. }) if *value_from == liar),
+    );
+    assert!(named, "{results:?}");
+}
+
+/// All three parties opened 0², 1², …, (n−1)².
+fn assert_squares(n: u64, results: [SmcResult<Vec<Fp>>; 3]) {
+    let expected: Vec<Fp> = (0..n).map(|v| Fp::from_u64(v * v)).collect();
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap_or_else(|e| panic!("P{i}: {e}")), expected, "P{i}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn equivocating_opening_is_caught_by_verify() {
     let cluster = LocalCluster::start(&small_config(Duration::from_secs(5)))
@@ -112,10 +128,7 @@ async fn equivocating_opening_is_caught_by_verify() {
         mo(e1, &x[1], None),
         mo(e2, &x[2], None)
     );
-    let named_p0 = [&a, &b, &c].iter().any(
-        |r| matches!(r, Err(SmcError::Inconsistent { value_from, .. }) if *value_from == p(0)),
-    );
-    assert!(named_p0, "{a:?} {b:?} {c:?}");
+    assert_named(p(0), [&a, &b, &c]);
     // Both honest parties refuse the result; the liar's own view is moot.
     assert!(b.is_err() && c.is_err(), "{a:?} {b:?} {c:?}");
 
@@ -127,10 +140,7 @@ async fn equivocating_opening_is_caught_by_verify() {
         Ok(v)
     }
     let (a, b, c) = tokio::join!(honest(e0, &x[0]), honest(e1, &x[1]), honest(e2, &x[2]));
-    let expected: Vec<Fp> = (0..5u64).map(|v| Fp::from_u64(v * v)).collect();
-    assert_eq!(a.expect("P0"), expected);
-    assert_eq!(b.expect("P1"), expected);
-    assert_eq!(c.expect("P2"), expected);
+    assert_squares(5, [a, b, c]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +166,7 @@ async fn equivocating_opening_is_caught_by_mul_verify() {
         mo(e1, &x[1], None),
         mo(e2, &x[2], Some(p(0)))
     );
-    let named_p2 = [&a, &b, &c].iter().any(
-        |r| matches!(r, Err(SmcError::Inconsistent { value_from, .. }) if *value_from == p(2)),
-    );
-    assert!(named_p2, "{a:?} {b:?} {c:?}");
+    assert_named(p(2), [&a, &b, &c]);
     assert!(a.is_err() && b.is_err(), "{a:?} {b:?} {c:?}");
 
     // Honest: the fused round multiplies correctly.
@@ -170,10 +177,7 @@ async fn equivocating_opening_is_caught_by_mul_verify() {
         s.open(&fresh).await
     }
     let (a, b, c) = tokio::join!(honest(e0, &x[0]), honest(e1, &x[1]), honest(e2, &x[2]));
-    let expected: Vec<Fp> = (0..5u64).map(|v| Fp::from_u64(v * v)).collect();
-    assert_eq!(a.expect("P0"), expected);
-    assert_eq!(b.expect("P1"), expected);
-    assert_eq!(c.expect("P2"), expected);
+    assert_squares(5, [a, b, c]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

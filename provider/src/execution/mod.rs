@@ -79,20 +79,10 @@ pub struct ExecuteParams {
     /// A read batch: these resolutions, against the table as it stands
     /// after `from - 1` (then `to` is `from - 1`: no writes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reads: Vec<ReadRef>,
+    pub reads: Vec<ReadyRead>,
     /// A read batch's time (decides expiry), from the coordinator's clock.
     #[serde(default)]
     pub at_ms: u64,
-}
-
-/// One resolution of a read batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadRef {
-    /// Request id.
-    pub id: String,
-    /// The signed request's hash all three providers reported.
-    pub signed: String,
 }
 
 /// Why a batch was not executed here.
@@ -554,7 +544,7 @@ impl Executor {
             let status = self.sequencer.status();
             if status.leader != last_leader && status.leader != 0 {
                 last_leader = status.leader;
-                for (r, _) in self.reads.unfinished() {
+                for r in self.reads.unfinished() {
                     if !queue.contains(&r) {
                         queue.push(r);
                     }
@@ -664,10 +654,11 @@ impl Executor {
         }
         let mut requests = Vec::with_capacity(p.reads.len());
         let mut missing = Vec::new();
+        // The leader starts a read on its own part: ours may be a moment
+        // behind. One wait for the whole batch, not one per read.
+        let deadline = tokio::time::Instant::now() + READ_PART_WAIT;
         for (i, r) in p.reads.iter().enumerate() {
-            // The leader starts a read on its own part: ours may be a
-            // moment behind.
-            match self.reads.wait_part(&r.id, READ_PART_WAIT).await {
+            match self.reads.wait_part(&r.id, deadline).await {
                 Some(read) if read.signed == r.signed => requests.push(Request {
                     seq: at + 1 + i as u64,
                     id: r.id.clone(),
@@ -865,23 +856,18 @@ impl Executor {
     /// Runs one read batch at cursor `at`; failed reads are queued again
     /// (a few times) for the next batch.
     async fn run_reads(&self, gateway: &Gateway, at: u64, reads: Vec<ReadyRead>) {
+        let purpose = format!("resolve {} at {at}", reads.len());
         let params = ExecuteParams {
             from: at + 1,
             to: at,
             variant: self.config.variant.name(),
-            reads: reads
-                .iter()
-                .map(|r| ReadRef {
-                    id: r.id.clone(),
-                    signed: r.signed.clone(),
-                })
-                .collect(),
+            reads,
             at_ms: crate::orchestration::task::now_ms(),
         };
         let Ok(bytes) = serde_json::to_vec(&params) else {
             return;
         };
-        let purpose = format!("resolve {} at {at}", reads.len());
+        let reads = params.reads;
         if let Err(e) = gateway.run(TaskKind::Execute, &bytes, &purpose).await {
             warn!(at, reads = reads.len(), "read batch failed: {e}");
             self.catch_up_after_failure().await;

@@ -62,6 +62,9 @@ pub enum Submitted {
     Replayed,
 }
 
+/// How long past its window a read may still wait for its batch.
+pub const READ_GRACE: Duration = Duration::from_millis(200);
+
 /// How long a finished read's answer is kept for retries.
 const ANSWER_KEEP: Duration = Duration::from_secs(60);
 
@@ -149,10 +152,9 @@ impl Reads {
         pending.then(|| h.read.clone())
     }
 
-    /// The read `id`, waiting up to `wait` for its part to arrive (the
-    /// leader may start a read before this provider's part is here).
-    pub async fn wait_part(&self, id: &str, wait: Duration) -> Option<ReadPart> {
-        let deadline = tokio::time::Instant::now() + wait;
+    /// The read `id`, waiting until `deadline` for its part to arrive
+    /// (the leader may start a read before this provider's part is here).
+    pub async fn wait_part(&self, id: &str, deadline: tokio::time::Instant) -> Option<ReadPart> {
         loop {
             let arrived = self.arrived.notified();
             tokio::pin!(arrived);
@@ -166,21 +168,15 @@ impl Reads {
         }
     }
 
-    /// Every read held here and not finished, for a new leader, with how
-    /// long each has been held.
-    pub fn unfinished(&self) -> Vec<(ReadyRead, Duration)> {
+    /// Every read held here and not finished, for a new leader.
+    pub fn unfinished(&self) -> Vec<ReadyRead> {
         self.store()
             .held
             .iter()
             .filter(|(_, h)| h.done.borrow().is_none())
-            .map(|(id, h)| {
-                (
-                    ReadyRead {
-                        id: id.clone(),
-                        signed: h.read.signed.clone(),
-                    },
-                    h.since.elapsed(),
-                )
+            .map(|(id, h)| ReadyRead {
+                id: id.clone(),
+                signed: h.read.signed.clone(),
             })
             .collect()
     }
@@ -203,35 +199,26 @@ impl Reads {
         }
     }
 
-    /// Ends read `id` if its window (plus 200 ms) has passed without its
-    /// batch; returns its result if it has one now.
+    /// Ends read `id` if its window (plus [`READ_GRACE`]) has passed
+    /// without its batch; returns its result if it has one now.
     pub fn expire(&self, id: &str) -> Option<ReadResult> {
         let store = self.store();
         let h = store.held.get(id)?;
         if let Some(r) = h.done.borrow().clone() {
             return Some(r);
         }
-        if h.since.elapsed() <= h.read.window + Duration::from_millis(200) {
+        if h.since.elapsed() <= h.read.window + READ_GRACE {
             return None;
         }
         let r: ReadResult = Err("not all three providers held it within its window".into());
         h.done.send_replace(Some(r.clone()));
         Some(r)
     }
-
-    /// Number of reads held (finished ones included until forgotten).
-    pub fn len(&self) -> usize {
-        self.store().held.len()
-    }
-
-    /// Whether no read is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
-/// A read the coordinator may run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A read the coordinator may run (also how a read batch names it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReadyRead {
     /// Request id.
     pub id: String,
