@@ -7,6 +7,7 @@
 //! exchanged between providers ([`wire`]). Clients, providers and the LEA
 //! tool all depend on this crate.
 
+pub mod bits;
 pub mod encoding;
 pub mod field;
 pub mod request;
@@ -38,5 +39,6 @@ pub mod sequencer {
     include!(concat!(env!("OUT_DIR"), "/sharecall.sequencer.v1.rs"));
 }
 
+pub use bits::BitShare;
 pub use field::{FieldError, Fp, Legendre};
 pub use sharing::{PartyId, Share, ShareError, ShareVec};

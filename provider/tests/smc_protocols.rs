@@ -8,14 +8,17 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
+use sharecall_proto::bits::share_bits;
 use sharecall_proto::sharing::{reconstruct_batch, share_batch};
-use sharecall_proto::{Fp, Legendre, ShareVec};
+use sharecall_proto::{BitShare, Fp, Legendre, ShareVec};
 use sharecall_provider::smc::local::LocalCluster;
-use sharecall_provider::smc::{EngineConfig, LaneSession, PoolSizing, PrfKey, SmcResult, TAG_BITS};
+use sharecall_provider::smc::{
+    Compared, EngineConfig, LaneSession, PoolSizing, PrfKey, Reveal, SmcResult, TAG_BITS,
+};
 
 /// Lanes, one per test function so tests running in parallel never share
 /// a lane (sessions on a lane must be opened in the same order everywhere).
-const LANES: u32 = 8;
+const LANES: u32 = 9;
 
 struct Shared {
     rt: tokio::runtime::Runtime,
@@ -178,6 +181,43 @@ fn prf_values(lane: usize, keys: &[PrfKey; 3], x: Vec<Fp>, seed: u64) -> Vec<u32
     }))
 }
 
+/// XOR shares of `values`, indexed by party.
+fn share_words(values: &[u128], seed: u64) -> [Vec<BitShare>; 3] {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    let mut out: [Vec<BitShare>; 3] = Default::default();
+    for v in values {
+        for (p, s) in share_bits(*v, &mut rng).into_iter().enumerate() {
+            out[p].push(s);
+        }
+    }
+    out
+}
+
+fn compare_words(pairs: &[(u128, u128)], reveal: Vec<Reveal>, seed: u64) -> Vec<Compared> {
+    let a: Vec<u128> = pairs.iter().map(|p| p.0).collect();
+    let b: Vec<u128> = pairs.iter().map(|p| p.1).collect();
+    let (sa, sb) = (share_words(&a, seed), share_words(&b, seed ^ 1));
+    ok3(run3(8, move |p, mut s| {
+        let (x, y, r) = (sa[p].clone(), sb[p].clone(), reveal.clone());
+        async move {
+            let out = s.compare_bits(&x, &y, &r).await?;
+            s.verify().await?;
+            Ok(out)
+        }
+    }))
+}
+
+fn expected_compare(pairs: &[(u128, u128)], reveal: &[Reveal]) -> Vec<Compared> {
+    pairs
+        .iter()
+        .zip(reveal)
+        .map(|((x, y), r)| Compared {
+            less: matches!(r, Reveal::Less | Reveal::Both).then_some(x < y),
+            equal: matches!(r, Reveal::Equal | Reveal::Both).then_some(x == y),
+        })
+        .collect()
+}
+
 fn plaintext_tag(key: &[Fp], x: Fp) -> u32 {
     key.iter().enumerate().fold(0, |acc, (j, k)| {
         acc | (u32::from((*k + x).legendre() == Legendre::Residue) << j)
@@ -243,6 +283,30 @@ proptest! {
         let b: Vec<u128> = pairs.iter().map(|p| p.1).collect();
         let expected: Vec<bool> = pairs.iter().map(|(x, y)| x < y).collect();
         prop_assert_eq!(lt_values(3, fps(&a), fps(&b), seed), expected);
+    }
+
+    #[test]
+    fn compare_bits_equals_plaintext(
+        v in proptest::collection::vec((any::<u128>(), any::<u128>(), 0u8..5, 0u8..3), 0..40),
+        seed in any::<u64>(),
+    ) {
+        // Equal values, neighbours, one flipped bit and the extremes.
+        let pairs: Vec<(u128, u128)> = v
+            .iter()
+            .map(|&(x, y, k, _)| match k {
+                0 => (x, y),
+                1 => (x, x),
+                2 => (x, x.wrapping_add(1)),
+                3 => (x, x ^ (1 << (y % 128))),
+                _ => (if y % 2 == 0 { 0 } else { u128::MAX }, x),
+            })
+            .collect();
+        let reveal: Vec<Reveal> = v
+            .iter()
+            .map(|t| [Reveal::Less, Reveal::Equal, Reveal::Both][usize::from(t.3)])
+            .collect();
+        let expected = expected_compare(&pairs, &reveal);
+        prop_assert_eq!(compare_words(&pairs, reveal, seed), expected);
     }
 
     #[test]
@@ -333,4 +397,25 @@ fn pool_refills_in_the_background() {
     assert_eq!(after.0.consumed, before.0.consumed + 40 * TAG_BITS as u64);
     assert!(after.0.available >= 2048);
     assert!(after.0.produced > before.0.produced);
+}
+
+#[test]
+fn compare_bits_in_a_batch_of_1000() {
+    let mut rng = ChaCha12Rng::seed_from_u64(9);
+    let pairs: Vec<(u128, u128)> = (0..1000)
+        .map(|k| {
+            let mut w = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rng, &mut w);
+            let x = u128::from_le_bytes(w[..16].try_into().expect("16"));
+            let y = u128::from_le_bytes(w[16..].try_into().expect("16"));
+            if k % 3 == 0 {
+                (x, x)
+            } else {
+                (x, y)
+            }
+        })
+        .collect();
+    let reveal = vec![Reveal::Both; pairs.len()];
+    let expected = expected_compare(&pairs, &reveal);
+    assert_eq!(compare_words(&pairs, reveal, 4), expected);
 }

@@ -10,11 +10,13 @@
 //! - [`channel`]: one ordered stream of operations with its inboxes;
 //! - [`session`]: the protocols (`open`, `mul`, `mul_open`, `eq_reveal`,
 //!   `prf_tag`, `lt_reveal`, `verify`);
+//! - [`boolean`]: comparisons of XOR-shared keys (the tree table);
 //! - [`preprocessing`]: random squares and bit blocks made in the background;
 //! - [`linear`]: local operations on shares;
 //! - [`engine`]: lanes, pools and their producers behind one handle;
 //! - [`local`]: three engines on loopback, for the demo, benches and tests.
 
+pub mod boolean;
 pub mod channel;
 pub mod engine;
 pub mod error;
@@ -25,6 +27,7 @@ pub mod prg;
 pub mod session;
 pub mod transport;
 
+pub use boolean::{Compared, Reveal, COMPARE_ROUNDS};
 pub use engine::{Engine, EngineConfig, LaneSession};
 pub use error::{OpRef, SmcError, SmcResult};
 pub use preprocessing::{PoolSizing, PoolStats};

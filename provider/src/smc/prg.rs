@@ -127,6 +127,19 @@ impl Prg {
             .map(|_| draw(&mut self.zero_prev) - draw(&mut self.zero_next))
             .collect()
     }
+
+    /// This party's XOR shares of `n` zero words (the three parties'
+    /// words XOR to zero).
+    pub fn zero_words(&mut self, n: usize) -> Vec<u128> {
+        let word = |rng: &mut ChaCha12Rng| {
+            let mut b = [0u8; 16];
+            rng.fill_bytes(&mut b);
+            u128::from_le_bytes(b)
+        };
+        (0..n)
+            .map(|_| word(&mut self.zero_prev) ^ word(&mut self.zero_next))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +178,16 @@ mod tests {
             assert_ne!(*a, Fp::ZERO);
         }
         assert_eq!(z[0].len(), 20);
+    }
+
+    #[test]
+    fn zero_words_xor_to_zero() {
+        let mut prgs = seeds().map(|s| Prg::new(&s, 0, 1));
+        let z = [0, 1, 2].map(|i| prgs[i].zero_words(20));
+        for k in 0..20 {
+            assert_eq!(z[0][k] ^ z[1][k] ^ z[2][k], 0);
+            assert_ne!(z[0][k], 0);
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! | `eq_reveal` | 1 | as `mul_open` |
 //! | `prf_tag` | 1 | as `mul_open`, 32 elements per value |
 //! | `lt_reveal` | 7 | 1 open, 5 `mul` levels, 1 `mul_open` |
+//! | `and_words` | 1 | as `mul`, on XOR-shared 128-bit words |
+//! | `and_open_words` | 1 | as `mul_open`, on words |
+//! | `compare_bits` | 8 | 7 `and_words` levels, 1 `and_open_words` |
 //! | `verify` | 1 | 32-byte digests to both |
 //! | `mul_verify` | 1 | `mul` and `verify` together |
 
@@ -20,7 +23,7 @@ use std::ops::DerefMut;
 use bytes::Bytes;
 use sharecall_proto::field::{decode_batch, encode_batch};
 use sharecall_proto::wire::FrameKind;
-use sharecall_proto::{Fp, Legendre, PartyId, Share, ShareVec};
+use sharecall_proto::{BitShare, Fp, Legendre, PartyId, Share, ShareVec};
 use tracing::warn;
 
 use super::channel::{Channel, Desync, Pools};
@@ -377,6 +380,117 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             .collect())
     }
 
+    fn decode_words(&self, peer: PartyId, bytes: &[u8], n: usize) -> SmcResult<Vec<u128>> {
+        if bytes.len() != n * 16 {
+            return Err(SmcError::Malformed {
+                peer,
+                at: self.last_op(),
+                reason: format!("{} bytes, expected {n} words", bytes.len()),
+            });
+        }
+        Ok(bytes
+            .chunks_exact(16)
+            .map(|c| {
+                let mut w = [0u8; 16];
+                w.copy_from_slice(c);
+                u128::from_le_bytes(w)
+            })
+            .collect())
+    }
+
+    /// This party's XOR-additive share of a & b (word-wise), re-randomised
+    /// with a fresh zero sharing so it reveals nothing on its own.
+    fn local_and(&mut self, a: &[BitShare], b: &[BitShare]) -> SmcResult<Vec<u128>> {
+        if a.len() != b.len() {
+            return Err(SmcError::InvalidInput(format!(
+                "AND of {} and {} words",
+                a.len(),
+                b.len()
+            )));
+        }
+        let zero = self.ch.prg.zero_words(a.len());
+        Ok(a.iter()
+            .zip(b)
+            .zip(zero)
+            .map(|((x, y), z)| {
+                (x.first & y.first) ^ (x.first & y.second) ^ (x.second & y.first) ^ z
+            })
+            .collect())
+    }
+
+    /// ANDs XOR-shared words bit by bit (1 round): the additive share is
+    /// sent to P_{i−1}, turning it back into a replicated sharing.
+    pub async fn and_words(&mut self, a: &[BitShare], b: &[BitShare]) -> SmcResult<Vec<BitShare>> {
+        let z = self.local_and(a, b)?;
+        if z.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.me();
+        let got = self
+            .round(
+                vec![(me.prev(), FrameKind::Reshare, Bytes::from(words_bytes(&z)))],
+                &[(me.next(), FrameKind::Reshare)],
+            )
+            .await?;
+        let second = self.decode_words(me.next(), &got[0], z.len())?;
+        Ok(z.into_iter()
+            .zip(second)
+            .map(|(first, second)| BitShare { first, second })
+            .collect())
+    }
+
+    /// Opens (a & b) ⊕ c word-wise (1 round): every party sends its
+    /// re-randomised additive share to both peers, and the digests of what
+    /// arrived are checked by the next [`Session::verify`].
+    pub async fn and_open_words(
+        &mut self,
+        a: &[BitShare],
+        b: &[BitShare],
+        c: &[BitShare],
+    ) -> SmcResult<Vec<u128>> {
+        let mut z = self.local_and(a, b)?;
+        if c.len() != z.len() {
+            return Err(SmcError::InvalidInput(
+                "AND-open: linear term length".into(),
+            ));
+        }
+        for (zk, ck) in z.iter_mut().zip(c) {
+            *zk ^= ck.first;
+        }
+        if z.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.me();
+        let payload = Bytes::from(words_bytes(&z));
+        let payload_for = |peer: PartyId| {
+            if self.equivocate_to == Some(peer) {
+                let mut lie = z.clone();
+                lie[0] ^= 1;
+                Bytes::from(words_bytes(&lie))
+            } else {
+                payload.clone()
+            }
+        };
+        let sends = vec![
+            (me.next(), FrameKind::AdditiveOpen, payload_for(me.next())),
+            (me.prev(), FrameKind::AdditiveOpen, payload_for(me.prev())),
+        ];
+        let got = self
+            .round(
+                sends,
+                &[
+                    (me.next(), FrameKind::AdditiveOpen),
+                    (me.prev(), FrameKind::AdditiveOpen),
+                ],
+            )
+            .await?;
+        self.from_next.update(&got[0]);
+        self.from_prev.update(&got[1]);
+        let zn = self.decode_words(me.next(), &got[0], z.len())?;
+        let zp = self.decode_words(me.prev(), &got[1], z.len())?;
+        Ok((0..z.len()).map(|k| z[k] ^ zn[k] ^ zp[k]).collect())
+    }
+
     /// Checks (1 round) that both peers received the same additive
     /// openings from the third party in this session, so a party that sent
     /// different values to its two neighbours is caught before anyone acts
@@ -720,4 +834,13 @@ impl BitBlock {
         }
         (g, e)
     }
+}
+
+/// Words on the wire: 16 bytes each, little-endian.
+fn words_bytes(words: &[u128]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * 16);
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
 }
