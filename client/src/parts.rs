@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
-use sharecall_proto::{Fp, Share};
+use sharecall_proto::{BitShare, Fp, Share};
 
-use crate::registration::EntryPart;
+use crate::registration::{EntryPart, KeyPart};
 
 /// Longest lifetime of a registration, in seconds (365 days).
 pub const TTL_MAX_S: u64 = 31_536_000;
@@ -163,6 +163,8 @@ pub fn check_extra(extra: &[u8]) -> Result<(), PartError> {
 pub struct Part {
     /// This provider's share of the pseudonym key.
     pub key: Share,
+    /// Its XOR share of the same key (required by tree tables).
+    pub key_bits: Option<BitShare>,
     /// This provider's shares of the packed endpoint (register, update).
     pub endpoint: Option<Vec<Share>>,
     /// Lifetime in seconds (register, update).
@@ -178,6 +180,8 @@ pub struct Part {
 struct PartJson {
     key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_bits: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ttl_s: Option<u64>,
@@ -186,10 +190,11 @@ struct PartJson {
 }
 
 impl Part {
-    /// A `resolve` or `delete` part: only the key share.
-    pub fn query(key: Share) -> Part {
+    /// A `resolve` or `delete` part: only the key shares.
+    pub fn query(key: KeyPart) -> Part {
         Part {
-            key,
+            key: key.key,
+            key_bits: Some(key.key_bits),
             endpoint: None,
             ttl_s: None,
             extra: None,
@@ -250,6 +255,7 @@ impl Part {
     pub fn to_bytes(&self) -> Vec<u8> {
         let json = PartJson {
             key: hex::encode(encode_share(&self.key)),
+            key_bits: self.key_bits.map(|b| hex::encode(b.to_bytes())),
             endpoint: self
                 .endpoint
                 .as_deref()
@@ -268,6 +274,7 @@ impl Part {
             serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
         let key = decode_hex("key", &json.key)?;
         let key = decode_share("key", &key)?;
+        let key_bits = decode_bits(json.key_bits.as_deref())?;
         let endpoint = match &json.endpoint {
             None => None,
             Some(h) => Some(decode_share_vector(
@@ -282,6 +289,7 @@ impl Part {
         };
         let part = Part {
             key,
+            key_bits,
             endpoint,
             ttl_s: json.ttl_s,
             extra,
@@ -304,6 +312,7 @@ pub fn entry_parts(
     }
     Ok(entry.map(|e| Part {
         key: e.key,
+        key_bits: Some(e.key_bits),
         endpoint: Some(e.endpoint),
         ttl_s: Some(ttl_s),
         extra: extra.map(<[u8]>::to_vec),
@@ -336,6 +345,7 @@ pub struct ImportEntry {
 #[serde(deny_unknown_fields)]
 struct ImportRowJson {
     key: String,
+    key_bits: String,
     endpoint: String,
     ttl_s: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,6 +389,7 @@ pub fn import_parts(rows: &[ImportEntry]) -> Result<[Vec<u8>; 3], PartError> {
             }
             out.push(ImportRowJson {
                 key: hex::encode(encode_share(&share.key)),
+                key_bits: hex::encode(share.key_bits.to_bytes()),
                 endpoint: hex::encode(encode_share_vector(&share.endpoint)),
                 ttl_s,
                 extra: extra.clone(),
@@ -421,6 +432,7 @@ pub fn parse_import_part(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartErro
                 reason: "expected 32 bytes".into(),
             })?;
             let key = decode_share("key", &decode_hex("key", &r.key)?)?;
+            let key_bits = decode_bits(Some(&r.key_bits))?;
             let endpoint = decode_share_vector(
                 "endpoint",
                 &decode_hex("endpoint", &r.endpoint)?,
@@ -432,6 +444,7 @@ pub fn parse_import_part(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartErro
             };
             let part = Part {
                 key,
+                key_bits,
                 endpoint: Some(endpoint),
                 ttl_s: Some(r.ttl_s),
                 extra,
@@ -444,8 +457,22 @@ pub fn parse_import_part(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartErro
 
 /// The three parts of a `resolve` or `delete` from
 /// [`share_query`](crate::registration::share_query) output.
-pub fn query_parts(shares: [Share; 3]) -> [Part; 3] {
+pub fn query_parts(shares: [KeyPart; 3]) -> [Part; 3] {
     shares.map(Part::query)
+}
+
+/// Parses an optional hex `key_bits` field.
+fn decode_bits(hex_bits: Option<&str>) -> Result<Option<BitShare>, PartError> {
+    hex_bits
+        .map(|h| {
+            decode_hex("key_bits", h).and_then(|b| {
+                BitShare::from_bytes(&b).ok_or_else(|| PartError::Field {
+                    field: "key_bits",
+                    reason: "expected 32 bytes (64 hex digits)".into(),
+                })
+            })
+        })
+        .transpose()
 }
 
 /// `first || second`, 64 bytes.
@@ -881,7 +908,11 @@ mod tests {
         bad.ttl = Duration::ZERO;
         assert!(matches!(import_parts(&[bad]), Err(PartError::BadTtl(_))));
         assert_eq!(
-            Part::query(entries[0].shares[0].key).validate(Kind::Import),
+            Part::query(KeyPart {
+                key: entries[0].shares[0].key,
+                key_bits: entries[0].shares[0].key_bits,
+            })
+            .validate(Kind::Import),
             Err(PartError::ImportIsRows)
         );
         // Answers carry the counts.
@@ -936,7 +967,8 @@ mod tests {
         for part in &parts {
             let bytes = part.to_bytes();
             let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
-            assert_eq!(v.as_object().map(|o| o.len()), Some(1));
+            // The key, in both forms.
+            assert_eq!(v.as_object().map(|o| o.len()), Some(2));
             assert_eq!(Part::from_bytes(Kind::Resolve, &bytes), Ok(part.clone()));
             assert_eq!(Part::from_bytes(Kind::Delete, &bytes), Ok(part.clone()));
             assert!(matches!(
@@ -1084,12 +1116,14 @@ mod tests {
         #[test]
         fn any_part_round_trips(
             key in any::<[u64; 2]>(),
+            bits in prop::option::of(any::<(u128, u128)>()),
             ep in prop::collection::vec(any::<(u64, u64)>(), ENDPOINT_ELEMENTS),
             ttl in 1..=TTL_MAX_S,
             extra in prop::option::of(prop::collection::vec(any::<u8>(), 0..=EXTRA_MAX_LEN)),
         ) {
             let part = Part {
                 key: Share { first: Fp::from_u64(key[0]), second: Fp::from_u64(key[1]) },
+                key_bits: bits.map(|(first, second)| BitShare { first, second }),
                 endpoint: Some(ep.iter().map(|&(a, b)| Share { first: Fp::from_u64(a), second: Fp::from_u64(b) }).collect()),
                 ttl_s: Some(ttl),
                 extra,

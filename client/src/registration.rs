@@ -11,13 +11,16 @@
 use rand::{CryptoRng, RngCore};
 use sharecall_proto::encoding::{EncodingError, Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
 use sharecall_proto::sharing::{reconstruct_all, share};
-use sharecall_proto::{PartyId, Share, ShareError};
+use sharecall_proto::bits::share_bits;
+use sharecall_proto::{BitShare, PartyId, Share, ShareError};
 
 /// What one provider receives of a registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPart {
     /// This provider's share of the pseudonym key.
     pub key: Share,
+    /// Its XOR share of the same key (what the tree table compares).
+    pub key_bits: BitShare,
     /// This provider's shares of the packed endpoint
     /// ([`ENDPOINT_ELEMENTS`] of them).
     pub endpoint: Vec<Share>,
@@ -55,9 +58,9 @@ pub fn share_entry<R: RngCore + CryptoRng + ?Sized>(
     endpoint: &Endpoint,
     rng: &mut R,
 ) -> [EntryPart; 3] {
-    let key = share(pseudonym.key().to_field(), rng);
-    let mut parts = key.map(|k| EntryPart {
-        key: k,
+    let mut parts = share_query(pseudonym, rng).map(|q| EntryPart {
+        key: q.key,
+        key_bits: q.key_bits,
         endpoint: Vec::with_capacity(ENDPOINT_ELEMENTS),
     });
     for element in endpoint.pack() {
@@ -68,12 +71,27 @@ pub fn share_entry<R: RngCore + CryptoRng + ?Sized>(
     parts
 }
 
+/// One provider's shares of a pseudonym key, in both forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPart {
+    /// Replicated share over the field (hash and list tables).
+    pub key: Share,
+    /// XOR share of the same 128 bits (tree table comparisons).
+    pub key_bits: BitShare,
+}
+
 /// Shares the key of a pseudonym to look up: share `i` goes to `P_i`.
 pub fn share_query<R: RngCore + CryptoRng + ?Sized>(
     pseudonym: &Pseudonym,
     rng: &mut R,
-) -> [Share; 3] {
-    share(pseudonym.key().to_field(), rng)
+) -> [KeyPart; 3] {
+    let key = pseudonym.key();
+    let field = share(key.to_field(), rng);
+    let bits = share_bits(key.as_u128(), rng);
+    [0, 1, 2].map(|i| KeyPart {
+        key: field[i],
+        key_bits: bits[i],
+    })
 }
 
 /// Rebuilds an endpoint from the three providers' shares (index = party),

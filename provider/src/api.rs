@@ -29,7 +29,8 @@ use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
 use crate::orchestration::task::now_ms;
 use crate::sequencer::lifecycle::{self, Outcome};
-use crate::tables::part::{encode_shares, Kind, Part};
+use crate::tables::part::{encode_shares, Kind, Part, PartError};
+use crate::tables::Variant;
 
 /// Largest accepted distance between a request's timestamp and our clock.
 const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
@@ -250,9 +251,13 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
                 ),
             );
         }
-        crate::tables::part::parse_import(&part).map(|_| None)
+        crate::tables::part::parse_import(&part).and_then(|rows| {
+            let parts: Vec<&Part> = rows.iter().map(|(p, _)| p).collect();
+            check_key_bits(s.executor.variant(), &parts).map(|_| None)
+        })
     } else {
-        Part::parse(kind, &part).map(Some)
+        Part::parse(kind, &part)
+            .and_then(|p| check_key_bits(s.executor.variant(), &[&p]).map(|_| Some(p)))
     };
     let parsed = match parsed {
         Ok(p) => p,
@@ -552,6 +557,17 @@ pub async fn openapi() -> Response {
         OPENAPI,
     )
         .into_response()
+}
+
+/// The tree table compares XOR shares of keys: its parts must carry them.
+fn check_key_bits(variant: Variant, parts: &[&Part]) -> Result<(), PartError> {
+    if matches!(variant, Variant::Tree { .. }) && parts.iter().any(|p| p.key_bits.is_none()) {
+        return Err(PartError::Field {
+            field: "key_bits",
+            message: "is required by this provider's tree table".into(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

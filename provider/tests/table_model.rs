@@ -12,7 +12,8 @@ use proptest::prelude::*;
 use rand::rngs::OsRng;
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
 use sharecall_proto::sharing::{reconstruct_all, share};
-use sharecall_proto::Share;
+use sharecall_proto::bits::share_bits;
+use sharecall_proto::{BitShare, Share};
 use sharecall_provider::execution::batch::{self, Answer, Code, Op, Request};
 use sharecall_provider::execution::store;
 use sharecall_provider::smc::local::LocalCluster;
@@ -158,11 +159,11 @@ impl Model {
 /// The three parties' requests for one action.
 fn requests(a: &Action, seq: u64, at_ms: u64) -> [Request; 3] {
     let id = format!("r{seq}");
-    let key_parts = |n: usize| -> [Share; 3] {
-        share(
-            Pseudonym::parse(NAMES[n]).expect("name").key().to_field(),
-            &mut OsRng,
-        )
+    let key_parts = |n: usize| -> [(Share, BitShare); 3] {
+        let key = Pseudonym::parse(NAMES[n]).expect("name").key();
+        let field = share(key.to_field(), &mut OsRng);
+        let bits = share_bits(key.as_u128(), &mut OsRng);
+        [0, 1, 2].map(|i| (field[i], bits[i]))
     };
     let entry_parts = |n: usize, e: usize, ttl: u64| -> [Part; 3] {
         let keys = key_parts(n);
@@ -173,7 +174,8 @@ fn requests(a: &Action, seq: u64, at_ms: u64) -> [Request; 3] {
             }
         }
         std::array::from_fn(|i| Part {
-            key: keys[i],
+            key: keys[i].0,
+            key_bits: Some(keys[i].1),
             endpoint: eps[i].clone(),
             ttl_s: ttl,
             extra: b"x".to_vec(),
@@ -181,7 +183,8 @@ fn requests(a: &Action, seq: u64, at_ms: u64) -> [Request; 3] {
     };
     let key_only = |n: usize| -> [Part; 3] {
         key_parts(n).map(|k| Part {
-            key: k,
+            key: k.0,
+            key_bits: Some(k.1),
             endpoint: Vec::new(),
             ttl_s: 0,
             extra: Vec::new(),

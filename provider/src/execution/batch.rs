@@ -13,9 +13,9 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sharecall_proto::{Fp, Share, ShareVec};
 
-use crate::smc::{linear, LaneSession, PrfKey, SmcError};
+use crate::smc::{linear, LaneSession, PrfKey, Reveal, SmcError};
 use crate::tables::part::{Kind, Part};
-use crate::tables::{Change, Changes, Data, Index, Lookup, Meta, Narrowed, Variant};
+use crate::tables::{Change, Changes, Data, Index, Lookup, Meta, Narrowed, Query, Variant};
 
 /// What a request asks of the table.
 #[derive(Debug, Clone)]
@@ -222,10 +222,15 @@ pub async fn run(
     let from = requests.first().map(|r| r.seq).unwrap_or(index.cursor + 1);
     let to = requests.last().map(|r| r.seq).unwrap_or(index.cursor);
     let table = items(requests);
-    let mut keys = ShareVec::with_capacity(table.len());
-    for it in &table {
-        keys.push(it.part.key);
-    }
+    let queries: Vec<Query> = table
+        .iter()
+        .map(|it| Query {
+            key: it.part.key,
+            key_bits: it.part.key_bits.unwrap_or_default(),
+            writes: it.kind.writes(),
+            run: it.sub.map(|_| it.pos),
+        })
+        .collect();
 
     // The PRF key is made (with no traffic) by the first batch.
     let mut created_key: Option<PrfKey> = None;
@@ -239,17 +244,28 @@ pub async fn run(
     }
     let prf_key = created_key.as_ref().or(index.prf_key.as_ref());
     let started = std::time::Instant::now();
-    let narrowed = variant.narrow(index, prf_key, session, &keys).await?;
+    let narrowed = variant.narrow(index, prf_key, session, &queries).await?;
     let narrowed_us = started.elapsed().as_micros() as u64;
 
-    // One eq_reveal: each query against its stored candidates and the
-    // batch's earlier writes that may share its key.
+    // Equality: each query against its stored candidates and the batch's
+    // earlier writes that may share its key. One eq_reveal on field
+    // shares; the tree settled its candidates in the leaf already and
+    // compares XOR shares instead.
+    let tree = matches!(variant, Variant::Tree { .. });
     let mut a = ShareVec::default();
     let mut b = ShareVec::default();
+    let mut a_bits = Vec::new();
+    let mut b_bits = Vec::new();
     let mut pairs: Vec<(usize, Target)> = Vec::new();
+    let mut settled: Vec<((usize, Target), bool)> = Vec::new();
     for (q, it) in table.iter().enumerate() {
         let p = it.part;
-        for &slot in &narrowed.candidates[q] {
+        let leaf = narrowed.equal.get(q).and_then(Option::as_ref);
+        for (c, &slot) in narrowed.candidates[q].iter().enumerate() {
+            if let Some(eq) = leaf {
+                settled.push(((q, Target::Stored(slot)), eq.get(c).copied().unwrap_or(false)));
+                continue;
+            }
             let m = index
                 .meta
                 .get(&slot)
@@ -260,21 +276,33 @@ pub async fn run(
         }
         for (e, earlier) in table.iter().enumerate().take(q) {
             if earlier.kind.writes() && narrowed.may_equal(e, q) {
-                a.push(p.key);
-                b.push(earlier.part.key);
+                if tree {
+                    a_bits.push(queries[q].key_bits);
+                    b_bits.push(queries[e].key_bits);
+                } else {
+                    a.push(p.key);
+                    b.push(earlier.part.key);
+                }
                 pairs.push((q, Target::Earlier(e)));
             }
         }
     }
-    let equal = if a.is_empty() {
+    let mut equal = if a.is_empty() {
         Vec::new()
     } else {
         session.eq_reveal(&a, &b).await?
     };
+    let reveal = vec![Reveal::Equal; a_bits.len()];
+    for c in session.compare_bits(&a_bits, &b_bits, &reveal).await? {
+        equal.push(c.equal == Some(true));
+    }
     let mut stored_match: HashMap<usize, u64> = HashMap::new();
     let mut earlier_match: HashMap<usize, Vec<usize>> = HashMap::new();
-    for ((q, t), eq) in pairs.iter().zip(&equal) {
-        if *eq {
+    // `equal` is in `pairs` order: a tree batch has only XOR pairs (its
+    // stored candidates are all settled), any other only field pairs.
+    let compared = pairs.iter().zip(equal.iter().copied());
+    for ((q, t), eq) in settled.iter().map(|(p, e)| (p, *e)).chain(compared) {
+        if eq {
             match t {
                 Target::Stored(slot) => {
                     stored_match.insert(*q, *slot);
@@ -333,6 +361,7 @@ pub async fn run(
                         expires_at_ms: expires,
                         owner: it.account,
                         tag,
+                        key_bits: part.key_bits.unwrap_or_default(),
                     },
                     Data {
                         endpoint: part.endpoint.clone(),
@@ -415,7 +444,7 @@ pub async fn run(
             .copied()
             .filter(|(_, slot)| !deleted.contains(slot))
             .collect();
-        let order = place(index, &narrowed, &table, &live_inserts, &deleted, session).await?;
+        let order = place(index, &narrowed, &queries, &live_inserts, &deleted, session).await?;
         let new: HashSet<u64> = live_inserts.iter().map(|(_, s)| *s).collect();
         for (i, slot) in order.iter().enumerate() {
             if new.contains(slot) {
@@ -637,80 +666,79 @@ fn expired_after(index: &Index, ops: &[Change], at_ms: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Tree: where the new entries go. Each new key is compared (one
-/// `lt_reveal`) with the entries of its final range and with the other new
-/// keys in the same range; its position is the range start plus the number
-/// of entries below it.
+/// Tree: where the new entries go. The leaf comparison told each new key
+/// how many entries of its range are below it, which fixes its gap in the
+/// old order; new keys in the same gap are ordered by their sorted run
+/// where they share one, otherwise by comparing them (one level).
 async fn place(
     index: &Index,
     narrowed: &Narrowed,
-    table: &[Item<'_>],
+    queries: &[Query],
     inserts: &[(usize, u64)],
     deleted: &HashSet<u64>,
     session: &mut LaneSession,
 ) -> Result<Vec<u64>, BatchError> {
-    let mut a = ShareVec::default();
-    let mut b = ShareVec::default();
-    let mut asks: Vec<(usize, usize)> = Vec::new(); // (insert idx, #range entries)
-    for (k, (q, _)) in inserts.iter().enumerate() {
-        let (lo, hi) = narrowed.ranges[*q];
-        for pos in lo..hi {
-            let slot = index.order[pos];
-            let m = index
-                .meta
-                .get(&slot)
-                .ok_or_else(|| BatchError::Store(format!("slot {slot} missing")))?;
-            a.push(m.key);
-            b.push(table[*q].part.key);
-        }
-        asks.push((k, hi - lo));
-    }
-    // Pairs of new keys in the same range: is the first below the second?
-    let mut pair_at: HashMap<(usize, usize), usize> = HashMap::new();
-    for i in 0..inserts.len() {
-        for j in (i + 1)..inserts.len() {
-            if narrowed.ranges[inserts[i].0] == narrowed.ranges[inserts[j].0] {
-                pair_at.insert((i, j), a.len());
-                a.push(table[inserts[i].0].part.key);
-                b.push(table[inserts[j].0].part.key);
-            }
-        }
-    }
-    let less = if a.is_empty() {
-        Vec::new()
-    } else {
-        session.lt_reveal(&a, &b).await?
-    };
-    // Position (in the old order) before which each new entry goes.
-    let mut at = 0;
     let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
-    let lo_of = |k: usize| narrowed.ranges[inserts[k].0].0;
-    for (k, len) in asks {
-        let (lo, _) = narrowed.ranges[inserts[k].0];
-        let below = less[at..at + len].iter().filter(|l| **l).count();
-        at += len;
+    for (k, (q, _)) in inserts.iter().enumerate() {
+        let (lo, _) = narrowed.ranges[*q];
+        let below = narrowed.below.get(*q).copied().flatten().ok_or_else(|| {
+            BatchError::Store(format!("query {q} was not placed in its leaf"))
+        })?;
         groups.entry(lo + below).or_default().push(k);
     }
+    // Pairs in one gap whose order is not known: is the first below?
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut pair_at: HashMap<(usize, usize), usize> = HashMap::new();
+    for g in groups.values() {
+        for (x, &i) in g.iter().enumerate() {
+            for &j in &g[x + 1..] {
+                let (qi, qj) = (inserts[i].0, inserts[j].0);
+                if narrowed.known_order(qi, qj).is_none() {
+                    pair_at.insert((i.min(j), i.max(j)), a.len());
+                    a.push(queries[inserts[i.min(j)].0].key_bits);
+                    b.push(queries[inserts[i.max(j)].0].key_bits);
+                }
+            }
+        }
+    }
+    let reveal = vec![Reveal::Less; a.len()];
+    let less: Vec<bool> = session
+        .compare_bits(&a, &b, &reveal)
+        .await?
+        .into_iter()
+        .map(|c| c.less == Some(true))
+        .collect();
+    // Rank by the number of group members below (a total order even if a
+    // deviating provider made the answers inconsistent: the batch's
+    // closing check then fails anyway).
     for g in groups.values_mut() {
-        // Same gap: a key from an earlier range comes first; within one
-        // range, order by the pairwise comparisons.
-        g.sort_by(|&i, &j| {
-            if lo_of(i) != lo_of(j) {
-                return lo_of(i).cmp(&lo_of(j));
+        let run_of = |k: usize| narrowed.sorted_run.get(inserts[k].0).copied().flatten();
+        if let Some(r) = g.first().and_then(|&k| run_of(k)) {
+            if g.iter().all(|&k| run_of(k) == Some(r)) {
+                // One sorted run (a bulk load): already in order.
+                g.sort_unstable_by_key(|&k| inserts[k].0);
+                continue;
             }
-            let (x, y, flip) = if i < j { (i, j, false) } else { (j, i, true) };
-            let x_below = pair_at.get(&(x, y)).map(|&p| less[p]).unwrap_or(x < y);
-            let ord = if x_below {
-                std::cmp::Ordering::Less
+        }
+        let below = |x: usize, y: usize| -> bool {
+            let (lo, hi) = (x.min(y), x.max(y));
+            let lo_below = narrowed
+                .known_order(inserts[lo].0, inserts[hi].0)
+                .or_else(|| pair_at.get(&(lo, hi)).and_then(|&p| less.get(p).copied()))
+                .unwrap_or(true);
+            if x == lo {
+                lo_below
             } else {
-                std::cmp::Ordering::Greater
-            };
-            if flip {
-                ord.reverse()
-            } else {
-                ord
+                !lo_below
             }
-        });
+        };
+        let mut ranked: Vec<(usize, usize)> = g
+            .iter()
+            .map(|&i| (g.iter().filter(|&&j| j != i && below(j, i)).count(), i))
+            .collect();
+        ranked.sort_unstable();
+        *g = ranked.into_iter().map(|(_, i)| i).collect();
     }
     let mut order = Vec::with_capacity(index.order.len() + inserts.len());
     for pos in 0..=index.order.len() {
@@ -798,6 +826,7 @@ pub fn replay(
                         expires_at_ms: *expires_at_ms,
                         owner: o,
                         tag: *tag,
+                        key_bits: part.key_bits.unwrap_or_default(),
                     },
                     Data {
                         endpoint: part.endpoint,

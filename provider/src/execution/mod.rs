@@ -465,6 +465,11 @@ impl Executor {
             .collect()
     }
 
+    /// The table variant this provider runs.
+    pub fn variant(&self) -> Variant {
+        self.config.variant
+    }
+
     /// The reads held here (the public API submits resolutions to it).
     pub fn reads(&self) -> &Reads {
         &self.reads

@@ -462,6 +462,7 @@ mod tests {
         let r = Reads::default();
         let part = Part {
             key: sharecall_proto::Share::default(),
+            key_bits: None,
             endpoint: Vec::new(),
             ttl_s: 0,
             extra: Vec::new(),

@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use sharecall_proto::bits::BIT_SHARE_LEN;
 use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
-use sharecall_proto::{Share, ShareVec};
+use sharecall_proto::{BitShare, Share, ShareVec};
 
 use super::part::{decode_shares, encode_shares};
 use crate::sequencer::applied::read_table;
@@ -38,9 +39,11 @@ pub struct Meta {
     pub owner: [u8; 32],
     /// Its PRF tag (hash table; 0 otherwise).
     pub tag: u32,
+    /// This provider's XOR share of the key (tree table; zero otherwise).
+    pub key_bits: BitShare,
 }
 
-const META_LEN: usize = 64 + 8 + 32 + 4;
+const META_LEN: usize = 64 + 8 + 32 + 4 + BIT_SHARE_LEN;
 
 impl Meta {
     fn encode(&self) -> Vec<u8> {
@@ -49,6 +52,7 @@ impl Meta {
         out.extend_from_slice(&self.expires_at_ms.to_le_bytes());
         out.extend_from_slice(&self.owner);
         out.extend_from_slice(&self.tag.to_le_bytes());
+        out.extend_from_slice(&self.key_bits.to_bytes());
         out
     }
 
@@ -65,6 +69,7 @@ impl Meta {
             expires_at_ms: u64::from_le_bytes(b[64..72].try_into().map_err(|_| bad())?),
             owner: b[72..104].try_into().map_err(|_| bad())?,
             tag: u32::from_le_bytes(b[104..108].try_into().map_err(|_| bad())?),
+            key_bits: BitShare::from_bytes(&b[108..]).ok_or_else(bad)?,
         })
     }
 }
@@ -389,6 +394,10 @@ mod tests {
             expires_at_ms: 10,
             owner: [3; 32],
             tag: 7,
+            key_bits: BitShare {
+                first: 5,
+                second: u128::MAX,
+            },
         };
         let d = Data {
             endpoint: vec![Share::default(); ENDPOINT_ELEMENTS],

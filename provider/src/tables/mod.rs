@@ -16,10 +16,11 @@
 
 pub mod index;
 pub mod part;
+mod tree;
 
 use std::str::FromStr;
 
-use sharecall_proto::{Share, ShareVec};
+use sharecall_proto::{BitShare, Share, ShareVec};
 
 use crate::smc::{LaneSession, PrfKey, SmcError};
 pub use index::{Change, Changes, Data, Index, Meta};
@@ -67,6 +68,20 @@ impl FromStr for Variant {
     }
 }
 
+/// One query of a batch: a key to find.
+#[derive(Debug, Clone, Copy)]
+pub struct Query {
+    /// This provider's share of the key.
+    pub key: Share,
+    /// Its XOR share of the key (tree).
+    pub key_bits: BitShare,
+    /// Whether the request writes (the tree then also reveals where the
+    /// key goes among its leaf's entries).
+    pub writes: bool,
+    /// Import rows: the request they belong to (rows come sorted by key).
+    pub run: Option<usize>,
+}
+
 /// Where each query of a batch may be found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Narrowed {
@@ -76,15 +91,40 @@ pub struct Narrowed {
     pub tags: Vec<u32>,
     /// Tree: per query, the range of `Index::order` it falls in.
     pub ranges: Vec<(usize, usize)>,
+    /// Tree: per query, whether its key equals each candidate's (settled
+    /// in the leaf, so the batch needs no `eq_reveal` for them).
+    pub equal: Vec<Option<Vec<bool>>>,
+    /// Tree: per write query, how many entries of its range are below it.
+    pub below: Vec<Option<usize>>,
+    /// Tree: per query, its import run when the run was checked strictly
+    /// increasing (rows of one such run are distinct and in order).
+    pub sorted_run: Vec<Option<usize>>,
 }
 
 impl Narrowed {
     /// Whether queries `i` and `j` can have equal keys (only then are they
-    /// compared with each other): for the hash table, their tags match.
+    /// compared with each other): for the hash table, their tags match;
+    /// for the tree, they share a leaf range and not a sorted run.
     pub fn may_equal(&self, i: usize, j: usize) -> bool {
-        match (self.tags.get(i), self.tags.get(j)) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
+        if let (Some(a), Some(b)) = (self.tags.get(i), self.tags.get(j)) {
+            return a == b;
+        }
+        if let (Some(a), Some(b)) = (self.ranges.get(i), self.ranges.get(j)) {
+            let same_run = matches!(
+                (self.sorted_run.get(i), self.sorted_run.get(j)),
+                (Some(Some(x)), Some(Some(y))) if x == y
+            );
+            return a == b && !same_run;
+        }
+        true
+    }
+
+    /// Tree: whether `i` is known to come before `j` without comparing
+    /// (both rows of one sorted run).
+    pub fn known_order(&self, i: usize, j: usize) -> Option<bool> {
+        match (self.sorted_run.get(i), self.sorted_run.get(j)) {
+            (Some(Some(x)), Some(Some(y))) if x == y => Some(i < j),
+            _ => None,
         }
     }
 }
@@ -97,7 +137,7 @@ pub trait Lookup {
         index: &Index,
         prf_key: Option<&PrfKey>,
         session: &mut LaneSession,
-        keys: &ShareVec,
+        queries: &[Query],
     ) -> impl std::future::Future<Output = Result<Narrowed, SmcError>> + Send;
 }
 
@@ -107,18 +147,19 @@ impl Lookup for Variant {
         index: &Index,
         prf_key: Option<&PrfKey>,
         session: &mut LaneSession,
-        keys: &ShareVec,
+        queries: &[Query],
     ) -> Result<Narrowed, SmcError> {
         match *self {
-            Variant::List => Ok(list_narrow(index, keys.len())),
-            Variant::Hash if keys.is_empty() => Ok(Narrowed::default()),
+            Variant::List => Ok(list_narrow(index, queries.len())),
+            Variant::Hash if queries.is_empty() => Ok(Narrowed::default()),
             Variant::Hash => {
                 let key = prf_key.ok_or_else(|| {
                     SmcError::InvalidInput("the hash table has no PRF key".into())
                 })?;
-                hash_narrow(index, key, session, keys).await
+                let keys: ShareVec = queries.iter().map(|q| q.key).collect();
+                hash_narrow(index, key, session, &keys).await
             }
-            Variant::Tree { fanout } => tree_narrow(index, fanout, session, keys).await,
+            Variant::Tree { fanout } => tree::narrow(index, fanout, session, queries).await,
         }
     }
 }
@@ -151,7 +192,7 @@ async fn hash_narrow(
     Ok(Narrowed {
         candidates,
         tags,
-        ranges: Vec::new(),
+        ..Narrowed::default()
     })
 }
 
@@ -159,70 +200,6 @@ async fn hash_narrow(
 pub fn pivots(lo: usize, hi: usize, fanout: usize) -> Vec<usize> {
     let m = hi - lo;
     (1..fanout).map(|k| lo + k * m / fanout).collect()
-}
-
-/// Tree: descend level by level; at each level every query still in a
-/// range wider than `fanout` is compared (query < pivot) with that
-/// range's pivots, all queries in one `lt_reveal`.
-async fn tree_narrow(
-    index: &Index,
-    fanout: usize,
-    session: &mut LaneSession,
-    keys: &ShareVec,
-) -> Result<Narrowed, SmcError> {
-    let n = index.order.len();
-    let mut ranges = vec![(0usize, n); keys.len()];
-    let key_of = |pos: usize| -> Result<Share, SmcError> {
-        index
-            .order
-            .get(pos)
-            .and_then(|slot| index.meta.get(slot))
-            .map(|m| m.key)
-            .ok_or_else(|| SmcError::InvalidInput(format!("tree position {pos} has no entry")))
-    };
-    loop {
-        let mut a = ShareVec::default();
-        let mut b = ShareVec::default();
-        let mut asked: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (q, &(lo, hi)) in ranges.iter().enumerate() {
-            if hi - lo <= fanout {
-                continue;
-            }
-            let ps = pivots(lo, hi, fanout);
-            let query = keys
-                .get(q)
-                .ok_or_else(|| SmcError::InvalidInput("query index".into()))?;
-            for &p in &ps {
-                a.push(query);
-                b.push(key_of(p)?);
-            }
-            asked.push((q, ps));
-        }
-        if asked.is_empty() {
-            break;
-        }
-        let less = session.lt_reveal(&a, &b).await?;
-        let mut at = 0;
-        for (q, ps) in asked {
-            let (lo, hi) = ranges[q];
-            let answers = &less[at..at + ps.len()];
-            at += ps.len();
-            // The first pivot the query is below bounds its range.
-            let k = answers.iter().position(|&l| l).unwrap_or(ps.len());
-            let new_lo = if k == 0 { lo } else { ps[k - 1] };
-            let new_hi = if k == ps.len() { hi } else { ps[k] };
-            ranges[q] = (new_lo, new_hi);
-        }
-    }
-    let candidates = ranges
-        .iter()
-        .map(|&(lo, hi)| index.order[lo..hi].to_vec())
-        .collect();
-    Ok(Narrowed {
-        candidates,
-        tags: Vec::new(),
-        ranges,
-    })
 }
 
 #[cfg(test)]

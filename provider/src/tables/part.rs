@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
-use sharecall_proto::{Fp, Share};
+use sharecall_proto::{BitShare, Fp, Share};
 
 /// Longest accepted extra data (plain bytes).
 pub const MAX_EXTRA: usize = 1024;
@@ -94,6 +94,8 @@ fn field(field: &'static str, message: impl Into<String>) -> PartError {
 struct Wire {
     key: String,
     #[serde(default)]
+    key_bits: Option<String>,
+    #[serde(default)]
     endpoint: Option<String>,
     #[serde(default)]
     ttl_s: Option<u64>,
@@ -152,6 +154,9 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
 pub struct Part {
     /// This provider's share of the pseudonym key.
     pub key: Share,
+    /// Its XOR share of the same key: what the tree table compares (the
+    /// API requires it there; other tables ignore it).
+    pub key_bits: Option<BitShare>,
     /// Its shares of the packed endpoint (register and update).
     pub endpoint: Vec<Share>,
     /// Lifetime in seconds (register and update).
@@ -209,6 +214,15 @@ impl Part {
                     "must be 128 hex digits: two canonical field elements",
                 )
             })?;
+        let key_bits = match &w.key_bits {
+            None => None,
+            Some(h) => Some(
+                hex::decode(h)
+                    .ok()
+                    .and_then(|b| BitShare::from_bytes(&b))
+                    .ok_or_else(|| field("key_bits", "must be 64 hex digits: two 128-bit words"))?,
+            ),
+        };
         if !kind.carries_entry() {
             if w.endpoint.is_some() || w.ttl_s.is_some() || w.extra.is_some() {
                 return Err(field(
@@ -218,6 +232,7 @@ impl Part {
             }
             return Ok(Part {
                 key,
+                key_bits,
                 endpoint: Vec::new(),
                 ttl_s: 0,
                 extra: Vec::new(),
@@ -250,6 +265,7 @@ impl Part {
         }
         Ok(Part {
             key,
+            key_bits,
             endpoint,
             ttl_s,
             extra,
