@@ -9,9 +9,9 @@
 //! its share is named instead of silently changing the answer.
 
 use rand::{CryptoRng, RngCore};
+use sharecall_proto::bits::share_bits;
 use sharecall_proto::encoding::{EncodingError, Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
 use sharecall_proto::sharing::{reconstruct_all, share};
-use sharecall_proto::bits::share_bits;
 use sharecall_proto::{BitShare, PartyId, Share, ShareError};
 
 /// What one provider receives of a registration.

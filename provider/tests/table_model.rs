@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use rand::rngs::OsRng;
+use sharecall_proto::bits::share_bits;
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
 use sharecall_proto::sharing::{reconstruct_all, share};
-use sharecall_proto::bits::share_bits;
 use sharecall_proto::{BitShare, Share};
 use sharecall_provider::execution::batch::{self, Answer, Code, Op, Request};
 use sharecall_provider::execution::store;
@@ -85,6 +85,9 @@ enum Action {
     Update(usize, usize, u8, u64),
     Delete(usize, u8),
     Sweep,
+    /// Bulk import by owner 1, ttl 3 s: (name, endpoint) rows, sent in key
+    /// order when the flag is set (as the client library does).
+    Import(Vec<(usize, usize)>, bool),
 }
 
 const NAMES: [&str; 4] = ["+49 30 1111", "+49 30 2222", "alice", "bob.smith"];
@@ -102,6 +105,11 @@ fn action() -> impl Strategy<Value = Action> {
         (0..4usize, 0..3usize, 1..3u8, 1..4u64).prop_map(|(n, e, o, t)| Action::Update(n, e, o, t)),
         (0..4usize, 1..3u8).prop_map(|(n, o)| Action::Delete(n, o)),
         Just(Action::Sweep),
+        (
+            prop::collection::vec((0..4usize, 0..3usize), 1..6),
+            any::<bool>()
+        )
+            .prop_map(|(rows, sorted)| Action::Import(rows, sorted)),
     ]
 }
 
@@ -110,6 +118,17 @@ fn action() -> impl Strategy<Value = Action> {
 enum Expect {
     Code(Code),
     Found(String),
+    /// Import: (imported, skipped).
+    Imported(u64, u64),
+}
+
+/// An import's rows in the order they are sent.
+fn import_rows(rows: &[(usize, usize)], sorted: bool) -> Vec<(usize, usize)> {
+    let mut rows = rows.to_vec();
+    if sorted {
+        rows.sort_by_key(|(n, _)| Pseudonym::parse(NAMES[*n]).expect("name").key());
+    }
+    rows
 }
 
 #[derive(Default)]
@@ -152,6 +171,18 @@ impl Model {
                 None => Expect::Code(Code::NotFound),
             },
             Action::Sweep => return None,
+            Action::Import(ref rows, sorted) => {
+                let (mut imported, mut skipped) = (0, 0);
+                for (n, e) in import_rows(rows, sorted) {
+                    if live(&self.map, n).is_some() {
+                        skipped += 1;
+                    } else {
+                        self.map.insert(n, (e, 1, at + 3000));
+                        imported += 1;
+                    }
+                }
+                Expect::Imported(imported, skipped)
+            }
         })
     }
 }
@@ -190,15 +221,29 @@ fn requests(a: &Action, seq: u64, at_ms: u64) -> [Request; 3] {
             extra: Vec::new(),
         })
     };
-    let (ops, owner): ([Op; 3], u8) = match *a {
-        Action::Register(n, e, o, t) => (
-            entry_parts(n, e, t).map(|p| Op::Table(Kind::Register, p)),
-            o,
-        ),
-        Action::Update(n, e, o, t) => (entry_parts(n, e, t).map(|p| Op::Table(Kind::Update, p)), o),
-        Action::Resolve(n) => (key_only(n).map(|p| Op::Table(Kind::Resolve, p)), 9),
-        Action::Delete(n, o) => (key_only(n).map(|p| Op::Table(Kind::Delete, p)), o),
-        Action::Sweep => ([Op::Sweep, Op::Sweep, Op::Sweep], 0),
+    let (ops, owner): ([Op; 3], u8) = match a {
+        Action::Import(rows, sorted) => {
+            let mut per: [Vec<(Part, [u8; 32])>; 3] = Default::default();
+            for (n, e) in import_rows(rows, *sorted) {
+                for (i, p) in entry_parts(n, e, 3).into_iter().enumerate() {
+                    per[i].push((p, [1; 32]));
+                }
+            }
+            (per.map(Op::Import), 1)
+        }
+        _ => match *a {
+            Action::Register(n, e, o, t) => (
+                entry_parts(n, e, t).map(|p| Op::Table(Kind::Register, p)),
+                o,
+            ),
+            Action::Update(n, e, o, t) => {
+                (entry_parts(n, e, t).map(|p| Op::Table(Kind::Update, p)), o)
+            }
+            Action::Resolve(n) => (key_only(n).map(|p| Op::Table(Kind::Resolve, p)), 9),
+            Action::Delete(n, o) => (key_only(n).map(|p| Op::Table(Kind::Delete, p)), o),
+            Action::Sweep => ([Op::Sweep, Op::Sweep, Op::Sweep], 0),
+            Action::Import(..) => unreachable!("handled above"),
+        },
     };
     ops.map(|op| Request {
         seq,
@@ -290,7 +335,13 @@ fn check(
                 "{} codes differ",
                 id
             );
+            prop_assert_eq!(a0.imported, a1.imported);
+            prop_assert_eq!(a1.imported, a2.imported);
             let got = match (&a0.endpoint, &a1.endpoint, &a2.endpoint) {
+                _ if a0.imported.is_some() => {
+                    let (i, k) = a0.imported.unwrap_or_default();
+                    Expect::Imported(i, k)
+                }
                 (Some(e0), Some(e1), Some(e2)) => {
                     let elements: Vec<_> = (0..e0.len())
                         .map(|i| reconstruct_all(&[e0[i], e1[i], e2[i]]).expect("consistent"))

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
+use sharecall_proto::bits::share_bits;
 use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
 use sharecall_proto::sharing::{reconstruct_all, share};
 use sharecall_proto::{Fp, Share};
@@ -44,10 +45,18 @@ pub fn decode_shares(hex_str: &str) -> Vec<Share> {
         .collect()
 }
 
-/// The three part objects of a key-only request.
+/// The three part objects of a key-only request: the key shared over the
+/// field and as XOR shares (docs/API.md).
 pub fn key_parts(pseudonym: &str) -> [Value; 3] {
-    let p = Pseudonym::parse(pseudonym).expect("pseudonym");
-    share(p.key().to_field(), &mut OsRng).map(|k| json!({"key": hex::encode(encode_shares(&[k]))}))
+    let key = Pseudonym::parse(pseudonym).expect("pseudonym").key();
+    let field = share(key.to_field(), &mut OsRng);
+    let bits = share_bits(key.as_u128(), &mut OsRng);
+    [0, 1, 2].map(|i| {
+        json!({
+            "key": hex::encode(encode_shares(&[field[i]])),
+            "key_bits": hex::encode(bits[i].to_bytes()),
+        })
+    })
 }
 
 /// The three part objects of a register or update.

@@ -120,10 +120,18 @@ async fn main() -> anyhow::Result<()> {
         // the providers batch them back to back.
         let owner = main_client.account().public_key();
         let chunk = args.import_rows.clamp(1, 2048) as u64;
+        // In key order, as an operator's bulk load would be: a tree table
+        // then appends each run after one check per neighbouring pair.
+        let mut by_key: Vec<(u128, usize)> = (0..args.entries)
+            .map(|k| Ok((Pseudonym::parse(&pseudonym(k))?.key().as_u128(), k)))
+            .collect::<anyhow::Result<_>>()?;
+        by_key.sort_unstable();
+        let by_key: Arc<Vec<usize>> = Arc::new(by_key.into_iter().map(|(_, k)| k).collect());
         for _ in 0..args.loaders.clamp(1, 4) {
             let c = client(main_client.account().clone())?;
             let next = next.clone();
             let entries = args.entries as u64;
+            let by_key = by_key.clone();
             loaders.push(tokio::spawn(async move {
                 loop {
                     let first = next.fetch_add(chunk, Ordering::Relaxed);
@@ -131,9 +139,10 @@ async fn main() -> anyhow::Result<()> {
                         return Ok::<_, anyhow::Error>(());
                     }
                     let rows = (first..(first + chunk).min(entries))
-                        .map(|k| {
+                        .map(|i| {
+                            let k = by_key[i as usize];
                             Ok(ImportRow {
-                                pseudonym: Pseudonym::parse(&pseudonym(k as usize))?,
+                                pseudonym: Pseudonym::parse(&pseudonym(k))?,
                                 endpoint: Endpoint::parse(&format!(
                                     "sip:u{k}@192.0.2.{}:5060",
                                     k % 250

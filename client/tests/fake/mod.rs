@@ -497,7 +497,9 @@ fn parse_part(kind: &str, bytes: &[u8]) -> Result<PartData, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not a JSON object: {e}"))?;
     let entry = kind == "register" || kind == "update";
     for k in v.keys() {
-        let allowed = k == "key" || (entry && ["endpoint", "ttl_s", "extra"].contains(&k.as_str()));
+        let allowed = k == "key"
+            || k == "key_bits"
+            || (entry && ["endpoint", "ttl_s", "extra"].contains(&k.as_str()));
         if !allowed {
             return Err(format!("field {k} not allowed in a {kind} part"));
         }
@@ -512,6 +514,9 @@ fn parse_part(kind: &str, bytes: &[u8]) -> Result<PartData, String> {
         first: fp(&key[..32]).ok_or("key: non-canonical")?,
         second: fp(&key[32..]).ok_or("key: non-canonical")?,
     };
+    if let Some(bits) = str_field("key_bits") {
+        hex_n(bits?, 32).ok_or("key_bits: 64 lowercase hex digits")?;
+    }
     if !entry {
         return Ok(PartData {
             key,

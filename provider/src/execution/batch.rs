@@ -263,7 +263,10 @@ pub async fn run(
         let leaf = narrowed.equal.get(q).and_then(Option::as_ref);
         for (c, &slot) in narrowed.candidates[q].iter().enumerate() {
             if let Some(eq) = leaf {
-                settled.push(((q, Target::Stored(slot)), eq.get(c).copied().unwrap_or(false)));
+                settled.push((
+                    (q, Target::Stored(slot)),
+                    eq.get(c).copied().unwrap_or(false),
+                ));
                 continue;
             }
             let m = index
@@ -678,12 +681,15 @@ async fn place(
     deleted: &HashSet<u64>,
     session: &mut LaneSession,
 ) -> Result<Vec<u64>, BatchError> {
-    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
+    // Ordered: the comparisons below are built by iterating the groups,
+    // and all three providers must build them alike.
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
     for (k, (q, _)) in inserts.iter().enumerate() {
         let (lo, _) = narrowed.ranges[*q];
-        let below = narrowed.below.get(*q).copied().flatten().ok_or_else(|| {
-            BatchError::Store(format!("query {q} was not placed in its leaf"))
-        })?;
+        let below =
+            narrowed.below.get(*q).copied().flatten().ok_or_else(|| {
+                BatchError::Store(format!("query {q} was not placed in its leaf"))
+            })?;
         groups.entry(lo + below).or_default().push(k);
     }
     // Pairs in one gap whose order is not known: is the first below?

@@ -12,7 +12,7 @@
 // redb::Error is the error type of the store's transaction callbacks.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use sharecall_proto::bits::BIT_SHARE_LEN;
@@ -108,12 +108,13 @@ impl Data {
 pub struct Index {
     /// Every entry, by slot (ordered, so all providers iterate alike).
     pub meta: BTreeMap<u64, Meta>,
-    /// Hash table: slots by PRF tag, in slot order.
-    pub buckets: HashMap<u32, Vec<u64>>,
+    /// Hash table: slots by PRF tag, in slot order (a set: the other
+    /// tables put every entry under tag 0).
+    pub buckets: HashMap<u32, BTreeSet<u64>>,
     /// Tree: slots in key order.
     pub order: Vec<u64>,
-    /// Tree: each slot's order label as stored.
-    labels: HashMap<u64, u128>,
+    /// Tree: the order label of each entry of `order`, as stored.
+    labels: Vec<u128>,
     /// This provider's share of the hash table's PRF key.
     pub prf_key: Option<PrfKey>,
     /// Sequence number of the last executed request.
@@ -133,7 +134,7 @@ impl Index {
             for item in t.iter()? {
                 let (slot, v) = item?;
                 let m = Meta::decode(v.value())?;
-                index.buckets.entry(m.tag).or_default().push(slot.value());
+                index.buckets.entry(m.tag).or_default().insert(slot.value());
                 index.meta.insert(slot.value(), m);
             }
         }
@@ -141,7 +142,7 @@ impl Index {
             for item in t.iter()? {
                 let (label, slot) = item?;
                 index.order.push(slot.value());
-                index.labels.insert(slot.value(), label.value());
+                index.labels.push(label.value());
             }
         }
         if let Some(t) = read_table(&txn, STATE)? {
@@ -241,7 +242,7 @@ impl Index {
             }
         }
         if let Some(order) = &changes.new_order {
-            self.write_order(txn, order)?;
+            self.write_order(txn, order, &deleted_in(changes))?;
         }
         let mut state = txn.open_table(STATE)?;
         state.insert("cursor", changes.cursor.to_le_bytes().as_slice())?;
@@ -255,32 +256,33 @@ impl Index {
     /// Stores the new order, touching only labels that changed: a new slot
     /// gets a label between its neighbours', unless there is no room, and
     /// then the whole order is relabelled.
-    fn write_order(&self, txn: &WriteTransaction, order: &[u64]) -> Result<(), redb::Error> {
+    fn write_order(
+        &self,
+        txn: &WriteTransaction,
+        order: &[u64],
+        deleted: &HashSet<u64>,
+    ) -> Result<(), redb::Error> {
         let mut table = txn.open_table(ORDER)?;
-        let labels = assign_labels(&self.labels, order);
-        let new: HashMap<u64, u128> = order.iter().copied().zip(labels).collect();
+        let r = relabel(&self.order, &self.labels, order, deleted);
         // Removals first: a relabelled slot may take another's old label.
-        for (slot, label) in &self.labels {
-            if new.get(slot) != Some(label) {
-                table.remove(label)?;
-            }
+        for label in &r.removed {
+            table.remove(label)?;
         }
-        for (slot, label) in &new {
-            if self.labels.get(slot) != Some(label) {
-                table.insert(label, slot)?;
-            }
+        for (label, slot) in &r.added {
+            table.insert(label, slot)?;
         }
         Ok(())
     }
 
     /// Applies committed `changes` to the index.
     pub fn commit(&mut self, changes: Changes) {
+        let deleted = deleted_in(&changes);
         for op in changes.ops {
             match op {
                 Change::Delete(slot) => {
                     if let Some(m) = self.meta.remove(&slot) {
                         if let Some(b) = self.buckets.get_mut(&m.tag) {
-                            b.retain(|s| *s != slot);
+                            b.remove(&slot);
                             if b.is_empty() {
                                 self.buckets.remove(&m.tag);
                             }
@@ -288,9 +290,7 @@ impl Index {
                     }
                 }
                 Change::Put(slot, m, _) => {
-                    let b = self.buckets.entry(m.tag).or_default();
-                    b.push(slot);
-                    b.sort_unstable();
+                    self.buckets.entry(m.tag).or_default().insert(slot);
                     self.meta.insert(slot, m);
                 }
                 Change::Update(slot, expires, _) => {
@@ -301,8 +301,7 @@ impl Index {
             }
         }
         if let Some(order) = changes.new_order {
-            let labels = assign_labels(&self.labels, &order);
-            self.labels = order.iter().copied().zip(labels).collect();
+            self.labels = relabel(&self.order, &self.labels, &order, &deleted).labels;
             self.order = order;
         }
         if let Some(k) = changes.prf_key {
@@ -312,47 +311,105 @@ impl Index {
     }
 }
 
-/// Labels for `order`, keeping existing labels where they still increase
-/// and putting new slots between their neighbours (deterministic, so
-/// [`Index::write`] and [`Index::commit`] agree).
-fn assign_labels(old: &HashMap<u64, u128>, order: &[u64]) -> Vec<u128> {
-    let mut out: Vec<u128> = Vec::with_capacity(order.len());
-    let mut i = 0;
-    while i < order.len() {
-        let prev = out.last().copied();
-        match old.get(&order[i]) {
-            Some(&l) if prev.is_none_or(|p| l > p) => {
-                out.push(l);
-                i += 1;
-            }
-            _ => {
-                // A run of new (or out-of-place) slots up to the next kept label.
-                let mut j = i;
-                let next = loop {
-                    if j == order.len() {
-                        break None;
-                    }
-                    match old.get(&order[j]) {
-                        Some(&l) if prev.is_none_or(|p| l > p) => break Some(l),
-                        _ => j += 1,
-                    }
-                };
-                let run = (j - i) as u128;
-                let lo = prev.unwrap_or(0);
-                let hi = next.unwrap_or(lo.saturating_add((run + 1) * LABEL_GAP));
-                let step = (hi - lo) / (run + 1);
-                if step == 0 {
-                    // No room: relabel everything, evenly spaced.
-                    return (1..=order.len() as u128).map(|k| k * LABEL_GAP).collect();
-                }
-                for k in 1..=run {
-                    out.push(lo + k * step);
-                }
-                i = j;
-            }
+/// The slots a batch deletes.
+fn deleted_in(changes: &Changes) -> HashSet<u64> {
+    changes
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Change::Delete(slot) => Some(*slot),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The labels of a new order, and the stored labels that change.
+#[derive(Debug, PartialEq, Eq)]
+struct Relabel {
+    /// One per entry of the new order, increasing.
+    labels: Vec<u128>,
+    /// Stored labels to remove.
+    removed: Vec<u128>,
+    /// (label, slot) to store.
+    added: Vec<(u128, u64)>,
+}
+
+/// Labels for `new`, which is `old` minus `deleted` plus new slots (the
+/// batch never reorders kept entries). One walk over both orders: kept
+/// slots keep their labels, each run of new slots is spread evenly between
+/// its neighbours' labels; if there is no room (or `new` is not of that
+/// form), everything is relabelled, evenly spaced. Deterministic, so
+/// [`Index::write`] and [`Index::commit`] agree.
+fn relabel(old: &[u64], old_labels: &[u128], new: &[u64], deleted: &HashSet<u64>) -> Relabel {
+    let full = || Relabel {
+        labels: (1..=new.len() as u128).map(|k| k * LABEL_GAP).collect(),
+        removed: old_labels.to_vec(),
+        added: (1..=new.len() as u128)
+            .map(|k| k * LABEL_GAP)
+            .zip(new.iter().copied())
+            .collect(),
+    };
+    if old.len() != old_labels.len() {
+        return full();
+    }
+    let mut removed = Vec::new();
+    let mut kept: Vec<Option<u128>> = Vec::with_capacity(new.len());
+    let mut j = 0;
+    for &slot in new {
+        while j < old.len() && old[j] != slot && deleted.contains(&old[j]) {
+            removed.push(old_labels[j]);
+            j += 1;
+        }
+        if j < old.len() && old[j] == slot {
+            kept.push(Some(old_labels[j]));
+            j += 1;
+        } else {
+            kept.push(None);
         }
     }
-    out
+    for k in j..old.len() {
+        if !deleted.contains(&old[k]) {
+            return full();
+        }
+        removed.push(old_labels[k]);
+    }
+    let mut labels: Vec<u128> = Vec::with_capacity(new.len());
+    let mut added = Vec::new();
+    let mut i = 0;
+    while i < new.len() {
+        if let Some(l) = kept[i] {
+            if labels.last().is_some_and(|p| *p >= l) {
+                return full();
+            }
+            labels.push(l);
+            i += 1;
+            continue;
+        }
+        let end = (i..new.len())
+            .find(|&k| kept[k].is_some())
+            .unwrap_or(new.len());
+        let run = (end - i) as u128;
+        let lo = labels.last().copied().unwrap_or(0);
+        let hi = match kept.get(end).copied().flatten() {
+            Some(next) => next,
+            None => lo.saturating_add((run + 1) * LABEL_GAP),
+        };
+        let step = hi.saturating_sub(lo) / (run + 1);
+        if step == 0 {
+            return full();
+        }
+        for k in 0..run {
+            let label = lo + (k + 1) * step;
+            labels.push(label);
+            added.push((label, new[i + k as usize]));
+        }
+        i = end;
+    }
+    Relabel {
+        labels,
+        removed,
+        added,
+    }
 }
 
 #[cfg(test)]
@@ -362,23 +419,28 @@ mod tests {
 
     #[test]
     fn labels_keep_order_and_relabel_when_full() {
-        let mut old = HashMap::new();
-        let order = vec![5, 1, 9];
-        let l = assign_labels(&old, &order);
-        assert!(l.windows(2).all(|w| w[0] < w[1]));
-        for (s, x) in order.iter().zip(&l) {
-            old.insert(*s, *x);
-        }
-        let order2 = vec![7, 5, 8, 1, 9, 10];
-        let l2 = assign_labels(&old, &order2);
-        assert!(l2.windows(2).all(|w| w[0] < w[1]), "{l2:?}");
-        // Kept slots keep their labels.
-        assert_eq!(l2[1], old[&5]);
-        assert_eq!(l2[3], old[&1]);
-        // Squeeze: labels 1 and 2 leave no room.
-        let tight: HashMap<u64, u128> = [(1, 1), (2, 2)].into_iter().collect();
-        let l3 = assign_labels(&tight, &[1, 3, 2]);
-        assert!(l3.windows(2).all(|w| w[0] < w[1]), "{l3:?}");
+        let none = HashSet::new();
+        let first = relabel(&[], &[], &[5, 1, 9], &none);
+        assert!(first.labels.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(first.added.len(), 3);
+        // Inserts around and between kept slots; slot 1 deleted.
+        let deleted: HashSet<u64> = [1].into();
+        let r = relabel(&[5, 1, 9], &first.labels, &[7, 5, 8, 9, 10], &deleted);
+        assert!(r.labels.windows(2).all(|w| w[0] < w[1]), "{r:?}");
+        assert_eq!(r.labels[1], first.labels[0], "kept slots keep labels");
+        assert_eq!(r.labels[3], first.labels[2]);
+        assert_eq!(r.removed, vec![first.labels[1]]);
+        let added: Vec<u64> = r.added.iter().map(|a| a.1).collect();
+        assert_eq!(added, vec![7, 8, 10]);
+        // Squeeze: labels 1 and 2 leave no room, so everything moves.
+        let tight = relabel(&[1, 2], &[1, 2], &[1, 3, 2], &none);
+        assert!(tight.labels.windows(2).all(|w| w[0] < w[1]), "{tight:?}");
+        assert_eq!(tight.removed, vec![1, 2]);
+        assert_eq!(tight.added.len(), 3);
+        // A reordering (never made by a batch) is relabelled, not trusted.
+        let odd = relabel(&[1, 2], &[10, 20], &[2, 1], &none);
+        assert_eq!(odd.removed, vec![10, 20]);
+        assert!(odd.labels.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
@@ -415,7 +477,7 @@ mod tests {
         index.commit(changes);
         let loaded = Index::load(&db).expect("load");
         assert_eq!(loaded.meta.get(&4), Some(&m));
-        assert_eq!(loaded.buckets.get(&7), Some(&vec![4]));
+        assert_eq!(loaded.buckets.get(&7), Some(&BTreeSet::from([4])));
         assert_eq!(loaded.order, vec![4]);
         assert_eq!(loaded.cursor, 4);
         assert_eq!(Index::data(&db, 4).expect("data"), Some(d));

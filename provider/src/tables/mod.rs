@@ -114,7 +114,10 @@ impl Narrowed {
                 (self.sorted_run.get(i), self.sorted_run.get(j)),
                 (Some(Some(x)), Some(Some(y))) if x == y
             );
-            return a == b && !same_run;
+            // An appended run's rows hold the empty range at the end
+            // instead of the last leaf, where their keys would descend.
+            let appended_meets = |x: &(usize, usize), y: &(usize, usize)| x.0 == x.1 && y.1 == x.1;
+            return (a == b || appended_meets(a, b) || appended_meets(b, a)) && !same_run;
         }
         true
     }
@@ -187,7 +190,13 @@ async fn hash_narrow(
     };
     let candidates = tags
         .iter()
-        .map(|t| index.buckets.get(t).cloned().unwrap_or_default())
+        .map(|t| {
+            index
+                .buckets
+                .get(t)
+                .map(|b| b.iter().copied().collect())
+                .unwrap_or_default()
+        })
         .collect();
     Ok(Narrowed {
         candidates,

@@ -11,9 +11,9 @@
 //! ⌈log_fanout(n)⌉ levels of 8 rounds, and no preprocessed material.
 //!
 //! Import rows come sorted by key ([`Query::run`]): one extra comparison
-//! level checks each neighbouring pair once, and a run that is strictly
-//! increasing and lies above every stored key is appended without a
-//! descent. A run that fails the check is treated row by row, so a
+//! level checks each neighbouring pair once, and runs that are strictly
+//! increasing and lie, one after the other, above every stored key (a
+//! bulk load in key order) are appended without a descent. A run that fails the check is treated row by row, so a
 //! client that lies about the order only slows its own import down.
 
 use sharecall_proto::BitShare;
@@ -30,10 +30,10 @@ struct RunCheck {
 }
 
 /// The run check: one comparison level for every neighbouring pair of
-/// every import run, and the last stored key against each run's first
-/// row.
+/// every import run, the last stored key against the first run's first
+/// row, and each run's last row against the next run's first row. Runs
+/// that chain above every stored key are appended as one sorted run.
 async fn check_runs(
-    stored: usize,
     last_key: Option<BitShare>,
     session: &mut LaneSession,
     queries: &[Query],
@@ -44,44 +44,59 @@ async fn check_runs(
             runs.entry(r).or_default().push(q);
         }
     }
+    let runs: Vec<(usize, Vec<usize>)> = runs.into_iter().collect();
     let mut a = Vec::new();
     let mut b = Vec::new();
-    for rows in runs.values() {
+    for (_, rows) in &runs {
         for w in rows.windows(2) {
             a.push(queries[w[0]].key_bits);
             b.push(queries[w[1]].key_bits);
         }
-        if let (Some(last), Some(&first)) = (last_key, rows.first()) {
-            a.push(last);
-            b.push(queries[first].key_bits);
+    }
+    let within = a.len();
+    // Boundaries: stored → run 0, run k → run k+1.
+    let mut boundary_at: Vec<Option<usize>> = Vec::with_capacity(runs.len());
+    for (k, (_, rows)) in runs.iter().enumerate() {
+        let before = if k == 0 {
+            last_key
+        } else {
+            runs[k - 1].1.last().map(|&q| queries[q].key_bits)
+        };
+        match (before, rows.first()) {
+            (Some(x), Some(&first)) => {
+                boundary_at.push(Some(a.len()));
+                a.push(x);
+                b.push(queries[first].key_bits);
+            }
+            _ => boundary_at.push(None),
         }
     }
     let reveal = vec![Reveal::Less; a.len()];
-    let less = session.compare_bits(&a, &b, &reveal).await?;
-    let mut less = less.into_iter().map(|c| c.less == Some(true));
+    let less: Vec<bool> = session
+        .compare_bits(&a, &b, &reveal)
+        .await?
+        .into_iter()
+        .map(|c| c.less == Some(true))
+        .collect();
     let mut out = RunCheck {
         sorted: vec![None; queries.len()],
         appended: vec![false; queries.len()],
     };
-    let mut appended_one = false;
-    for (&r, rows) in &runs {
-        let pairs: Vec<bool> = rows
-            .windows(2)
-            .map(|_| less.next().unwrap_or(false))
-            .collect();
-        let increasing = pairs.iter().all(|l| *l);
-        let above = if last_key.is_some() && !rows.is_empty() {
-            less.next().unwrap_or(false)
-        } else {
-            stored == 0
-        };
-        // Only one run may skip the descent: two runs above the stored
-        // keys would still have to be merged with each other.
-        let append = increasing && above && !appended_one;
-        appended_one |= append;
+    let mut at = 0;
+    // Whether everything appended so far ends below the next run.
+    let mut chain: Option<usize> = None;
+    let mut chain_open = true;
+    for (k, (r, rows)) in runs.iter().enumerate() {
+        let n_pairs = rows.len().saturating_sub(1);
+        let increasing = less[at..at + n_pairs].iter().all(|l| *l) && at + n_pairs <= within;
+        at += n_pairs;
+        let above = boundary_at[k].map(|i| less[i]).unwrap_or(k == 0);
+        let append = chain_open && increasing && above;
+        chain_open = append;
+        let id = if append { *chain.get_or_insert(*r) } else { *r };
         for &q in rows {
             if increasing {
-                out.sorted[q] = Some(r);
+                out.sorted[q] = Some(id);
             }
             out.appended[q] = append;
         }
@@ -111,7 +126,7 @@ pub(super) async fn narrow(
             0 => None,
             _ => Some(key_at(n - 1)?),
         };
-        check_runs(n, last, session, queries).await?
+        check_runs(last, session, queries).await?
     } else {
         RunCheck {
             sorted: vec![None; q_len],
