@@ -199,10 +199,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         part_hashes: &hashes,
     }
     .message();
-    let verified = ed25519_dalek::VerifyingKey::from_bytes(&account).and_then(|key| {
-        key.verify_strict(&signed, &ed25519_dalek::Signature::from_bytes(&signature))
-    });
-    if verified.is_err() {
+    if !s.accounts.verify(&account, &signed, &signature) {
         return error(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
@@ -498,10 +495,7 @@ pub async fn enroll(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
         );
     };
     let message = sharecall_proto::request::enroll_message(&account, req.timestamp_ms);
-    let verified = ed25519_dalek::VerifyingKey::from_bytes(&account).and_then(|key| {
-        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&signature))
-    });
-    if verified.is_err() {
+    if !s.accounts.verify(&account, &message, &signature) {
         return error(
             StatusCode::UNAUTHORIZED,
             "bad_signature",

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use sharecall_provider::config::ProviderConfig;
 use sharecall_provider::identity::Identity;
 
+/// mimalloc: the SMC, HTTP and TLS paths allocate many short-lived buffers
+/// across threads, where glibc's arenas contend (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One of the three sharecall providers.
 #[derive(Parser)]
 #[command(version, about)]

@@ -17,6 +17,11 @@ use serde_json::{json, Value};
 use sharecall_provider::config::ProviderConfig;
 use sharecall_provider::identity::Identity;
 
+/// mimalloc: the SMC, HTTP and TLS paths allocate many short-lived buffers
+/// across threads, where glibc's arenas contend (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Options.
 #[derive(Parser)]
 struct Args {

@@ -14,6 +14,11 @@ use sharecall_proto::sharing::share_batch;
 use sharecall_proto::{Fp, ShareVec};
 use sharecall_provider::smc::{EngineConfig, PoolSizing, PrfKey, SmcResult};
 
+/// mimalloc: the SMC, HTTP and TLS paths allocate many short-lived buffers
+/// across threads, where glibc's arenas contend (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "SMC round latency through delaying relays")]
 struct Args {

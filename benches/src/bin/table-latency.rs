@@ -11,6 +11,7 @@
 //! one after another (latency p50/p99), then as many as possible from
 //! `--concurrency` clients for `--seconds` (throughput).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,11 @@ use sharecall_benches::relay::Relay;
 use sharecall_client::{AccountKey, Client, ImportRow, ResultCode};
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
 use sharecall_provider::devcluster::{DevCluster, DevOptions};
+
+/// mimalloc: the SMC, HTTP and TLS paths allocate many short-lived buffers
+/// across threads, where glibc's arenas contend (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Options.
 #[derive(Parser)]
@@ -53,6 +59,52 @@ struct Args {
     /// registration per entry). Big tables need it.
     #[arg(long, default_value_t = 0)]
     import_rows: usize,
+    /// Sample the process during the throughput run (SIGPROF, no perf
+    /// events needed) and print the N functions with the most samples,
+    /// by own time and including callees.
+    #[arg(long, default_value_t = 0)]
+    profile_top: usize,
+}
+
+/// Prints where the samples of `report` fall: the `top` functions by own
+/// samples and by samples including their callees.
+fn print_profile(report: &pprof::Report, top: usize) {
+    let mut own: HashMap<String, isize> = HashMap::new();
+    let mut incl: HashMap<String, isize> = HashMap::new();
+    let mut total = 0;
+    for (frames, count) in &report.data {
+        total += count;
+        let names: Vec<String> = frames
+            .frames
+            .iter()
+            .flat_map(|f| f.iter().map(|s| s.name()))
+            .collect();
+        if let Some(leaf) = names.first() {
+            *own.entry(leaf.clone()).or_default() += count;
+        }
+        let mut seen = std::collections::HashSet::new();
+        // Callers worth naming: runtime and standard-library frames hold
+        // everything and say nothing.
+        let generic = ["tokio::", "std::", "core::", "futures", "alloc::", "<core::", "<alloc::"];
+        for n in names {
+            if generic.iter().any(|g| n.starts_with(g)) || n.contains("{{closure}}") && !n.contains("sharecall") {
+                continue;
+            }
+            if seen.insert(n.clone()) {
+                *incl.entry(n).or_default() += count;
+            }
+        }
+    }
+    for (title, map) in [("own", own), ("including callees", incl)] {
+        let mut v: Vec<(String, isize)> = map.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        println!("profile, {title} ({total} samples):");
+        for (name, c) in v.into_iter().take(top) {
+            let mut short = name.clone();
+            short.truncate(140);
+            println!("  {:5.1}%  {short}", 100.0 * c as f64 / total.max(1) as f64);
+        }
+    }
 }
 
 fn pseudonym(k: usize) -> String {
@@ -217,6 +269,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Throughput.
     if args.concurrency > 0 {
+        let profiler = if args.profile_top > 0 {
+            Some(pprof::ProfilerGuard::new(499).context("starting the profiler")?)
+        } else {
+            None
+        };
         let done = Arc::new(AtomicU64::new(0));
         let until = Instant::now() + Duration::from_secs(args.seconds);
         let mut workers = Vec::new();
@@ -246,6 +303,9 @@ async fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64(),
             n as f64 / t.elapsed().as_secs_f64()
         );
+        if let Some(p) = profiler {
+            print_profile(&p.report().build().context("profile")?, args.profile_top);
+        }
     }
     // How large the batches grew (the coordinator's metrics hold them).
     for c in &cluster.configs {
