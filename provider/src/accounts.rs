@@ -9,12 +9,12 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use ed25519_dalek::{Verifier, VerifyingKey};
 use governor::clock::{Clock, DefaultClock};
-use ed25519_dalek::VerifyingKey;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use redb::TableDefinition;
 
@@ -63,16 +63,22 @@ impl Accounts {
         }
     }
 
-    /// Whether `signature` is `account`'s strict ed25519 signature of
-    /// `message` (false for a malformed key or signature).
+    /// Whether `signature` is `account`'s ed25519 signature of `message`
+    /// (false for a malformed or small-order key, or a malformed
+    /// signature).
     pub fn verify(&self, account: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
         let cached = self.keys.lock().ok().and_then(|k| k.get(account).copied());
         let key = match cached {
             Some(k) => k,
             None => {
+                // A small-order key would verify forged signatures; the
+                // strict check refused it at every request, now once here.
                 let Ok(k) = VerifyingKey::from_bytes(account) else {
                     return false;
                 };
+                if k.is_weak() {
+                    return false;
+                }
                 if let Ok(mut keys) = self.keys.lock() {
                     if keys.len() >= KEY_CACHE {
                         keys.clear();
@@ -82,7 +88,10 @@ impl Accounts {
                 k
             }
         };
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+        // Not `verify_strict`: its other check (a small-order R) costs a
+        // point decompression per request and matters only for signature
+        // malleability, which request ids and replay refusal make moot.
+        key.verify(message, &ed25519_dalek::Signature::from_bytes(signature))
             .is_ok()
     }
 
@@ -167,6 +176,25 @@ mod tests {
             burst: 2,
             importers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn signatures_verify_and_small_order_keys_never_do() {
+        use ed25519_dalek::Signer;
+        let accounts = Accounts::new(config("open"));
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let account = key.verifying_key().to_bytes();
+        let sig = key.sign(b"message").to_bytes();
+        assert!(accounts.verify(&account, b"message", &sig));
+        assert!(accounts.verify(&account, b"message", &sig), "cached key");
+        assert!(!accounts.verify(&account, b"other", &sig));
+        // The identity point accepts R = identity, s = 0 for any message
+        // under the plain equation: the weak-key check must refuse it.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        assert!(!accounts.verify(&identity, b"anything", &forged));
     }
 
     #[test]

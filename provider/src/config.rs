@@ -203,7 +203,7 @@ pub struct ProviderConfig {
 pub struct TablesConfig {
     /// `"hash"` (PRF tag picks the bucket), `"list"` (compare with every
     /// entry) or `"tree"` / `"tree/<fanout>"` (sorted, fanout 2..=4096,
-    /// default 64). Default `"hash"`.
+    /// default 1024). Default `"hash"`.
     pub variant: String,
     /// Most ordered requests executed in one SMC job. Default `256`.
     pub max_batch: usize,

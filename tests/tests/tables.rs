@@ -39,11 +39,12 @@ fn every_operation(variant: &'static str) {
             p.as_object_mut().expect("object").remove("key_bits");
         }
         let body = alice.bodies(&alice.id(), "register", &parts, 5000)[0].clone();
-        let (status, body) = cluster
-            .post(0, "/v1/requests", body)
-            .expect_err("refused");
+        let (status, body) = cluster.post(0, "/v1/requests", body).expect_err("refused");
         assert_eq!(status, 400, "{body}");
-        assert!(body.contains("bad_part") && body.contains("key_bits"), "{body}");
+        assert!(
+            body.contains("bad_part") && body.contains("key_bits"),
+            "{body}"
+        );
     }
 
     // Register, then a duplicate register fails.

@@ -85,9 +85,13 @@ fn print_profile(report: &pprof::Report, top: usize) {
         let mut seen = std::collections::HashSet::new();
         // Callers worth naming: runtime and standard-library frames hold
         // everything and say nothing.
-        let generic = ["tokio::", "std::", "core::", "futures", "alloc::", "<core::", "<alloc::"];
+        let generic = [
+            "tokio::", "std::", "core::", "futures", "alloc::", "<core::", "<alloc::",
+        ];
         for n in names {
-            if generic.iter().any(|g| n.starts_with(g)) || n.contains("{{closure}}") && !n.contains("sharecall") {
+            if generic.iter().any(|g| n.starts_with(g))
+                || n.contains("{{closure}}") && !n.contains("sharecall")
+            {
                 continue;
             }
             if seen.insert(n.clone()) {

@@ -9,8 +9,9 @@
 //! - `Variant::List`: every entry is a candidate (no SMC to narrow;
 //!   O(n) comparisons in the one `eq_reveal` round);
 //! - `Variant::Tree`: entries sorted by key; each level compares the
-//!   query against a node's pivots in one batched `lt_reveal`, so a lookup
-//!   costs O(log_b n) comparison steps and reveals only the order of keys;
+//!   query against a node's pivots in one batched comparison of XOR-shared
+//!   keys (`compare_bits`), so a lookup costs O(log_b n) comparison steps
+//!   and reveals only the order of keys;
 //! - `Variant::Hash`: `prf_tag` (a keyed PRF with a secret-shared key)
 //!   picks the bucket; collisions are settled by `eq_reveal`.
 
@@ -24,6 +25,11 @@ use sharecall_proto::{BitShare, Share, ShareVec};
 
 use crate::smc::{LaneSession, PrfKey, SmcError};
 pub use index::{Change, Changes, Data, Index, Meta};
+
+/// Fanout of `"tree"`: comparisons on XOR shares are cheap, so wide nodes
+/// win; at 1 000 000 entries 1024 needs one pivot level and the leaf
+/// (docs/BENCHMARKS.md).
+pub const DEFAULT_FANOUT: usize = 1024;
 
 /// Which table a deployment uses (all three providers must agree).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +63,9 @@ impl FromStr for Variant {
         match s {
             "list" => Ok(Variant::List),
             "hash" => Ok(Variant::Hash),
-            "tree" => Ok(Variant::Tree { fanout: 64 }),
+            "tree" => Ok(Variant::Tree {
+                fanout: DEFAULT_FANOUT,
+            }),
             other => match other.strip_prefix("tree/").map(str::parse::<usize>) {
                 Some(Ok(f)) if (2..=4096).contains(&f) => Ok(Variant::Tree { fanout: f }),
                 _ => Err(format!(
