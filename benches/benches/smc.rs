@@ -31,8 +31,8 @@ use criterion::{
 use rand::SeedableRng;
 use sharecall_benches::cluster::BenchCluster;
 use sharecall_proto::sharing::share_batch;
-use sharecall_proto::{Fp, ShareVec};
-use sharecall_provider::smc::{EngineConfig, PoolSizing, PoolStats, PrfKey, TAG_BITS};
+use sharecall_proto::{BitShare, Fp, ShareVec};
+use sharecall_provider::smc::{EngineConfig, PoolSizing, PoolStats, PrfKey, Reveal, TAG_BITS};
 use tokio::runtime::Runtime;
 
 fn config() -> EngineConfig {
@@ -63,6 +63,16 @@ fn inputs(n: usize, seed: u64) -> [(ShareVec, ShareVec); 3] {
     let [a0, a1, a2] = sa;
     let [b0, b1, b2] = sb;
     [(a0, b0), (a1, b1), (a2, b2)]
+}
+
+/// A replicated XOR sharing from the low 128 bits of each component.
+fn words(v: &ShareVec) -> Vec<BitShare> {
+    v.iter()
+        .map(|s| BitShare {
+            first: s.first.low_u128(),
+            second: s.second.low_u128(),
+        })
+        .collect()
 }
 
 fn runtime() -> Runtime {
@@ -121,6 +131,12 @@ fn protocols(c: &mut Criterion) {
         bench_op!("eq_reveal", usize::MAX, |s, a, b, k| s.eq_reveal(&a, &b));
         bench_op!("prf_tag", 1_000, |s, a, b, k| s.prf_tag(&k, &a));
         bench_op!("lt_reveal", 1_000, |s, a, b, k| s.lt_reveal(&a, &b));
+        // XOR shares made from the field shares' low 128 bits (consistent
+        // between the two holders of each component, so a valid sharing).
+        bench_op!("compare_bits", usize::MAX, |s, a, b, k| async move {
+            let (x, y) = (words(&a), words(&b));
+            s.compare_bits(&x, &y, &vec![Reveal::Both; x.len()]).await
+        });
     }
     g.finish();
 }

@@ -826,8 +826,9 @@ mod tests {
             let obj = v.as_object().expect("object");
             let mut fields: Vec<&str> = obj.keys().map(String::as_str).collect();
             fields.sort_unstable();
-            assert_eq!(fields, ["endpoint", "extra", "key", "ttl_s"]);
+            assert_eq!(fields, ["endpoint", "extra", "key", "key_bits", "ttl_s"]);
             assert_eq!(obj["key"].as_str().map(str::len), Some(128));
+            assert_eq!(obj["key_bits"].as_str().map(str::len), Some(64));
             assert_eq!(obj["endpoint"].as_str().map(str::len), Some(1280));
             assert_eq!(obj["ttl_s"].as_u64(), Some(3600));
             assert_eq!(obj["extra"].as_str(), Some("6869"));
@@ -890,6 +891,11 @@ mod tests {
                 crate::registration::reconstruct_endpoint(&eps).expect("reconstructs"),
                 *e
             );
+            let bits = [0, 1, 2].map(|k| parsed[k][i].0.key_bits.expect("key_bits"));
+            assert_eq!(
+                sharecall_proto::bits::reconstruct_bits(&bits),
+                Ok(p.key().as_u128())
+            );
             let keys = [0, 1, 2].map(|k| parsed[k][i].0.key);
             assert_eq!(
                 sharecall_proto::sharing::reconstruct_all(&keys).expect("key"),
@@ -901,7 +907,7 @@ mod tests {
         let row = v["rows"][0].as_object().expect("row");
         let mut fields: Vec<&str> = row.keys().map(String::as_str).collect();
         fields.sort_unstable();
-        assert_eq!(fields, ["endpoint", "key", "owner", "ttl_s"]);
+        assert_eq!(fields, ["endpoint", "key", "key_bits", "owner", "ttl_s"]);
         // Limits.
         assert!(matches!(import_parts(&[]), Err(PartError::ImportSize(_))));
         let mut bad = entries[0].clone();
