@@ -101,7 +101,7 @@ fn print_profile(report: &pprof::Report, top: usize) {
     }
     for (title, map) in [("own", own), ("including callees", incl)] {
         let mut v: Vec<(String, isize)> = map.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
         println!("profile, {title} ({total} samples):");
         for (name, c) in v.into_iter().take(top) {
             let mut short = name.clone();

@@ -184,9 +184,9 @@ mod tests {
     fn zero_words_xor_to_zero() {
         let mut prgs = seeds().map(|s| Prg::new(&s, 0, 1));
         let z = [0, 1, 2].map(|i| prgs[i].zero_words(20));
-        for k in 0..20 {
-            assert_eq!(z[0][k] ^ z[1][k] ^ z[2][k], 0);
-            assert_ne!(z[0][k], 0);
+        for ((a, b), c) in z[0].iter().zip(&z[1]).zip(&z[2]) {
+            assert_eq!(a ^ b ^ c, 0);
+            assert_ne!(*a, 0);
         }
     }
 
