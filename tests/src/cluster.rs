@@ -108,16 +108,36 @@ fn fingerprint_of(stdout: &str) -> String {
         .to_string()
 }
 
+/// A listener on a port below the kernel's ephemeral range (32768 and up
+/// here): ports bound to 0 come from that range, which outgoing
+/// connections of parallel tests also draw from, so a provider restarted
+/// on its old port could find it taken by someone's client socket. The
+/// walk starts at a per-process offset and never reuses a port in this
+/// process.
+fn listen_below_ephemeral() -> TcpListener {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 397) % SPAN;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start + k) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l;
+        }
+    }
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")
+}
+
 impl Cluster {
     /// Initialises three providers and starts them; waits until each
     /// admin endpoint answers.
     pub fn start(options: ClusterOptions) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        // Hold every probe listener until all nine ports are chosen, so
-        // the kernel cannot hand out the same port twice.
-        let probes: Vec<TcpListener> = (0..12)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-            .collect();
+        // Hold every probe listener until all twelve ports are chosen, so
+        // none is chosen twice.
+        let probes: Vec<TcpListener> = (0..12).map(|_| listen_below_ephemeral()).collect();
         let port = |k: usize| probes[k].local_addr().expect("local addr");
         let addrs: [Addrs; 3] = std::array::from_fn(|i| Addrs {
             control: port(4 * i),

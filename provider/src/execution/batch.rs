@@ -708,13 +708,7 @@ async fn place(
             }
         }
     }
-    let reveal = vec![Reveal::Less; a.len()];
-    let less: Vec<bool> = session
-        .compare_bits(&a, &b, &reveal)
-        .await?
-        .into_iter()
-        .map(|c| c.less == Some(true))
-        .collect();
+    let less = session.less_bits(&a, &b).await?;
     // Rank by the number of group members below (a total order even if a
     // deviating provider made the answers inconsistent: the batch's
     // closing check then fails anyway).

@@ -173,6 +173,17 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
         }
         Ok(out)
     }
+
+    /// Whether a_k < b_k for every k, revealing nothing else (8 rounds).
+    pub async fn less_bits(&mut self, a: &[BitShare], b: &[BitShare]) -> SmcResult<Vec<bool>> {
+        let reveal = vec![Reveal::Less; a.len()];
+        Ok(self
+            .compare_bits(a, b, &reveal)
+            .await?
+            .into_iter()
+            .map(|c| c.less == Some(true))
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -339,12 +339,32 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             return Ok(Vec::new());
         }
         let me = self.me();
-        let payload = Bytes::from(encode_batch(&z));
+        let lie = || {
+            let mut lie = z.clone();
+            lie[0] += Fp::ONE;
+            Bytes::from(encode_batch(&lie))
+        };
+        let got = self
+            .exchange_additive(Bytes::from(encode_batch(&z)), lie)
+            .await?;
+        let zn = self.decode(me.next(), &got[0], z.len())?;
+        let zp = self.decode(me.prev(), &got[1], z.len())?;
+        Ok((0..z.len()).map(|k| z[k] + zn[k] + zp[k]).collect())
+    }
+
+    /// Sends this party's additive share to both peers (a wrong copy, from
+    /// `lie`, to the victim of [`Session::debug_equivocate_to`]) and
+    /// receives theirs, [from next, from prev]; what arrived goes into the
+    /// digests that [`Session::verify`] compares.
+    async fn exchange_additive(
+        &mut self,
+        payload: Bytes,
+        lie: impl Fn() -> Bytes,
+    ) -> SmcResult<Vec<Bytes>> {
+        let me = self.me();
         let payload_for = |peer: PartyId| {
             if self.equivocate_to == Some(peer) {
-                let mut lie = z.clone();
-                lie[0] += Fp::ONE;
-                Bytes::from(encode_batch(&lie))
+                lie()
             } else {
                 payload.clone()
             }
@@ -364,9 +384,7 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             .await?;
         self.from_next.update(&got[0]);
         self.from_prev.update(&got[1]);
-        let zn = self.decode(me.next(), &got[0], z.len())?;
-        let zp = self.decode(me.prev(), &got[1], z.len())?;
-        Ok((0..z.len()).map(|k| z[k] + zn[k] + zp[k]).collect())
+        Ok(got)
     }
 
     /// Reveals whether a_k = b_k for every k (1 round) by opening
@@ -464,31 +482,14 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             return Ok(Vec::new());
         }
         let me = self.me();
-        let payload = Bytes::from(words_bytes(&z));
-        let payload_for = |peer: PartyId| {
-            if self.equivocate_to == Some(peer) {
-                let mut lie = z.clone();
-                lie[0] ^= 1;
-                Bytes::from(words_bytes(&lie))
-            } else {
-                payload.clone()
-            }
+        let lie = || {
+            let mut lie = z.clone();
+            lie[0] ^= 1;
+            Bytes::from(words_bytes(&lie))
         };
-        let sends = vec![
-            (me.next(), FrameKind::AdditiveOpen, payload_for(me.next())),
-            (me.prev(), FrameKind::AdditiveOpen, payload_for(me.prev())),
-        ];
         let got = self
-            .round(
-                sends,
-                &[
-                    (me.next(), FrameKind::AdditiveOpen),
-                    (me.prev(), FrameKind::AdditiveOpen),
-                ],
-            )
+            .exchange_additive(Bytes::from(words_bytes(&z)), lie)
             .await?;
-        self.from_next.update(&got[0]);
-        self.from_prev.update(&got[1]);
         let zn = self.decode_words(me.next(), &got[0], z.len())?;
         let zp = self.decode_words(me.prev(), &got[1], z.len())?;
         Ok((0..z.len()).map(|k| z[k] ^ zn[k] ^ zp[k]).collect())

@@ -71,13 +71,7 @@ async fn check_runs(
             _ => boundary_at.push(None),
         }
     }
-    let reveal = vec![Reveal::Less; a.len()];
-    let less: Vec<bool> = session
-        .compare_bits(&a, &b, &reveal)
-        .await?
-        .into_iter()
-        .map(|c| c.less == Some(true))
-        .collect();
+    let less = session.less_bits(&a, &b).await?;
     let mut out = RunCheck {
         sorted: vec![None; queries.len()],
         appended: vec![false; queries.len()],
