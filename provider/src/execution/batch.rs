@@ -692,7 +692,8 @@ async fn place(
             })?;
         groups.entry(lo + below).or_default().push(k);
     }
-    // Pairs in one gap whose order is not known: is the first below?
+    // Pairs (i < j: groups are filled in insert order) in one gap whose
+    // order is not known: is i below j?
     let mut a = Vec::new();
     let mut b = Vec::new();
     let mut pair_at: HashMap<(usize, usize), usize> = HashMap::new();
@@ -701,9 +702,9 @@ async fn place(
             for &j in &g[x + 1..] {
                 let (qi, qj) = (inserts[i].0, inserts[j].0);
                 if narrowed.known_order(qi, qj).is_none() {
-                    pair_at.insert((i.min(j), i.max(j)), a.len());
-                    a.push(queries[inserts[i.min(j)].0].key_bits);
-                    b.push(queries[inserts[i.max(j)].0].key_bits);
+                    pair_at.insert((i, j), a.len());
+                    a.push(queries[qi].key_bits);
+                    b.push(queries[qj].key_bits);
                 }
             }
         }

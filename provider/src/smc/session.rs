@@ -10,7 +10,7 @@
 //! | `mul` | 1 | products to prev |
 //! | `mul_open` | 1 | products to both |
 //! | `eq_reveal` | 1 | as `mul_open` |
-//! | `prf_tag` | 1 | as `mul_open`, 32 elements per value |
+//! | `prf_tag` | 1 | as `mul_open`, [`TAG_BITS`] (24) elements per value |
 //! | `lt_reveal` | 7 | 1 open, 5 `mul` levels, 1 `mul_open` |
 //! | `and_words` | 1 | as `mul`, on XOR-shared 128-bit words |
 //! | `and_open_words` | 1 | as `mul_open`, on words |

@@ -29,6 +29,16 @@ struct RunCheck {
     appended: Vec<bool>,
 }
 
+impl RunCheck {
+    /// No row of `n` queries is in a checked run.
+    fn none(n: usize) -> RunCheck {
+        RunCheck {
+            sorted: vec![None; n],
+            appended: vec![false; n],
+        }
+    }
+}
+
 /// The run check: one comparison level for every neighbouring pair of
 /// every import run, the last stored key against the first run's first
 /// row, and each run's last row against the next run's first row. Runs
@@ -53,7 +63,6 @@ async fn check_runs(
             b.push(queries[w[1]].key_bits);
         }
     }
-    let within = a.len();
     // Boundaries: stored → run 0, run k → run k+1.
     let mut boundary_at: Vec<Option<usize>> = Vec::with_capacity(runs.len());
     for (k, (_, rows)) in runs.iter().enumerate() {
@@ -72,17 +81,14 @@ async fn check_runs(
         }
     }
     let less = session.less_bits(&a, &b).await?;
-    let mut out = RunCheck {
-        sorted: vec![None; queries.len()],
-        appended: vec![false; queries.len()],
-    };
+    let mut out = RunCheck::none(queries.len());
     let mut at = 0;
     // Whether everything appended so far ends below the next run.
     let mut chain: Option<usize> = None;
     let mut chain_open = true;
     for (k, (r, rows)) in runs.iter().enumerate() {
         let n_pairs = rows.len().saturating_sub(1);
-        let increasing = less[at..at + n_pairs].iter().all(|l| *l) && at + n_pairs <= within;
+        let increasing = less[at..at + n_pairs].iter().all(|l| *l);
         at += n_pairs;
         let above = boundary_at[k].map(|i| less[i]).unwrap_or(k == 0);
         let append = chain_open && increasing && above;
@@ -122,10 +128,7 @@ pub(super) async fn narrow(
         };
         check_runs(last, session, queries).await?
     } else {
-        RunCheck {
-            sorted: vec![None; q_len],
-            appended: vec![false; q_len],
-        }
+        RunCheck::none(q_len)
     };
     let mut ranges = vec![(0usize, n); q_len];
     let mut equal: Vec<Option<Vec<bool>>> = vec![None; q_len];
