@@ -18,7 +18,7 @@ use sharecall_provider::smc::{
 
 /// Lanes, one per test function so tests running in parallel never share
 /// a lane (sessions on a lane must be opened in the same order everywhere).
-const LANES: u32 = 9;
+const LANES: u32 = 10;
 
 struct Shared {
     rt: tokio::runtime::Runtime,
@@ -168,13 +168,23 @@ fn prf_key(lane: usize) -> [PrfKey; 3] {
     run3(lane, |_, mut s| async move { Ok(s.gen_prf_key()) }).map(|k| k.expect("key"))
 }
 
-fn prf_values(lane: usize, keys: &[PrfKey; 3], x: Vec<Fp>, seed: u64) -> Vec<u32> {
+/// `prf_tag` of `x`, or `prf_tag_prefix` when `widths` are given.
+fn prf_values(
+    lane: usize,
+    keys: &[PrfKey; 3],
+    x: Vec<Fp>,
+    seed: u64,
+    widths: Option<Vec<usize>>,
+) -> Vec<u32> {
     let sx = share3(&x, seed);
     let keys = keys.clone();
     ok3(run3(lane, move |p, mut s| {
-        let (k, v) = (keys[p].clone(), sx[p].clone());
+        let (k, v, w) = (keys[p].clone(), sx[p].clone(), widths.clone());
         async move {
-            let t = s.prf_tag(&k, &v).await?;
+            let t = match w {
+                Some(w) => s.prf_tag_prefix(&k, &v, &w).await?,
+                None => s.prf_tag(&k, &v).await?,
+            };
             s.verify().await?;
             Ok(t)
         }
@@ -316,7 +326,24 @@ proptest! {
         prop_assert_eq!(key.len(), TAG_BITS);
         let x = fps(&v);
         let expected: Vec<u32> = x.iter().map(|xi| plaintext_tag(&key, *xi)).collect();
-        prop_assert_eq!(prf_values(4, &keys, x, seed), expected);
+        prop_assert_eq!(prf_values(4, &keys, x, seed, None), expected);
+    }
+
+    #[test]
+    fn prf_tag_prefix_is_the_low_bits_of_the_tag(
+        v in proptest::collection::vec((any::<u128>(), 0..=TAG_BITS), 0..8),
+        seed in any::<u64>(),
+    ) {
+        let keys = prf_key(9);
+        let key: Vec<Fp> = reconstruct_batch(&keys.clone().map(|k| k.0)).expect("consistent key");
+        let x = fps(&v.iter().map(|p| p.0).collect::<Vec<_>>());
+        let widths: Vec<usize> = v.iter().map(|p| p.1).collect();
+        let expected: Vec<u32> = x
+            .iter()
+            .zip(&widths)
+            .map(|(xi, &w)| plaintext_tag(&key, *xi) & (((1u64 << w) - 1) as u32))
+            .collect();
+        prop_assert_eq!(prf_values(9, &keys, x, seed, Some(widths)), expected);
     }
 }
 
@@ -352,9 +379,9 @@ fn batch_sizes_zero_one_and_thousand() {
 fn prf_tags_are_stable_and_spread() {
     let keys = prf_key(6);
     let x: Vec<Fp> = (0..64u64).map(Fp::from_u64).collect();
-    let first = prf_values(6, &keys, x.clone(), 1);
+    let first = prf_values(6, &keys, x.clone(), 1, None);
     // Same key, fresh sharing of the same inputs: same tags.
-    let again = prf_values(6, &keys, x, 2);
+    let again = prf_values(6, &keys, x, 2, None);
     assert_eq!(first, again);
     let mut distinct = first.clone();
     distinct.sort_unstable();
@@ -366,7 +393,7 @@ fn prf_tags_are_stable_and_spread() {
     // A different key gives different tags.
     let other = prf_key(6);
     assert_ne!(
-        prf_values(6, &other, (0..64u64).map(Fp::from_u64).collect(), 3),
+        prf_values(6, &other, (0..64u64).map(Fp::from_u64).collect(), 3, None),
         first
     );
 }
@@ -387,7 +414,7 @@ fn pool_refills_in_the_background() {
     // Consume squares for 40 tags, then the producer tops the pool up.
     let keys = prf_key(7);
     let x: Vec<Fp> = (0..40u64).map(Fp::from_u64).collect();
-    prf_values(7, &keys, x, 5);
+    prf_values(7, &keys, x, 5, None);
     s.rt.block_on(async {
         for e in &s.cluster.engines {
             e.warm().await.expect("pools refill");

@@ -622,30 +622,57 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
     /// a preprocessed random square s, which hides everything but the
     /// quadratic character.
     pub async fn prf_tag(&mut self, key: &PrfKey, x: &ShareVec) -> SmcResult<Vec<u32>> {
-        let result = self.prf_tag_with_squares(key, x).await;
+        let widths = vec![TAG_BITS; x.len()];
+        self.prf_tag_prefix(key, x, &widths).await
+    }
+
+    /// [`Session::prf_tag`] computing only the low `widths[i]` bits of
+    /// value i's tag (1 round online; the other bits are 0). A lookup that
+    /// stores nothing needs only as many bits as keep its bucket small, and
+    /// each bit not computed saves every party a Legendre symbol and the
+    /// pool a square; it also reveals less.
+    pub async fn prf_tag_prefix(
+        &mut self,
+        key: &PrfKey,
+        x: &ShareVec,
+        widths: &[usize],
+    ) -> SmcResult<Vec<u32>> {
+        let result = self.prf_tag_with_squares(key, x, widths).await;
         if result.is_ok() {
             self.material_pending = false;
         }
         result
     }
 
-    async fn prf_tag_with_squares(&mut self, key: &PrfKey, x: &ShareVec) -> SmcResult<Vec<u32>> {
+    async fn prf_tag_with_squares(
+        &mut self,
+        key: &PrfKey,
+        x: &ShareVec,
+        widths: &[usize],
+    ) -> SmcResult<Vec<u32>> {
         if key.0.len() != TAG_BITS {
             return Err(SmcError::InvalidInput(format!(
                 "PRF key has {} elements, expected {TAG_BITS}",
                 key.0.len()
             )));
         }
-        let n = x.len();
-        if n == 0 {
-            return Ok(Vec::new());
+        if widths.len() != x.len() || widths.iter().any(|&w| w > TAG_BITS) {
+            return Err(SmcError::InvalidInput(format!(
+                "{} tag widths for {} values, each at most {TAG_BITS}",
+                widths.len(),
+                x.len()
+            )));
+        }
+        let total: usize = widths.iter().sum();
+        if total == 0 {
+            return Ok(vec![0; x.len()]);
         }
         let pools = self.pools()?;
         self.material_pending = true;
-        let squares = pools.squares.take(n * TAG_BITS).await?;
-        let mut a = ShareVec::with_capacity(n * TAG_BITS);
-        for v in x.iter() {
-            for k in key.0.iter() {
+        let squares = pools.squares.take(total).await?;
+        let mut a = ShareVec::with_capacity(total);
+        for (v, &w) in x.iter().zip(widths) {
+            for k in key.0.iter().take(w) {
                 a.push(Share {
                     first: k.first + v.first,
                     second: k.second + v.second,
@@ -654,10 +681,11 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
         }
         let s: ShareVec = squares.into_iter().collect();
         let opened = self.mul_open(&a, &s).await?;
-        Ok(opened
-            .chunks_exact(TAG_BITS)
-            .map(|bits| {
-                bits.iter().enumerate().fold(0u32, |acc, (j, v)| {
+        let mut bits = opened.iter();
+        Ok(widths
+            .iter()
+            .map(|&w| {
+                bits.by_ref().take(w).enumerate().fold(0u32, |acc, (j, v)| {
                     acc | (u32::from(v.legendre() == Legendre::Residue) << j)
                 })
             })

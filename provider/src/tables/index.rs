@@ -12,7 +12,7 @@
 // redb::Error is the error type of the store's transaction callbacks.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use sharecall_proto::bits::BIT_SHARE_LEN;
@@ -108,9 +108,9 @@ impl Data {
 pub struct Index {
     /// Every entry, by slot (ordered, so all providers iterate alike).
     pub meta: BTreeMap<u64, Meta>,
-    /// Hash table: slots by PRF tag, in slot order (a set: the other
-    /// tables put every entry under tag 0).
-    pub buckets: HashMap<u32, BTreeSet<u64>>,
+    /// Hash table: slots by PRF tag (the other tables put every entry
+    /// under tag 0).
+    pub buckets: Buckets,
     /// Tree: slots in key order.
     pub order: Vec<u64>,
     /// Tree: the order label of each entry of `order`, as stored.
@@ -119,6 +119,56 @@ pub struct Index {
     pub prf_key: Option<PrfKey>,
     /// Sequence number of the last executed request.
     pub cursor: u64,
+}
+
+/// Slots by PRF tag, findable by the tag's low bits alone: a lookup that
+/// computed only a prefix of its tag (`Session::prf_tag_prefix`) gets every
+/// slot whose tag agrees on those bits.
+///
+/// Keyed by the bit-reversed tag, so "low `w` bits equal" is one key range.
+#[derive(Debug, Default)]
+pub struct Buckets(BTreeMap<u32, BTreeSet<u64>>);
+
+impl Buckets {
+    /// Files `slot` under `tag`.
+    pub fn insert(&mut self, tag: u32, slot: u64) {
+        self.0.entry(tag.reverse_bits()).or_default().insert(slot);
+    }
+
+    /// Removes `slot` from under `tag`.
+    pub fn remove(&mut self, tag: u32, slot: u64) {
+        let key = tag.reverse_bits();
+        if let Some(b) = self.0.get_mut(&key) {
+            b.remove(&slot);
+            if b.is_empty() {
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    /// Slots whose tags agree with `tag` on the low `width` bits, in slot
+    /// order.
+    pub fn matching(&self, tag: u32, width: usize) -> Vec<u64> {
+        let lo = (tag & low_mask(width)).reverse_bits();
+        let hi = lo | high_free(width);
+        let mut out: Vec<u64> = self
+            .0
+            .range(lo..=hi)
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+/// The low `width` bits set (all of them from 32 on).
+pub fn low_mask(width: usize) -> u32 {
+    u32::MAX.checked_shr(32 - width.min(32) as u32).unwrap_or(0)
+}
+
+/// In bit-reversed keys, the bits a `width`-bit prefix leaves free.
+fn high_free(width: usize) -> u32 {
+    u32::MAX.checked_shr(width.min(32) as u32).unwrap_or(0)
 }
 
 fn corrupted(what: &str) -> redb::Error {
@@ -134,7 +184,7 @@ impl Index {
             for item in t.iter()? {
                 let (slot, v) = item?;
                 let m = Meta::decode(v.value())?;
-                index.buckets.entry(m.tag).or_default().insert(slot.value());
+                index.buckets.insert(m.tag, slot.value());
                 index.meta.insert(slot.value(), m);
             }
         }
@@ -281,16 +331,11 @@ impl Index {
             match op {
                 Change::Delete(slot) => {
                     if let Some(m) = self.meta.remove(&slot) {
-                        if let Some(b) = self.buckets.get_mut(&m.tag) {
-                            b.remove(&slot);
-                            if b.is_empty() {
-                                self.buckets.remove(&m.tag);
-                            }
-                        }
+                        self.buckets.remove(m.tag, slot);
                     }
                 }
                 Change::Put(slot, m, _) => {
-                    self.buckets.entry(m.tag).or_default().insert(slot);
+                    self.buckets.insert(m.tag, slot);
                     self.meta.insert(slot, m);
                 }
                 Change::Update(slot, expires, _) => {
@@ -477,7 +522,7 @@ mod tests {
         index.commit(changes);
         let loaded = Index::load(&db).expect("load");
         assert_eq!(loaded.meta.get(&4), Some(&m));
-        assert_eq!(loaded.buckets.get(&7), Some(&BTreeSet::from([4])));
+        assert_eq!(loaded.buckets.matching(7, 24), vec![4]);
         assert_eq!(loaded.order, vec![4]);
         assert_eq!(loaded.cursor, 4);
         assert_eq!(Index::data(&db, 4).expect("data"), Some(d));

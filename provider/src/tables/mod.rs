@@ -23,7 +23,7 @@ use std::str::FromStr;
 
 use sharecall_proto::{BitShare, Share, ShareVec};
 
-use crate::smc::{LaneSession, PrfKey, SmcError};
+use crate::smc::{LaneSession, PrfKey, SmcError, TAG_BITS};
 pub use index::{Change, Changes, Data, Index, Meta};
 
 /// Fanout of `"tree"`: comparisons on XOR shares are cheap, so wide nodes
@@ -97,6 +97,9 @@ pub struct Narrowed {
     pub candidates: Vec<Vec<u64>>,
     /// Hash: per query, its PRF tag (empty for other variants).
     pub tags: Vec<u32>,
+    /// Hash: per query, how many low bits of its tag were computed (all
+    /// [`TAG_BITS`] for writes, whose tags are stored).
+    pub tag_widths: Vec<usize>,
     /// Tree: per query, the range of `Index::order` it falls in.
     pub ranges: Vec<(usize, usize)>,
     /// Tree: per query, whether its key equals each candidate's (settled
@@ -115,7 +118,9 @@ impl Narrowed {
     /// for the tree, they share a leaf range and not a sorted run.
     pub fn may_equal(&self, i: usize, j: usize) -> bool {
         if let (Some(a), Some(b)) = (self.tags.get(i), self.tags.get(j)) {
-            return a == b;
+            let width = self.tag_widths.get(i).min(self.tag_widths.get(j));
+            let mask = width.map_or(u32::MAX, |&w| index::low_mask(w));
+            return (a ^ b) & mask == 0;
         }
         if let (Some(a), Some(b)) = (self.ranges.get(i), self.ranges.get(j)) {
             let same_run = matches!(
@@ -167,8 +172,7 @@ impl Lookup for Variant {
                 let key = prf_key.ok_or_else(|| {
                     SmcError::InvalidInput("the hash table has no PRF key".into())
                 })?;
-                let keys: ShareVec = queries.iter().map(|q| q.key).collect();
-                hash_narrow(index, key, session, &keys).await
+                hash_narrow(index, key, session, queries).await
             }
             Variant::Tree { fanout } => tree::narrow(index, fanout, session, queries).await,
         }
@@ -185,32 +189,44 @@ fn list_narrow(index: &Index, n: usize) -> Narrowed {
 }
 
 /// Hash: one `prf_tag` round; the bucket of each tag.
+///
+/// Writes compute all [`TAG_BITS`] (their tags are stored); reads only
+/// [`read_tag_width`] of them, enough to keep their buckets small at the
+/// table's size.
 async fn hash_narrow(
     index: &Index,
     key: &PrfKey,
     session: &mut LaneSession,
-    keys: &ShareVec,
+    queries: &[Query],
 ) -> Result<Narrowed, SmcError> {
-    let tags = if keys.is_empty() {
-        Vec::new()
-    } else {
-        session.prf_tag(key, keys).await?
-    };
+    let writes = queries.iter().filter(|q| q.writes).count();
+    let read_width = read_tag_width(index.meta.len() + writes);
+    let widths: Vec<usize> = queries
+        .iter()
+        .map(|q| if q.writes { TAG_BITS } else { read_width })
+        .collect();
+    let keys: ShareVec = queries.iter().map(|q| q.key).collect();
+    let tags = session.prf_tag_prefix(key, &keys, &widths).await?;
     let candidates = tags
         .iter()
-        .map(|t| {
-            index
-                .buckets
-                .get(t)
-                .map(|b| b.iter().copied().collect())
-                .unwrap_or_default()
-        })
+        .zip(&widths)
+        .map(|(&t, &w)| index.buckets.matching(t, w))
         .collect();
     Ok(Narrowed {
         candidates,
         tags,
+        tag_widths: widths,
         ..Narrowed::default()
     })
+}
+
+/// Tag bits a read computes when it may meet `n` keys: enough that the
+/// expected number of other keys sharing them stays under 1/16 (n < 2^L,
+/// L + 4 bits), at most [`TAG_BITS`]. Every provider derives it from the
+/// same replicated state, so all open the same number of elements.
+pub fn read_tag_width(n: usize) -> usize {
+    let significant = (usize::BITS - n.leading_zeros()) as usize;
+    (significant + 4).min(TAG_BITS)
 }
 
 /// The pivot positions of range `lo..hi` for `fanout` children.
@@ -230,6 +246,50 @@ mod tests {
         assert_eq!("tree/8".parse::<Variant>(), Ok(Variant::Tree { fanout: 8 }));
         assert!("tree/1".parse::<Variant>().is_err());
         assert!("btree".parse::<Variant>().is_err());
+    }
+
+    #[test]
+    fn read_tags_narrow_with_the_table() {
+        assert_eq!(read_tag_width(0), 4);
+        assert_eq!(read_tag_width(2000), 15);
+        assert_eq!(read_tag_width(100_000), 21);
+        assert_eq!(read_tag_width(1_000_000), TAG_BITS);
+        assert_eq!(read_tag_width(usize::MAX), TAG_BITS);
+    }
+
+    #[test]
+    fn prefix_tags_meet_only_on_their_common_bits() {
+        let n = Narrowed {
+            tags: vec![0b1011, 0b0011, 0b1011],
+            tag_widths: vec![TAG_BITS, 2, TAG_BITS],
+            ..Narrowed::default()
+        };
+        assert!(n.may_equal(0, 1), "agree on the 2 bits the read has");
+        assert!(n.may_equal(0, 2));
+        let m = Narrowed {
+            tags: vec![0b1011, 0b0001],
+            tag_widths: vec![TAG_BITS, 2],
+            ..Narrowed::default()
+        };
+        assert!(!m.may_equal(0, 1));
+        assert!(!m.may_equal(1, 0));
+    }
+
+    #[test]
+    fn buckets_find_every_slot_under_a_tag_prefix() {
+        let mut b = index::Buckets::default();
+        b.insert(0b1_0110, 5);
+        b.insert(0b0_0110, 3);
+        b.insert(0b0_0111, 9);
+        b.insert(0xff_ffff, 1);
+        assert_eq!(b.matching(0b0110, 4), vec![3, 5]);
+        assert_eq!(b.matching(0b1_0110, 5), vec![5]);
+        assert_eq!(b.matching(0b1_0110, TAG_BITS), vec![5]);
+        assert_eq!(b.matching(0, 0), vec![1, 3, 5, 9]);
+        assert_eq!(b.matching(0b11, 2), vec![1, 9]);
+        b.remove(0b0_0110, 3);
+        assert_eq!(b.matching(0b0110, 4), vec![5]);
+        assert_eq!(b.matching(0xff_ffff, 32), vec![1]);
     }
 
     #[test]

@@ -215,10 +215,10 @@ pub(super) async fn narrow(
         .collect();
     Ok(Narrowed {
         candidates,
-        tags: Vec::new(),
         ranges,
         equal,
         below,
         sorted_run: runs.sorted,
+        ..Narrowed::default()
     })
 }
