@@ -8,7 +8,7 @@
 // redb::Error is the error type of the store's transaction callbacks.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -45,6 +45,9 @@ pub struct Accounts {
     /// Decompressed public keys: decompressing costs about a third of a
     /// verification, and the same accounts sign request after request.
     keys: Mutex<HashMap<[u8; 32], VerifyingKey>>,
+    /// Accounts found enrolled (enrollment is never withdrawn, so a hit
+    /// stays true; it saves a store read per request).
+    enrolled: Mutex<HashSet<[u8; 32]>>,
 }
 
 /// Most public keys kept decompressed; the cache starts over when full.
@@ -60,6 +63,7 @@ impl Accounts {
             clock: DefaultClock::default(),
             config,
             keys: Mutex::default(),
+            enrolled: Mutex::default(),
         }
     }
 
@@ -123,6 +127,28 @@ impl Accounts {
         }
         store(db, account, now_ms)?;
         Ok(true)
+    }
+
+    /// Whether `account` is enrolled here ([`is_enrolled`], remembering
+    /// the accounts found).
+    pub fn is_enrolled(
+        &self,
+        db: &redb::Database,
+        account: &[u8; 32],
+    ) -> Result<bool, redb::Error> {
+        if self.enrolled.lock().is_ok_and(|e| e.contains(account)) {
+            return Ok(true);
+        }
+        let found = is_enrolled(db, account)?;
+        if found {
+            if let Ok(mut e) = self.enrolled.lock() {
+                if e.len() >= KEY_CACHE {
+                    e.clear();
+                }
+                e.insert(*account);
+            }
+        }
+        Ok(found)
     }
 
     /// Whether `account` may bulk-import entries for other owners.
@@ -213,8 +239,14 @@ mod tests {
             Err(EnrollError::BadToken)
         ));
         assert!(!is_enrolled(&db, &a).expect("read"));
+        assert!(!token.is_enrolled(&db, &a).expect("read"));
         assert!(token.enroll(&db, &a, Some("s3cret"), 1).expect("enroll"));
         assert!(is_enrolled(&db, &a).expect("read"));
+        assert!(
+            token.is_enrolled(&db, &a).expect("read"),
+            "a miss is not kept"
+        );
+        assert!(token.is_enrolled(&db, &a).expect("read"), "a hit is");
         // Again: already enrolled, not new, whatever the mode.
         assert!(!closed.enroll(&db, &a, None, 2).expect("again"));
         let open = Accounts::new(config("open"));

@@ -261,7 +261,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
     };
     let db = s.sequencer.store().database();
-    match crate::accounts::is_enrolled(db, &account) {
+    match s.accounts.is_enrolled(db, &account) {
         Ok(true) => {}
         Ok(false) => {
             return error(

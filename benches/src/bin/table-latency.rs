@@ -71,6 +71,8 @@ struct Args {
 fn print_profile(report: &pprof::Report, top: usize) {
     let mut own: HashMap<String, isize> = HashMap::new();
     let mut incl: HashMap<String, isize> = HashMap::new();
+    let mut nearest: HashMap<String, isize> = HashMap::new();
+    let mut outermost: HashMap<String, isize> = HashMap::new();
     let mut total = 0;
     for (frames, count) in &report.data {
         total += count;
@@ -82,6 +84,24 @@ fn print_profile(report: &pprof::Report, top: usize) {
         if let Some(leaf) = names.first() {
             *own.entry(leaf.clone()).or_default() += count;
         }
+        // Our innermost function on the stack: what our code spends,
+        // library callees included (or "(no sharecall frame)": runtime,
+        // HTTP and TLS work not under one of ours).
+        let ours = names
+            .iter()
+            .find(|n| n.contains("sharecall"))
+            .cloned()
+            .unwrap_or_else(|| "(no sharecall frame)".into());
+        *nearest.entry(ours).or_default() += count;
+        // And our outermost: which entry point (request handler, peer
+        // service, client call, background task) the time belongs to.
+        let entry = names
+            .iter()
+            .rev()
+            .find(|n| n.contains("sharecall"))
+            .cloned()
+            .unwrap_or_else(|| "(no sharecall frame)".into());
+        *outermost.entry(entry).or_default() += count;
         let mut seen = std::collections::HashSet::new();
         // Callers worth naming: runtime and standard-library frames hold
         // everything and say nothing.
@@ -99,7 +119,12 @@ fn print_profile(report: &pprof::Report, top: usize) {
             }
         }
     }
-    for (title, map) in [("own", own), ("including callees", incl)] {
+    for (title, map) in [
+        ("own", own),
+        ("including callees", incl),
+        ("by innermost sharecall function", nearest),
+        ("by outermost sharecall function", outermost),
+    ] {
         let mut v: Vec<(String, isize)> = map.into_iter().collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.1));
         println!("profile, {title} ({total} samples):");
@@ -297,6 +322,7 @@ async fn main() -> anyhow::Result<()> {
             }));
         }
         let t = Instant::now();
+        let cpu_before = process_cpu_seconds();
         for w in workers {
             w.await??;
         }
@@ -307,6 +333,17 @@ async fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64(),
             n as f64 / t.elapsed().as_secs_f64()
         );
+        // CPU time per resolution is steadier than the rate on a shared
+        // machine: other tenants take wall time, not our CPU seconds.
+        if let (Some(a), Some(b)) = (cpu_before, process_cpu_seconds()) {
+            let per = (b - a) / n.max(1) as f64;
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            println!(
+                "cpu (providers and clients): {:.0} us per resolution = {:.0}/s on {cores} fully used cores",
+                per * 1e6,
+                cores as f64 / per
+            );
+        }
         if let Some(p) = profiler {
             print_profile(&p.report().build().context("profile")?, args.profile_top);
         }
@@ -347,4 +384,18 @@ async fn main() -> anyhow::Result<()> {
     cluster.stop().await.context("stopping")?;
     drop(relays);
     Ok(())
+}
+
+/// User plus system CPU seconds of this process so far (Linux
+/// `/proc/self/stat`; `None` elsewhere).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th of the whole line, in clock ticks (100 per second on
+    // Linux for every architecture we run on).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

@@ -220,13 +220,20 @@ async fn hash_narrow(
     })
 }
 
-/// Tag bits a read computes when it may meet `n` keys: enough that the
-/// expected number of other keys sharing them stays under 1/16 (n < 2^L,
-/// L + 4 bits), at most [`TAG_BITS`]. Every provider derives it from the
-/// same replicated state, so all open the same number of elements.
+/// Tag bits a read computes beyond the table size's bit length: one, so
+/// the expected number of other keys sharing its tag stays under 1/2.
+/// Each bit costs every provider a Legendre symbol (about 2 µs), each
+/// extra candidate one element in the `eq_reveal` round (far less), so
+/// fewer bits win; fewer bits also tell the providers less.
+pub const READ_TAG_MARGIN: usize = 1;
+
+/// Tag bits a read computes when it may meet `n` keys: with n < 2^L,
+/// L + [`READ_TAG_MARGIN`], at most [`TAG_BITS`]. Every provider derives
+/// it from the same replicated state, so all open the same number of
+/// elements.
 pub fn read_tag_width(n: usize) -> usize {
     let significant = (usize::BITS - n.leading_zeros()) as usize;
-    (significant + 4).min(TAG_BITS)
+    (significant + READ_TAG_MARGIN).min(TAG_BITS)
 }
 
 /// The pivot positions of range `lo..hi` for `fanout` children.
@@ -250,10 +257,11 @@ mod tests {
 
     #[test]
     fn read_tags_narrow_with_the_table() {
-        assert_eq!(read_tag_width(0), 4);
-        assert_eq!(read_tag_width(2000), 15);
-        assert_eq!(read_tag_width(100_000), 21);
-        assert_eq!(read_tag_width(1_000_000), TAG_BITS);
+        assert_eq!(read_tag_width(0), 1);
+        assert_eq!(read_tag_width(2000), 12);
+        assert_eq!(read_tag_width(100_000), 18);
+        assert_eq!(read_tag_width(1_000_000), 21);
+        assert_eq!(read_tag_width(1 << 24), TAG_BITS);
         assert_eq!(read_tag_width(usize::MAX), TAG_BITS);
     }
 
