@@ -12,7 +12,6 @@
 //! values as lowercase hex.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,72 +32,11 @@ pub const SHARE_LEN: usize = 64;
 /// Encoded length of an endpoint share vector.
 pub const ENDPOINT_SHARE_LEN: usize = ENDPOINT_ELEMENTS * SHARE_LEN;
 
-/// The kind of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Store a new pseudonym → endpoint binding.
-    Register,
-    /// Look up the endpoint of a pseudonym.
-    Resolve,
-    /// Replace the endpoint of a pseudonym the account owns.
-    Update,
-    /// Remove a pseudonym the account owns.
-    Delete,
-    /// Bulk-register many entries, each with its owner (only accounts the
-    /// providers list as importers; see [`import_parts`]).
-    Import,
-}
-
-impl Kind {
-    /// All kinds.
-    pub const ALL: [Kind; 5] = [
-        Kind::Register,
-        Kind::Resolve,
-        Kind::Update,
-        Kind::Delete,
-        Kind::Import,
-    ];
-
-    /// The wire name (`register`, `resolve`, `update`, `delete`, `import`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Register => "register",
-            Kind::Resolve => "resolve",
-            Kind::Update => "update",
-            Kind::Delete => "delete",
-            Kind::Import => "import",
-        }
-    }
-
-    /// Whether parts of this kind carry an endpoint, a ttl and extra data.
-    pub fn carries_entry(self) -> bool {
-        matches!(self, Kind::Register | Kind::Update)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Kind {
-    type Err = PartError;
-
-    fn from_str(s: &str) -> Result<Kind, PartError> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or(PartError::UnknownKind)
-    }
-}
+pub use sharecall_proto::request::Kind;
 
 /// Why a part (or a value going into one) is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PartError {
-    /// Not one of `register`, `resolve`, `update`, `delete`.
-    #[error("unknown request kind; expected register, resolve, update, delete or import")]
-    UnknownKind,
     /// The bytes are not the JSON object of a part (or have unknown fields).
     #[error("part is not valid JSON of the expected shape: {0}")]
     Json(String),
@@ -805,7 +743,10 @@ mod tests {
         for k in Kind::ALL {
             assert_eq!(k.as_str().parse::<Kind>(), Ok(k));
         }
-        assert_eq!("Register".parse::<Kind>(), Err(PartError::UnknownKind));
+        assert_eq!(
+            "Register".parse::<Kind>(),
+            Err(sharecall_proto::request::UnknownKind)
+        );
     }
 
     #[test]

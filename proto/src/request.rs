@@ -5,6 +5,84 @@
 //! or replay another provider's part, and nobody can change the request
 //! without the account key.
 
+use std::fmt;
+use std::str::FromStr;
+
+/// The kind of a request (its wire name is signed, see [`SignedFields`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Store a new pseudonym → endpoint binding (fails if the pseudonym is
+    /// registered and not expired).
+    Register,
+    /// Look up the endpoint of a pseudonym.
+    Resolve,
+    /// Replace endpoint, lifetime and extra data of a pseudonym the
+    /// account owns.
+    Update,
+    /// Remove a pseudonym the account owns.
+    Delete,
+    /// Bulk-register many entries, each with its owner (only accounts the
+    /// providers list as importers).
+    Import,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 5] = [
+        Kind::Register,
+        Kind::Resolve,
+        Kind::Update,
+        Kind::Delete,
+        Kind::Import,
+    ];
+
+    /// The wire name (`register`, `resolve`, `update`, `delete`, `import`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Register => "register",
+            Kind::Resolve => "resolve",
+            Kind::Update => "update",
+            Kind::Delete => "delete",
+            Kind::Import => "import",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether the kind changes the table when it succeeds.
+    pub fn writes(self) -> bool {
+        !matches!(self, Kind::Resolve)
+    }
+
+    /// Whether its entries carry an endpoint, lifetime and extra data (an
+    /// import's rows each do).
+    pub fn carries_entry(self) -> bool {
+        matches!(self, Kind::Register | Kind::Update | Kind::Import)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is no request kind's wire name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown request kind; expected register, resolve, update, delete or import")]
+pub struct UnknownKind;
+
+impl FromStr for Kind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Kind, UnknownKind> {
+        Kind::parse(s).ok_or(UnknownKind)
+    }
+}
+
 /// Domain separation for request signatures.
 const CONTEXT: &[u8] = b"sharecall 2026 request v1\0";
 

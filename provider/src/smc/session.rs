@@ -11,6 +11,7 @@
 //! | `mul_open` | 1 | products to both |
 //! | `eq_reveal` | 1 | as `mul_open` |
 //! | `prf_tag` | 1 | as `mul_open`, [`TAG_BITS`] (24) elements per value |
+//! | `prf_tag_prefix` | 1 | as `mul_open`, one element per tag bit asked for |
 //! | `lt_reveal` | 7 | 1 open, 5 `mul` levels, 1 `mul_open` |
 //! | `and_words` | 1 | as `mul`, on XOR-shared 128-bit words |
 //! | `and_open_words` | 1 | as `mul_open`, on words |

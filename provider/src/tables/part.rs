@@ -14,57 +14,7 @@ pub const MAX_EXTRA: usize = 1024;
 /// Longest accepted lifetime: one year.
 pub const MAX_TTL_S: u64 = 365 * 24 * 3600;
 
-/// The request kinds that touch the lookup table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// Put: fails if the pseudonym is registered and not expired.
-    Register,
-    /// Get.
-    Resolve,
-    /// Change endpoint, lifetime and extra data (owner only).
-    Update,
-    /// Remove (owner only).
-    Delete,
-    /// Many registrations with their owners (operator accounts only).
-    Import,
-}
-
-impl Kind {
-    /// Every kind.
-    pub const ALL: [Kind; 5] = [
-        Kind::Register,
-        Kind::Resolve,
-        Kind::Update,
-        Kind::Delete,
-        Kind::Import,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Register => "register",
-            Kind::Resolve => "resolve",
-            Kind::Update => "update",
-            Kind::Delete => "delete",
-            Kind::Import => "import",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-
-    /// Whether the kind changes the table when it succeeds.
-    pub fn writes(self) -> bool {
-        !matches!(self, Kind::Resolve)
-    }
-
-    /// Whether the part carries an endpoint, lifetime and extra data.
-    fn carries_entry(self) -> bool {
-        matches!(self, Kind::Register | Kind::Update | Kind::Import)
-    }
-}
+pub use sharecall_proto::request::Kind;
 
 /// Why a part was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
