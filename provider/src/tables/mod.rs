@@ -95,7 +95,8 @@ pub struct Query {
 pub struct Narrowed {
     /// Per query: stored slots that could hold its key.
     pub candidates: Vec<Vec<u64>>,
-    /// Hash: per query, its PRF tag (empty for other variants).
+    /// Hash: per query, the low `tag_widths` bits of its PRF tag, the
+    /// others 0 (empty for other variants).
     pub tags: Vec<u32>,
     /// Hash: per query, how many low bits of its tag were computed (all
     /// [`TAG_BITS`] for writes, whose tags are stored).
