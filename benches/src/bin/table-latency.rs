@@ -61,13 +61,15 @@ struct Args {
     import_rows: usize,
     /// Sample the process during the throughput run (SIGPROF, no perf
     /// events needed) and print the N functions with the most samples,
-    /// by own time and including callees.
+    /// by own time, including callees, and by our innermost and outermost
+    /// function on the stack.
     #[arg(long, default_value_t = 0)]
     profile_top: usize,
 }
 
 /// Prints where the samples of `report` fall: the `top` functions by own
-/// samples and by samples including their callees.
+/// samples, by samples including their callees, and our functions
+/// innermost and outermost on the sampled stacks.
 fn print_profile(report: &pprof::Report, top: usize) {
     let mut own: HashMap<String, isize> = HashMap::new();
     let mut incl: HashMap<String, isize> = HashMap::new();
@@ -84,24 +86,11 @@ fn print_profile(report: &pprof::Report, top: usize) {
         if let Some(leaf) = names.first() {
             *own.entry(leaf.clone()).or_default() += count;
         }
-        // Our innermost function on the stack: what our code spends,
-        // library callees included (or "(no sharecall frame)": runtime,
-        // HTTP and TLS work not under one of ours).
-        let ours = names
-            .iter()
-            .find(|n| n.contains("sharecall"))
-            .cloned()
-            .unwrap_or_else(|| "(no sharecall frame)".into());
-        *nearest.entry(ours).or_default() += count;
-        // And our outermost: which entry point (request handler, peer
-        // service, client call, background task) the time belongs to.
-        let entry = names
-            .iter()
-            .rev()
-            .find(|n| n.contains("sharecall"))
-            .cloned()
-            .unwrap_or_else(|| "(no sharecall frame)".into());
-        *outermost.entry(entry).or_default() += count;
+        // Innermost: what our code spends, library callees included.
+        *nearest.entry(first_ours(&names)).or_default() += count;
+        // Outermost: which entry point (request handler, peer service,
+        // client call, background task) the time belongs to.
+        *outermost.entry(first_ours(names.iter().rev())).or_default() += count;
         let mut seen = std::collections::HashSet::new();
         // Callers worth naming: runtime and standard-library frames hold
         // everything and say nothing.
@@ -134,6 +123,15 @@ fn print_profile(report: &pprof::Report, top: usize) {
             println!("  {:5.1}%  {short}", 100.0 * c as f64 / total.max(1) as f64);
         }
     }
+}
+
+/// The first of our functions met walking a stack, or "(no sharecall
+/// frame)" for runtime, HTTP and TLS work not under one of ours.
+fn first_ours<'a>(walk: impl IntoIterator<Item = &'a String>) -> String {
+    walk.into_iter()
+        .find(|n| n.contains("sharecall"))
+        .cloned()
+        .unwrap_or_else(|| "(no sharecall frame)".into())
 }
 
 fn pseudonym(k: usize) -> String {
