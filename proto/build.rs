@@ -1,5 +1,5 @@
 //! Compiles the protobuf wire contract with prost (and tonic for the
-//! command/control service).
+//! services between providers: one per layer that hosts one).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let mut config = prost_build::Config::new();
@@ -9,6 +9,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_protos(&["proto/control.proto", "proto/reads.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/control.proto",
+                "proto/reads.proto",
+                "proto/raft.proto",
+                "proto/transcripts.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

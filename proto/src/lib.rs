@@ -20,7 +20,7 @@ pub mod wire {
 }
 
 /// Protobuf messages and the tonic service of the command/control plane
-/// between providers (orchestration).
+/// between providers (orchestration: commands and heartbeats).
 pub mod control {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("sharecall.control.v1");
@@ -31,6 +31,19 @@ pub mod control {
 pub mod reads {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("sharecall.reads.v1");
+}
+
+/// The service by which the sequencers exchange raft messages.
+pub mod raft {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("sharecall.raft.v1");
+}
+
+/// The service by which a provider that missed batches fetches their
+/// public transcripts from a peer.
+pub mod transcripts {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("sharecall.transcripts.v1");
 }
 
 /// Protobuf messages of the raft log's payload (the sequencer).

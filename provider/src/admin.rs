@@ -25,7 +25,7 @@ use sharecall_proto::control::Status;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::orchestration::status::status_name;
-use crate::orchestration::{Gateway, JobError, LinkManager, TaskKind};
+use crate::orchestration::{Gateway, JobError, LinkManager};
 use crate::sequencer::applied;
 use crate::sequencer::Sequencer;
 use sharecall_proto::sequencer::RequestRecord;
@@ -140,7 +140,7 @@ async fn submit_job(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
     };
-    let kind: TaskKind = match req.kind.parse() {
+    let kind = match s.gateway.computations().kind(&req.kind) {
         Ok(k) => k,
         Err(e) => return error(StatusCode::BAD_REQUEST, "unknown_kind", e.to_string()),
     };
@@ -148,7 +148,7 @@ async fn submit_job(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
         None | Some(Value::Null) => Vec::new(),
         Some(v) => v.to_string().into_bytes(),
     };
-    if let Err(e) = crate::orchestration::computation::validate(kind, &params) {
+    if let Err(e) = s.gateway.computations().review(kind, &params) {
         return error(StatusCode::BAD_REQUEST, "bad_params", e.to_string());
     }
     let purpose = req.purpose.unwrap_or_else(|| "admin request".into());

@@ -430,7 +430,7 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             max_task_skew: Duration::from_secs(60),
-            allowed_kinds: TaskKind::ALL
+            allowed_kinds: crate::kinds::known()
                 .iter()
                 .map(|k| k.as_str().to_string())
                 .collect(),
@@ -552,9 +552,9 @@ impl ProviderConfig {
                 "rate_per_second and burst must be at least 1".into(),
             ));
         }
+        let known = crate::kinds::known();
         for kind in &self.policy.allowed_kinds {
-            kind.parse::<TaskKind>()
-                .map_err(ConfigError::UnknownTaskKind)?;
+            TaskKind::parse(kind, &known).map_err(ConfigError::UnknownTaskKind)?;
         }
         // Checked here so that a typo stops the provider at start-up with the
         // file's name, rather than when logging is set up.

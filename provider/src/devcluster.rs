@@ -83,8 +83,7 @@ impl DevCluster {
         options: DevOptions,
         mut route: impl FnMut(usize, Listener, SocketAddr) -> std::io::Result<SocketAddr>,
     ) -> Result<DevCluster, ServerError> {
-        let io = |e: std::io::Error| ServerError::Other(e.to_string());
-        let ports = free_ports(12).map_err(io)?;
+        let ports = free_ports(12)?;
         let mut fingerprints: Vec<Fingerprint> = Vec::with_capacity(3);
         for i in 0..3 {
             let dir = options.root.join(format!("p{i}"));
@@ -92,9 +91,8 @@ impl DevCluster {
                 Ok(id) => id,
                 Err(_) => {
                     let id = Identity::generate(&format!("provider-{i}"))
-                        .map_err(|e| ServerError::Other(e.to_string()))?;
-                    id.save(&dir, false)
-                        .map_err(|e| ServerError::Other(e.to_string()))?;
+                        .map_err(ServerError::NewIdentity)?;
+                    id.save(&dir, false).map_err(ServerError::NewIdentity)?;
                     id
                 }
             };
@@ -111,41 +109,39 @@ impl DevCluster {
         let mut routed: Vec<(SocketAddr, SocketAddr, SocketAddr)> = Vec::with_capacity(3);
         for (i, l) in listen.iter().enumerate() {
             routed.push((
-                route(i, Listener::Control, l.control).map_err(io)?,
-                route(i, Listener::Smc, l.smc).map_err(io)?,
-                route(i, Listener::Api, l.api).map_err(io)?,
+                route(i, Listener::Control, l.control)?,
+                route(i, Listener::Smc, l.smc)?,
+                route(i, Listener::Api, l.api)?,
             ));
         }
-        let configs: Vec<ProviderConfig> = (0..3)
-            .map(|i| ProviderConfig {
-                id: i as u8,
-                data_dir: options.root.join(format!("p{i}")),
-                listen: listen[i].clone(),
-                peers: (0..3)
-                    .filter(|j| *j != i)
-                    .map(|j| PeerConfig {
-                        id: j as u8,
-                        control: routed[j].0,
-                        smc: routed[j].1,
-                        fingerprint: fingerprints[j],
-                    })
-                    .collect(),
-                timeouts: Timeouts {
-                    heartbeat_interval: Duration::from_millis(200),
-                    ..Timeouts::default()
-                },
-                jobs: JobsConfig {
-                    lanes: options.lanes,
-                    ..JobsConfig::default()
-                },
-                policy: PolicyConfig::default(),
-                secure_sum: SecureSumConfig::default(),
-                sequencer: SequencerSettings::default(),
-                tables: options.tables.clone(),
-                accounts: options.accounts.clone(),
-                log: LogConfig::default(),
-            })
-            .collect();
+        let configs: [ProviderConfig; 3] = std::array::from_fn(|i| ProviderConfig {
+            id: i as u8,
+            data_dir: options.root.join(format!("p{i}")),
+            listen: listen[i].clone(),
+            peers: (0..3)
+                .filter(|j| *j != i)
+                .map(|j| PeerConfig {
+                    id: j as u8,
+                    control: routed[j].0,
+                    smc: routed[j].1,
+                    fingerprint: fingerprints[j],
+                })
+                .collect(),
+            timeouts: Timeouts {
+                heartbeat_interval: Duration::from_millis(200),
+                ..Timeouts::default()
+            },
+            jobs: JobsConfig {
+                lanes: options.lanes,
+                ..JobsConfig::default()
+            },
+            policy: PolicyConfig::default(),
+            secure_sum: SecureSumConfig::default(),
+            sequencer: SequencerSettings::default(),
+            tables: options.tables.clone(),
+            accounts: options.accounts.clone(),
+            log: LogConfig::default(),
+        });
         let stop = CancellationToken::new();
         let mut tasks = Vec::with_capacity(3);
         for c in &configs {
@@ -155,9 +151,6 @@ impl DevCluster {
                 crate::server::run(c, stop.cancelled_owned()).await
             }));
         }
-        let configs: [ProviderConfig; 3] = configs
-            .try_into()
-            .map_err(|_| ServerError::Other("three configurations".into()))?;
         Ok(DevCluster {
             api: [routed[0].2, routed[1].2, routed[2].2],
             configs,
@@ -177,7 +170,7 @@ impl DevCluster {
         for t in self.tasks {
             match t.await {
                 Ok(r) => r?,
-                Err(e) => return Err(ServerError::Other(e.to_string())),
+                Err(e) => return Err(ServerError::Join(e)),
             }
         }
         Ok(())

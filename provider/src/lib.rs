@@ -17,6 +17,7 @@ pub mod devcluster;
 pub mod directory;
 pub mod execution;
 pub mod identity;
+pub mod kinds;
 pub mod metrics;
 pub mod orchestration;
 pub mod rpc;

@@ -7,6 +7,7 @@
 //! which provider called from the client certificate ([`PeerIdentity`] in
 //! the request extensions).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -190,4 +191,22 @@ pub fn channel(
             }
         })),
     )
+}
+
+/// The provider id of the caller of `request`, by its pinned certificate
+/// (`providers` maps each pinned fingerprint to its provider id). Every
+/// service between providers starts with this.
+#[allow(clippy::result_large_err)] // tonic::Status is what tonic handlers return
+pub fn caller<T>(
+    request: &tonic::Request<T>,
+    providers: &HashMap<Fingerprint, u32>,
+) -> Result<u32, tonic::Status> {
+    let peer = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
+    providers
+        .get(&peer.fingerprint)
+        .copied()
+        .ok_or_else(|| tonic::Status::permission_denied("certificate not pinned"))
 }

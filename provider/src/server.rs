@@ -1,7 +1,11 @@
 //! The long-running provider process: command/control server, gateway,
 //! SMC link, heartbeats and the admin endpoint, with graceful shutdown.
+//!
+//! The control listener carries one gRPC service per layer: the
+//! orchestration's `Control` (commands, heartbeats), the sequencer's
+//! `Raft`, and the executor's `Reads` and `Transcripts`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,6 +15,9 @@ use rand::RngCore;
 use sharecall_proto::control::control_client::ControlClient;
 use sharecall_proto::control::control_server::ControlServer;
 use sharecall_proto::control::HeartbeatRequest;
+use sharecall_proto::raft::raft_server::RaftServer;
+use sharecall_proto::reads::reads_server::ReadsServer;
+use sharecall_proto::transcripts::transcripts_server::TranscriptsServer;
 use sharecall_proto::PartyId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,17 +27,24 @@ use tracing::{info, warn};
 use crate::admin::{self, AdminState};
 use crate::config::ProviderConfig;
 use crate::directory::Directory;
+use crate::execution::batch::BatchError;
+use crate::execution::reads::ReadsService;
+use crate::execution::{Executor, ExecutorConfig, TranscriptsService};
 use crate::identity::{Identity, IdentityError};
+use crate::kinds::{self, Resources};
 use crate::metrics::Metrics;
+use crate::orchestration::task::TaskError;
 use crate::orchestration::{
-    AllowedKinds, Gateway, GatewayConfig, LinkManager, LocalInputs, PeerService, PeerTimeouts,
-    Policies, RequesterKey, SignaturePolicy, TaskKind,
+    AllowedKinds, Gateway, GatewayConfig, LinkManager, PeerService, PeerTimeouts, Policies,
+    RequesterKey, SignaturePolicy, TaskKind,
 };
 use crate::rpc::{self, RpcError};
-use crate::sequencer::storage::RaftStore;
+use crate::sequencer::service::RaftService;
+use crate::sequencer::storage::{RaftStore, StoreError};
 use crate::sequencer::transport::GrpcRaftTransport;
-use crate::sequencer::{Sequencer, SequencerConfig};
+use crate::sequencer::{Sequencer, SequencerConfig, SequencerError};
 use crate::smc::{EngineConfig, PeerSpec};
+use crate::tables::Variant;
 
 /// Why the provider could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +65,36 @@ pub enum ServerError {
     /// Control-plane setup failed.
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    /// Something else.
+    /// The configured id is not a provider id.
+    #[error("provider id {0} is not 0, 1 or 2")]
+    BadId(u8),
+    /// A provider this one must reach is missing from the configuration.
+    #[error("provider {0} is not configured")]
+    PeerMissing(u8),
+    /// The raft store could not be opened.
+    #[error("raft store: {0}")]
+    RaftStore(#[source] StoreError),
+    /// The sequencer could not start.
+    #[error("sequencer: {0}")]
+    Sequencer(#[source] SequencerError),
+    /// `tables.variant` names no table variant.
     #[error("{0}")]
-    Other(String),
+    BadVariant(String),
+    /// The table could not be loaded.
+    #[error("table: {0}")]
+    Table(#[source] BatchError),
+    /// The requester key could not be loaded or created.
+    #[error(transparent)]
+    RequesterKey(#[from] TaskError),
+    /// A local development cluster could not be set up (files, ports).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A local development cluster could not make a provider identity.
+    #[error(transparent)]
+    NewIdentity(IdentityError),
+    /// A provider of a local development cluster ended abnormally.
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -78,8 +119,7 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let identity = Identity::load(&config.data_dir)?;
     let me = config.id;
-    let party = PartyId::new(me as usize)
-        .ok_or_else(|| ServerError::Other(format!("provider id {me} is not 0, 1 or 2")))?;
+    let party = PartyId::new(me as usize).ok_or(ServerError::BadId(me))?;
     let incarnation = rand::rngs::OsRng.next_u64();
     let metrics = Arc::new(Metrics::new(me));
     let directory = Arc::new(Directory::from_config(&config, Instant::now()));
@@ -123,61 +163,60 @@ pub async fn run(
         engine_config,
     ));
 
+    let known = kinds::known();
+    let allowed: Vec<TaskKind> = config
+        .policy
+        .allowed_kinds
+        .iter()
+        .filter_map(|k| TaskKind::parse(k, &known).ok())
+        .collect();
     let policy = Arc::new(Policies(vec![
         Box::new(SignaturePolicy {
             max_skew: config.policy.max_task_skew,
         }),
-        Box::new(AllowedKinds(
-            config
-                .policy
-                .allowed_kinds
-                .iter()
-                .filter_map(|k| k.parse::<TaskKind>().ok())
-                .collect::<HashSet<_>>(),
-        )),
+        Box::new(AllowedKinds::new(known, allowed)),
     ]));
 
     // Control channels to providers 0, 1, 2 (lazy: a peer that is down now
     // is connected to when it comes up).
-    let mut channels: Vec<Channel> = Vec::with_capacity(3);
-    for id in 0..3u8 {
+    let channel = |id: u8| -> Result<Channel, ServerError> {
         let (addr, fp) = if id == me {
             (dialable(config.listen.control), identity.fingerprint())
         } else {
-            let p = config
-                .peer(id)
-                .ok_or_else(|| ServerError::Other(format!("provider {id} is not configured")))?;
+            let p = config.peer(id).ok_or(ServerError::PeerMissing(id))?;
             (p.control, p.fingerprint)
         };
-        channels.push(rpc::channel(addr, &identity, fp, config.timeouts.prepare)?);
-    }
-    let channels: [Channel; 3] = channels
-        .try_into()
-        .map_err(|_| ServerError::Other("three control channels expected".into()))?;
-    let heartbeat_clients: Vec<(u8, ControlClient<Channel>)> = (0..3u8)
+        Ok(rpc::channel(addr, &identity, fp, config.timeouts.prepare)?)
+    };
+    let channels: [Channel; 3] = [channel(0)?, channel(1)?, channel(2)?];
+    // The other two providers' control channels, by provider id.
+    let peer_channels: Vec<(u8, Channel)> = (0..3u8)
         .filter(|id| *id != me)
-        .map(|id| (id, ControlClient::new(channels[id as usize].clone())))
+        .map(|id| (id, channels[id as usize].clone()))
+        .collect();
+    let heartbeat_clients: Vec<(u8, ControlClient<Channel>)> = peer_channels
+        .iter()
+        .map(|(id, ch)| (*id, ControlClient::new(ch.clone())))
         .collect();
     // The sequencer: raft over the control channels, state in redb.
     let store = Arc::new(
-        RaftStore::open(&config.data_dir.join("raft.redb"))
-            .map_err(|e| ServerError::Other(format!("raft store: {e}")))?,
+        RaftStore::open(&config.data_dir.join("raft.redb")).map_err(ServerError::RaftStore)?,
     );
-    let transport = Arc::new(GrpcRaftTransport::new(me, heartbeat_clients.clone()));
+    let transport = Arc::new(GrpcRaftTransport::new(me, peer_channels.clone()));
     let sequencer_config = SequencerConfig {
         compact_every: config.sequencer.compact_every.max(1),
         ..SequencerConfig::for_provider(me)
     };
     let cancel = CancellationToken::new();
     let sequencer = Sequencer::start(sequencer_config, store, transport, cancel.clone())
-        .map_err(|e| ServerError::Other(format!("sequencer: {e}")))?;
+        .map_err(ServerError::Sequencer)?;
     let variant = config
         .tables
         .variant
-        .parse::<crate::tables::Variant>()
-        .map_err(ServerError::Other)?;
-    let executor = crate::execution::Executor::open(
-        crate::execution::ExecutorConfig {
+        .parse::<Variant>()
+        .map_err(ServerError::BadVariant)?;
+    let executor = Executor::open(
+        ExecutorConfig {
             me,
             variant,
             max_batch: config.tables.max_batch,
@@ -186,32 +225,29 @@ pub async fn run(
             read_jobs: config.tables.read_jobs,
         },
         sequencer.clone(),
-        (0..3u8)
-            .filter(|id| *id != me)
-            .map(|id| (id, channels[id as usize].clone()))
-            .collect(),
+        peer_channels,
     )
-    .map_err(|e| ServerError::Other(format!("table: {e}")))?;
-    let reads_service =
-        crate::execution::reads::ReadsService::new(executor.clone(), providers.clone());
+    .map_err(ServerError::Table)?;
+    let computations = Arc::new(kinds::registry(&Resources {
+        secure_sum_value: config.secure_sum.value,
+        executor: &executor,
+    }));
+    let raft_service = RaftService::new(sequencer.clone(), providers.clone());
+    let reads_service = ReadsService::new(executor.clone(), providers.clone());
+    let transcripts_service = TranscriptsService::new(executor.clone(), providers.clone());
     let peer_service = PeerService::new(
         u32::from(me),
         incarnation,
         providers,
         link.clone(),
         policy,
-        LocalInputs {
-            secure_sum_value: config.secure_sum.value,
-        },
+        computations.clone(),
         PeerTimeouts {
             link: config.timeouts.link,
             session: config.timeouts.session,
         },
-    )
-    .with_sequencer(sequencer.clone())
-    .with_executor(executor.clone());
-    let key = RequesterKey::load_or_create(&config.data_dir, &format!("admin@provider-{me}"))
-        .map_err(|e| ServerError::Other(e.to_string()))?;
+    );
+    let key = RequesterKey::load_or_create(&config.data_dir, &format!("admin@provider-{me}"))?;
     let gateway = Arc::new(Gateway::new(
         GatewayConfig {
             me: u32::from(me),
@@ -226,11 +262,12 @@ pub async fn run(
         channels,
         key,
         metrics.clone(),
+        computations,
     ));
 
     let mut tasks = tokio::task::JoinSet::new();
 
-    // Command/control server.
+    // The control listener: each layer's service between providers.
     let incoming = rpc::incoming(control_listener, &identity, &pinned)?;
     {
         let cancel = cancel.clone();
@@ -242,8 +279,15 @@ pub async fn run(
                         .max_encoding_message_size(64 << 20),
                 )
                 .add_service(
-                    sharecall_proto::reads::reads_server::ReadsServer::new(reads_service)
-                        .max_decoding_message_size(16 << 20),
+                    RaftServer::new(raft_service)
+                        .max_decoding_message_size(64 << 20)
+                        .max_encoding_message_size(64 << 20),
+                )
+                .add_service(ReadsServer::new(reads_service).max_decoding_message_size(16 << 20))
+                .add_service(
+                    TranscriptsServer::new(transcripts_service)
+                        .max_decoding_message_size(64 << 20)
+                        .max_encoding_message_size(64 << 20),
                 )
                 .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
                 .await;

@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Streaming};
 use tracing::{info, info_span, warn, Instrument};
 
-use super::computation::{self, LocalInputs};
+use super::computation::Computation;
 use super::link::LinkManager;
 use super::policy::{Policies, Review};
-use super::task::{self, TaskKind};
+use super::registry::Registry;
+use super::task;
 use crate::identity::Fingerprint;
-use crate::rpc::PeerIdentity;
 
 /// How long a prepared job is kept without a Finish or Abort.
 const PREPARED_TTL: Duration = Duration::from_secs(600);
@@ -41,7 +41,7 @@ pub struct PeerTimeouts {
 }
 
 struct PreparedJob {
-    kind: TaskKind,
+    computation: Arc<dyn Computation>,
     params: Vec<u8>,
     at: Instant,
     /// Cancelled by the gateway's Abort, so that a session still waiting
@@ -63,7 +63,7 @@ struct Jobs {
 
 /// What a Session needs of a prepared job.
 struct Admitted {
-    kind: TaskKind,
+    computation: Arc<dyn Computation>,
     params: Vec<u8>,
     cancel: CancellationToken,
 }
@@ -77,31 +77,19 @@ pub struct PeerService {
     providers: HashMap<Fingerprint, u32>,
     /// Cloned into the task of every command stream.
     handler: Handler,
-    sequencer: Option<crate::sequencer::Sequencer>,
 }
 
 impl PeerService {
-    /// Runs `execute` jobs on `executor` and serves its transcripts.
-    pub fn with_executor(mut self, executor: Arc<crate::execution::Executor>) -> PeerService {
-        self.handler.executor = Some(executor);
-        self
-    }
-
-    /// Routes incoming raft messages to `sequencer`.
-    pub fn with_sequencer(mut self, sequencer: crate::sequencer::Sequencer) -> PeerService {
-        self.sequencer = Some(sequencer);
-        self
-    }
-
-    /// A peer service. `providers` maps each pinned certificate (this
-    /// provider's own included) to its provider id.
+    /// A peer service running the kinds of `computations`. `providers`
+    /// maps each pinned certificate (this provider's own included) to its
+    /// provider id.
     pub fn new(
         me: u32,
         incarnation: u64,
         providers: HashMap<Fingerprint, u32>,
         link: Arc<LinkManager>,
         policy: Arc<Policies>,
-        inputs: LocalInputs,
+        computations: Arc<Registry>,
         timeouts: PeerTimeouts,
     ) -> PeerService {
         PeerService {
@@ -111,25 +99,16 @@ impl PeerService {
                 me,
                 link,
                 policy,
-                inputs,
+                computations,
                 timeouts,
                 jobs: Arc::default(),
-                executor: None,
             },
-            sequencer: None,
         }
     }
 
     #[allow(clippy::result_large_err)] // tonic::Status is what tonic handlers return
     fn caller<T>(&self, req: &Request<T>) -> Result<u32, tonic::Status> {
-        let peer = req
-            .extensions()
-            .get::<PeerIdentity>()
-            .ok_or_else(|| tonic::Status::unauthenticated("no client certificate"))?;
-        self.providers
-            .get(&peer.fingerprint)
-            .copied()
-            .ok_or_else(|| tonic::Status::permission_denied("certificate not pinned"))
+        crate::rpc::caller(req, &self.providers)
     }
 }
 
@@ -139,10 +118,9 @@ struct Handler {
     me: u32,
     link: Arc<LinkManager>,
     policy: Arc<Policies>,
-    inputs: LocalInputs,
+    computations: Arc<Registry>,
     timeouts: PeerTimeouts,
     jobs: Arc<Mutex<Jobs>>,
-    executor: Option<Arc<crate::execution::Executor>>,
 }
 
 impl Handler {
@@ -239,12 +217,13 @@ impl Handler {
             warn!(kind = %task.kind, requester = %task.requester, "task denied: {why}");
             return Err((Status::Denied, why));
         }
-        let kind = task
-            .kind
-            .parse::<TaskKind>()
+        let (kind, computation) = self
+            .computations
+            .get(&task.kind)
             .map_err(|e| (Status::UnknownCmd, e.to_string()))?;
-        computation::validate(kind, &task.params)
-            .map_err(|e| (Status::BadRequest, e.to_string()))?;
+        computation
+            .review(&task.params)
+            .map_err(|e| (e.status(), e.to_string()))?;
         info!(%kind, requester = %task.requester, purpose = %task.purpose, "task accepted");
         let params = task.params.to_vec();
         let mut jobs = self.jobs();
@@ -263,14 +242,14 @@ impl Handler {
         jobs.prepared.insert(
             (gateway, job_id),
             PreparedJob {
-                kind,
+                computation: computation.clone(),
                 params: params.clone(),
                 at: Instant::now(),
                 cancel: cancel.clone(),
             },
         );
         Ok(Admitted {
-            kind,
+            computation,
             params,
             cancel,
         })
@@ -299,7 +278,7 @@ impl Handler {
             .prepared
             .get(&(gateway, job_id))
             .map(|j| Admitted {
-                kind: j.kind,
+                computation: j.computation.clone(),
                 params: j.params.clone(),
                 cancel: j.cancel.clone(),
             });
@@ -320,7 +299,7 @@ impl Handler {
             }
         };
         let Admitted {
-            kind,
+            computation,
             params,
             cancel,
         } = job;
@@ -334,33 +313,14 @@ impl Handler {
                 Vec::new(),
             );
         }
-        let inputs = self.inputs.clone();
-        let executor = self.executor.clone();
+        // Not cut short by an Abort if the kind says so (`execute`: a peer
+        // whose batch computed must still commit it; a stuck one ends at
+        // the SMC operation timeout).
+        let abortable = computation.abortable();
         let run = async move {
             let mut session = engine.session(s.lane as usize, s.session_id).await?;
-            if kind == TaskKind::Execute {
-                let Some(executor) = executor else {
-                    return Err(crate::smc::SmcError::InvalidInput(
-                        "this provider has no table".into(),
-                    ));
-                };
-                return executor
-                    .execute(gateway, &params, &mut session)
-                    .await
-                    .map_err(|e| crate::smc::SmcError::InvalidInput(e.to_string()));
-            }
-            computation::run(kind, &params, &mut session, &inputs)
-                .await
-                .map_err(|e| match e {
-                    computation::ComputationError::Smc(e) => e,
-                    other => crate::smc::SmcError::InvalidInput(other.to_string()),
-                })
+            computation.run(gateway, &params, &mut session).await
         };
-        // An `execute` session is not cut short by an Abort: a peer whose
-        // batch computed must still commit it (a peer that crashed at that
-        // moment catches up from its transcript later); a stuck one ends
-        // at the SMC operation timeout.
-        let abortable = kind != TaskKind::Execute;
         let outcome = tokio::select! {
             r = tokio::time::timeout(self.timeouts.session, run) => r,
             () = cancel.cancelled(), if abortable => {
@@ -432,37 +392,6 @@ impl Control for PeerService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
-    }
-
-    async fn raft(
-        &self,
-        request: Request<sharecall_proto::control::RaftBatch>,
-    ) -> Result<Response<sharecall_proto::control::RaftAck>, tonic::Status> {
-        let caller = self.caller(&request)?;
-        let Some(sequencer) = &self.sequencer else {
-            return Err(tonic::Status::unavailable("no sequencer"));
-        };
-        for m in crate::sequencer::transport::decode_batch(caller, request.get_ref()) {
-            sequencer.step(m);
-        }
-        Ok(Response::new(sharecall_proto::control::RaftAck {}))
-    }
-
-    async fn transcripts(
-        &self,
-        request: Request<sharecall_proto::control::TranscriptsRequest>,
-    ) -> Result<Response<sharecall_proto::control::TranscriptsReply>, tonic::Status> {
-        self.caller(&request)?;
-        let Some(executor) = &self.handler.executor else {
-            return Err(tonic::Status::unavailable("no table"));
-        };
-        let r = request.get_ref();
-        let transcripts = executor
-            .transcripts(r.from, r.limit as usize)
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
-        Ok(Response::new(sharecall_proto::control::TranscriptsReply {
-            transcripts,
-        }))
     }
 
     async fn heartbeat(

@@ -53,7 +53,21 @@ impl PeerPolicy for SignaturePolicy {
 }
 
 /// Accepts only the task kinds this provider's operator allows.
-pub struct AllowedKinds(pub HashSet<TaskKind>);
+pub struct AllowedKinds {
+    /// Every kind this provider knows (names the others in refusals).
+    known: Vec<TaskKind>,
+    allowed: HashSet<TaskKind>,
+}
+
+impl AllowedKinds {
+    /// Allows `allowed` out of the `known` kinds.
+    pub fn new(known: Vec<TaskKind>, allowed: impl IntoIterator<Item = TaskKind>) -> AllowedKinds {
+        AllowedKinds {
+            known,
+            allowed: allowed.into_iter().collect(),
+        }
+    }
+}
 
 impl PeerPolicy for AllowedKinds {
     fn name(&self) -> &str {
@@ -61,8 +75,8 @@ impl PeerPolicy for AllowedKinds {
     }
 
     fn review(&self, review: &Review<'_>) -> Result<(), String> {
-        match review.task.kind.parse::<TaskKind>() {
-            Ok(kind) if self.0.contains(&kind) => Ok(()),
+        match TaskKind::parse(&review.task.kind, &self.known) {
+            Ok(kind) if self.allowed.contains(&kind) => Ok(()),
             Ok(kind) => Err(format!("task kind {kind} is not allowed by this provider")),
             Err(e) => Err(e.to_string()),
         }
@@ -86,37 +100,38 @@ impl Policies {
 
 #[cfg(test)]
 mod tests {
+    use super::super::computations::{noop, secure_sum};
     use super::super::task::{decode, RequesterKey};
     use super::*;
+
+    const ALL: [TaskKind; 3] = [secure_sum::KIND, noop::KIND, TaskKind::new("execute")];
 
     fn policies(allowed: &[TaskKind]) -> Policies {
         Policies(vec![
             Box::new(SignaturePolicy {
                 max_skew: Duration::from_secs(60),
             }),
-            Box::new(AllowedKinds(allowed.iter().copied().collect())),
+            Box::new(AllowedKinds::new(ALL.to_vec(), allowed.iter().copied())),
         ])
     }
 
     #[test]
     fn valid_allowed_task_passes() {
-        let signed = RequesterKey::generate("a").sign(TaskKind::Noop, "t", b"");
+        let signed = RequesterKey::generate("a").sign(noop::KIND, "t", b"");
         let task = decode(&signed).expect("decode");
         let r = Review {
             signed: &signed,
             task: &task,
             gateway: 0,
         };
-        assert!(policies(&TaskKind::ALL).review(&r).is_ok());
-        let denied = policies(&[TaskKind::SecureSum])
-            .review(&r)
-            .expect_err("kind");
+        assert!(policies(&ALL).review(&r).is_ok());
+        let denied = policies(&[secure_sum::KIND]).review(&r).expect_err("kind");
         assert!(denied.contains("allowed-kinds"), "{denied}");
     }
 
     #[test]
     fn bad_signature_is_refused() {
-        let mut signed = RequesterKey::generate("a").sign(TaskKind::Noop, "t", b"");
+        let mut signed = RequesterKey::generate("a").sign(noop::KIND, "t", b"");
         let other = RequesterKey::generate("b");
         signed.public_key = other.public().to_vec();
         let task = decode(&signed).expect("decode");
@@ -125,7 +140,7 @@ mod tests {
             task: &task,
             gateway: 0,
         };
-        let why = policies(&TaskKind::ALL).review(&r).expect_err("forged");
+        let why = policies(&ALL).review(&r).expect_err("forged");
         assert!(why.contains("signature"), "{why}");
     }
 }

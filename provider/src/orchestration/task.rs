@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -11,28 +10,34 @@ use prost::Message;
 use rand::RngCore;
 use sharecall_proto::control::{SignedTask, Task};
 
-/// The task kinds the core knows.
+/// A task kind: the wire name of a computation (see [`super::Registry`]).
+///
+/// The core knows no kind by itself; each computation declares its kind
+/// as a constant and the provider registers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TaskKind {
-    /// Sum (and average) of one private value per provider.
-    SecureSum,
-    /// An empty session: measures the orchestration's own overhead.
-    Noop,
-    /// Execute a batch of ordered requests against the table.
-    Execute,
-}
+pub struct TaskKind(&'static str);
 
 impl TaskKind {
-    /// Every kind, for listings and policies.
-    pub const ALL: [TaskKind; 3] = [TaskKind::SecureSum, TaskKind::Noop, TaskKind::Execute];
+    /// The kind with wire name `name`.
+    pub const fn new(name: &'static str) -> TaskKind {
+        TaskKind(name)
+    }
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::SecureSum => "secure-sum",
-            TaskKind::Noop => "noop",
-            TaskKind::Execute => "execute",
-        }
+        self.0
+    }
+
+    /// The kind among `known` whose wire name is `name`.
+    pub fn parse(name: &str, known: &[TaskKind]) -> Result<TaskKind, UnknownKind> {
+        known
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| UnknownKind {
+                name: name.to_string(),
+                known: known.to_vec(),
+            })
     }
 }
 
@@ -44,18 +49,20 @@ impl fmt::Display for TaskKind {
 
 /// A task kind name that is not known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task kind {0:?} (known: secure-sum, noop, execute)")]
-pub struct UnknownKind(pub String);
+#[error("unknown task kind {name:?} (known: {})", list(.known))]
+pub struct UnknownKind {
+    /// The name asked for.
+    pub name: String,
+    /// The kinds that are known.
+    pub known: Vec<TaskKind>,
+}
 
-impl FromStr for TaskKind {
-    type Err = UnknownKind;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| UnknownKind(s.to_string()))
-    }
+fn list(kinds: &[TaskKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a signed task was refused before any policy looked at it.
@@ -203,10 +210,13 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    const SECURE_SUM: TaskKind = TaskKind::new("secure-sum");
+    const ALL: [TaskKind; 3] = [SECURE_SUM, TaskKind::new("noop"), TaskKind::new("execute")];
+
     #[test]
     fn signed_task_verifies_and_tampering_does_not() {
         let key = RequesterKey::generate("admin");
-        let signed = key.sign(TaskKind::SecureSum, "test", b"{}");
+        let signed = key.sign(SECURE_SUM, "test", b"{}");
         assert_eq!(verify_signature(&signed).expect("valid"), key.public());
         let task = decode(&signed).expect("decodes");
         assert_eq!(task.kind, "secure-sum");
@@ -241,9 +251,15 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in TaskKind::ALL {
-            assert_eq!(k.as_str().parse::<TaskKind>(), Ok(k));
+        for k in ALL {
+            assert_eq!(TaskKind::parse(k.as_str(), &ALL), Ok(k));
         }
-        assert!("frob".parse::<TaskKind>().is_err());
+        assert!(TaskKind::parse("frob", &ALL).is_err());
+        assert_eq!(
+            TaskKind::parse("frob", &ALL)
+                .expect_err("unknown")
+                .to_string(),
+            "unknown task kind \"frob\" (known: secure-sum, noop, execute)"
+        );
     }
 }

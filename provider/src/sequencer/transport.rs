@@ -1,12 +1,12 @@
 //! Raft messages between providers, as bytes inside our own tonic
-//! messages (`Control.Raft`), batched per peer.
+//! messages (the `Raft` service, [`super::service`]), batched per peer.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use raft::prelude::Message;
-use sharecall_proto::control::control_client::ControlClient;
-use sharecall_proto::control::RaftBatch;
+use sharecall_proto::raft::raft_client::RaftClient;
+use sharecall_proto::raft::RaftBatch;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tracing::debug;
@@ -16,17 +16,19 @@ use super::node::RaftTransport;
 /// Most messages sent in one batch.
 const BATCH: usize = 256;
 
-/// Sends raft messages to the other providers over their control channels.
+/// Sends raft messages to the other providers' `Raft` services (over
+/// their control channels).
 pub struct GrpcRaftTransport {
     queues: HashMap<u64, mpsc::Sender<Message>>,
 }
 
 impl GrpcRaftTransport {
     /// A transport from provider `me` to the given peers (provider id,
-    /// control client); raft id = provider id + 1.
-    pub fn new(me: u8, peers: Vec<(u8, ControlClient<Channel>)>) -> GrpcRaftTransport {
+    /// control channel); raft id = provider id + 1.
+    pub fn new(me: u8, peers: Vec<(u8, Channel)>) -> GrpcRaftTransport {
         let mut queues = HashMap::new();
-        for (id, mut client) in peers {
+        for (id, channel) in peers {
+            let mut client = RaftClient::new(channel);
             // Bounded: when a peer is down its queue fills and further
             // messages are dropped, which raft tolerates (it retransmits).
             let (tx, mut rx) = mpsc::channel::<Message>(4096);

@@ -1,0 +1,174 @@
+//! The coordinator: while this provider leads the raft group, it turns
+//! applied requests into `execute` jobs (write batches), runs ready
+//! resolutions in read batches between them, and logs expiry sweeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sharecall_proto::sequencer::{log_record, LogRecord, Sweep};
+use tokio::sync::{RwLock, Semaphore};
+use tracing::warn;
+
+use super::execute::{ExecuteParams, EXECUTE, NOT_HELD};
+use super::reads::ReadyRead;
+use super::Executor;
+use crate::orchestration::Gateway;
+
+impl Executor {
+    /// The coordinator loop: while this provider leads, execute whatever
+    /// is applied but not executed, run ready reads (several read batches
+    /// at once, never beside a write batch), and log expiry sweeps.
+    pub async fn coordinate(
+        self: Arc<Self>,
+        gateway: Arc<Gateway>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        tokio::spawn(self.clone().report_ready(stop.clone()));
+        let mut changes = self.sequencer.changes();
+        // Read batches hold it shared, write batches exclusively: a read
+        // batch names the cursor it runs at, which must not move under it.
+        let gate = Arc::new(RwLock::new(()));
+        let read_slots = Arc::new(Semaphore::new(self.config.read_jobs.max(1)));
+        let mut last_sweep = tokio::time::Instant::now();
+        let mut was_leader = false;
+        let mut backoff = Duration::ZERO;
+        loop {
+            if !backoff.is_zero() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = Duration::ZERO;
+            }
+            changes.borrow_and_update();
+            let status = self.sequencer.status();
+            if status.role != "leader" {
+                if was_leader {
+                    self.board.clear();
+                    was_leader = false;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            was_leader = true;
+            if last_sweep.elapsed() >= self.config.sweep_interval {
+                last_sweep = tokio::time::Instant::now();
+                let record = LogRecord {
+                    body: Some(log_record::Body::Sweep(Sweep {
+                        at_ms: crate::orchestration::task::now_ms(),
+                    })),
+                };
+                let _ = self.sequencer.propose(record).await;
+            }
+            let cursor = self.cursor();
+            if status.requests > cursor {
+                let _exclusive = gate.clone().write_owned().await;
+                if !self.run_writes(&gateway, status.requests).await {
+                    backoff = Duration::from_millis(200);
+                }
+                continue;
+            }
+            if self.board.has_ready() {
+                let permit = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    p = read_slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let shared = gate.clone().read_owned().await;
+                // Leave some for the other free slots, so concurrent read
+                // batches share the queue instead of one taking it all.
+                let share = self
+                    .board
+                    .ready_len()
+                    .div_ceil(read_slots.available_permits() + 1);
+                let reads = self
+                    .board
+                    .take(share.clamp(1, self.config.max_batch.max(1)));
+                if reads.is_empty() {
+                    continue;
+                }
+                let this = self.clone();
+                let gateway = gateway.clone();
+                // The cursor cannot move while `shared` is held.
+                let at = self.cursor();
+                tokio::spawn(async move {
+                    this.run_reads(&gateway, at, reads).await;
+                    drop(shared);
+                    drop(permit);
+                });
+                continue;
+            }
+            let next_sweep = last_sweep + self.config.sweep_interval;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = changes.changed() => {}
+                _ = self.board.notify.notified() => {}
+                _ = tokio::time::sleep_until(next_sweep) => {}
+            }
+        }
+    }
+
+    /// Runs one write batch from the cursor (up to `max_batch` requests);
+    /// returns whether it succeeded.
+    async fn run_writes(&self, gateway: &Gateway, applied: u64) -> bool {
+        let cursor = self.cursor();
+        let from = cursor + 1;
+        let to = applied.min(cursor + self.config.max_batch.max(1) as u64);
+        let params = ExecuteParams {
+            from,
+            to,
+            variant: self.config.variant.name(),
+            reads: Vec::new(),
+            at_ms: 0,
+        };
+        let Ok(params) = serde_json::to_vec(&params) else {
+            return false;
+        };
+        match gateway
+            .run(EXECUTE, &params, &format!("execute {from}..={to}"))
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(from, to, "execute job failed: {e}");
+                self.catch_up_after_failure().await;
+                false
+            }
+        }
+    }
+
+    /// Runs one read batch at cursor `at`; failed reads are queued again
+    /// (a few times) for the next batch.
+    async fn run_reads(&self, gateway: &Gateway, at: u64, reads: Vec<ReadyRead>) {
+        let purpose = format!("resolve {} at {at}", reads.len());
+        let params = ExecuteParams {
+            from: at + 1,
+            to: at,
+            variant: self.config.variant.name(),
+            reads,
+            at_ms: crate::orchestration::task::now_ms(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&params) else {
+            return;
+        };
+        let reads = params.reads;
+        if let Err(e) = gateway.run(EXECUTE, &bytes, &purpose).await {
+            warn!(at, reads = reads.len(), "read batch failed: {e}");
+            self.catch_up_after_failure().await;
+            // Reads a peer does not hold (finished or expired there) would
+            // fail every batch they are in.
+            let gone: Vec<&str> = e
+                .detail
+                .split_once(NOT_HELD)
+                .map(|(_, ids)| ids.split([',', ' ']).collect())
+                .unwrap_or_default();
+            self.board.retry(reads, &gone);
+        }
+    }
+}
