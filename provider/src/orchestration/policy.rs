@@ -100,9 +100,9 @@ impl Policies {
 
 #[cfg(test)]
 mod tests {
-    use super::super::computations::{noop, secure_sum};
-    use super::super::task::{decode, RequesterKey};
     use super::*;
+    use crate::orchestration::computations::{noop, secure_sum};
+    use crate::orchestration::task::{decode, RequesterKey};
 
     const ALL: [TaskKind; 3] = [secure_sum::KIND, noop::KIND, TaskKind::new("execute")];
 

@@ -61,8 +61,8 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use super::super::computations::{noop, secure_sum};
     use super::*;
+    use crate::orchestration::computations::{noop, secure_sum};
 
     #[test]
     fn kinds_are_found_by_name_in_registration_order() {

@@ -2,10 +2,10 @@
 //! three peers.
 //!
 //! - [`job`]: what a job reports (timings, or the failing phase and peer);
-//! - [`peer_conn`]: the command stream to one peer;
-//! - [`lanes`]: the SMC lanes this gateway may use;
-//! - [`fast_path`]: one broadcast per job while the link is known healthy;
-//! - [`relink`]: the Link phase, when the peers disagree about the link;
+//! - `peer_conn`: the command stream to one peer;
+//! - `lanes`: the SMC lanes this gateway may use;
+//! - `fast_path`: one broadcast per job while the link is known healthy;
+//! - `relink`: the Link phase, when the peers disagree about the link;
 //! - here: admission and the full path (Prepare, Link, Session, then
 //!   Finish or Abort).
 
@@ -64,6 +64,7 @@ pub struct GatewayConfig {
     pub session_retries: u32,
 }
 
+/// The status a result carries (unknown numbers as unspecified).
 pub(super) fn status_of(r: &PhaseResult) -> Status {
     Status::try_from(r.status).unwrap_or(Status::Unspecified)
 }
