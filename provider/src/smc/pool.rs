@@ -1,6 +1,6 @@
 //! The preprocessing pool: a FIFO of preprocessed items (random squares
 //! for `prf_tag`, bit blocks for `lt_reveal`) between a lane, which takes
-//! them, and the producer task that fills it ([`super::producer`]).
+//! them, and the producer task that fills it (`producer`).
 //!
 //! The pool stores and counts; it knows nothing of sessions or channels.
 //! It tells the producer to make another chunk as a function of the

@@ -6,7 +6,7 @@
 //!
 //! The comparison circuit is the usual prefix combination, bit-sliced: one 128-bit
 //! word holds one key, so every gate of a level is a handful of word
-//! operations. Per bit, G = [a_i < b_i] = ¬a_i ∧ b_i (one AND round) and
+//! operations. Per bit, G = \[a_i < b_i\] = ¬a_i ∧ b_i (one AND round) and
 //! E = [a_i = b_i] = ¬(a_i ⊕ b_i) (free). Adjacent groups combine as
 //! G = G_hi ⊕ (E_hi ∧ G_lo), E = E_hi ∧ E_lo (XOR suffices because
 //! G_hi and E_hi are never both 1): seven levels from 128 groups to one,
