@@ -90,4 +90,3 @@ pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response 
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
 }
-

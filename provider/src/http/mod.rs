@@ -21,8 +21,8 @@ pub mod openapi;
 pub mod public;
 pub mod request_id;
 pub mod requests;
-pub mod signed;
 pub mod routes;
+pub mod signed;
 
 pub use admin::AdminState;
 pub use public::PublicState;
@@ -49,3 +49,6 @@ where
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
+
+#[cfg(test)]
+mod tests;

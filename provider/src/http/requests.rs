@@ -438,7 +438,10 @@ async fn read_answer(
 }
 
 /// `GET /v1/requests/{id}`: a request's answer at this provider.
-pub async fn request_outcome(State(s): State<Arc<PublicState>>, Path(id): Path<String>) -> Response {
+pub async fn request_outcome(
+    State(s): State<Arc<PublicState>>,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(r) = bad_request_id(&id) {
         return r;
     }
@@ -471,4 +474,3 @@ fn check_key_bits(variant: Variant, parts: &[&Part]) -> Result<(), PartError> {
     }
     Ok(())
 }
-
