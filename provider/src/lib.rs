@@ -10,12 +10,11 @@
 //!   trust in the other two by pinned fingerprint.
 
 pub mod accounts;
-pub mod admin;
-pub mod api;
 pub mod config;
 pub mod devcluster;
 pub mod directory;
 pub mod execution;
+pub mod http;
 pub mod identity;
 pub mod kinds;
 pub mod metrics;

@@ -24,12 +24,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
-use crate::admin::{self, AdminState};
 use crate::config::ProviderConfig;
 use crate::directory::Directory;
 use crate::execution::batch::BatchError;
 use crate::execution::reads::ReadsService;
 use crate::execution::{Executor, ExecutorConfig, TranscriptsService};
+use crate::http::{self, AdminState, PublicState};
 use crate::identity::{Identity, IdentityError};
 use crate::kinds::{self, Resources};
 use crate::metrics::Metrics;
@@ -348,12 +348,18 @@ pub async fn run(
         tasks.spawn(async move { executor.coordinate(gateway, cancel).await });
     }
 
-    // Admin endpoint.
+    // HTTP: the public API and the admin endpoint, each with only the
+    // state its handlers need.
     {
-        let state = Arc::new(AdminState {
-            executor,
+        let public = Arc::new(PublicState {
+            me,
+            executor: executor.clone(),
             accounts: Arc::new(crate::accounts::Accounts::new(config.accounts.clone())),
+            sequencer: sequencer.clone(),
             answer_wait: config.tables.answer_wait,
+        });
+        let admin = Arc::new(AdminState {
+            executor,
             me,
             incarnation,
             gateway,
@@ -364,7 +370,7 @@ pub async fn run(
         });
         {
             let cancel = cancel.clone();
-            let router = admin::public_router(state.clone());
+            let router = http::public::router(public);
             tasks.spawn(async move {
                 let result = axum::serve(api_listener, router)
                     .with_graceful_shutdown(cancel.cancelled_owned())
@@ -376,7 +382,7 @@ pub async fn run(
         }
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            let result = axum::serve(admin_listener, admin::router(state))
+            let result = axum::serve(admin_listener, http::admin::router(admin))
                 .with_graceful_shutdown(cancel.cancelled_owned())
                 .await;
             if let Err(e) = result {

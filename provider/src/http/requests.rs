@@ -1,5 +1,6 @@
-//! The public REST API (`docs/API.md`, `docs/openapi.json`): signed
-//! request parts, their answers, and account enrollment.
+//! Request handlers of the public API (`docs/API.md`, `docs/openapi.json`):
+//! `POST /v1/requests` (a signed request part) and `GET /v1/requests/{id}`
+//! (its outcome).
 //!
 //! A request's part is verified (signature over the id, kind, account,
 //! timestamp, window and every part's hash; freshness; the part's hash and
@@ -23,7 +24,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::{info, info_span, Instrument};
 
-use crate::admin::{bad_request_id, error, AdminState};
+use super::error::error;
+use super::public::PublicState;
+use super::request_id::bad_request_id;
+use super::signed::{decode_hex, MAX_REQUEST_SKEW_MS};
 use crate::execution::batch::Answer;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
@@ -32,8 +36,6 @@ use crate::sequencer::lifecycle::{self, Outcome};
 use crate::tables::part::{encode_shares, Kind, Part, PartError};
 use crate::tables::Variant;
 
-/// Largest accepted distance between a request's timestamp and our clock.
-const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
 /// Largest accepted part (decoded).
 const MAX_PART: usize = 16 * 1024;
 /// Largest accepted import part (decoded).
@@ -101,7 +103,7 @@ fn pending(id: &str, seq: Option<u64>) -> Response {
 
 /// The answer for a request whose outcome is `o`, waiting up to `wait`
 /// for it to execute.
-async fn answer(s: &AdminState, id: &str, o: &Outcome, wait: Duration) -> Response {
+async fn answer(s: &PublicState, id: &str, o: &Outcome, wait: Duration) -> Response {
     match o {
         Outcome::Executed { seq } => {
             s.executor.wait_executed(*seq, wait).await;
@@ -134,13 +136,8 @@ fn aborted(id: &str, reason: &str) -> Response {
         .into_response()
 }
 
-fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).ok().map(|_| out)
-}
-
 /// `POST /v1/requests`: one provider's part of a client request.
-pub async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
+pub async fn submit_part(State(s): State<Arc<PublicState>>, body: Bytes) -> Response {
     let req: PartRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
@@ -152,7 +149,7 @@ pub async fn submit_part(State(s): State<Arc<AdminState>>, body: Bytes) -> Respo
     submit_checked(s, req).instrument(span).await
 }
 
-async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
+async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
     let Some(kind) = Kind::parse(&req.kind) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -343,7 +340,7 @@ async fn submit_checked(s: Arc<AdminState>, req: PartRequest) -> Response {
 }
 
 /// 429 with Retry-After if `account` is over its rate here.
-fn rate_limited(s: &AdminState, account: &[u8; 32]) -> Option<Response> {
+fn rate_limited(s: &PublicState, account: &[u8; 32]) -> Option<Response> {
     let wait = s.accounts.check_rate(account).err()?;
     let secs = wait.as_secs() + 1;
     let mut r = error(
@@ -368,7 +365,7 @@ fn id_reused(id: &str) -> Response {
 /// A verified resolution: held in memory, announced to the coordinator,
 /// answered when its read batch has run.
 async fn submit_read(
-    s: &AdminState,
+    s: &PublicState,
     req: &PartRequest,
     account: [u8; 32],
     signed: String,
@@ -414,7 +411,7 @@ async fn submit_read(
 
 /// The answer to read `id` once its batch has run (waiting up to `wait`).
 async fn read_answer(
-    s: &AdminState,
+    s: &PublicState,
     id: &str,
     mut rx: tokio::sync::watch::Receiver<Option<ReadResult>>,
     wait: Duration,
@@ -441,7 +438,10 @@ async fn read_answer(
 }
 
 /// `GET /v1/requests/{id}`: a request's answer at this provider.
-pub async fn request_outcome(State(s): State<Arc<AdminState>>, Path(id): Path<String>) -> Response {
+pub async fn request_outcome(
+    State(s): State<Arc<PublicState>>,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(r) = bad_request_id(&id) {
         return r;
     }
@@ -464,95 +464,6 @@ pub async fn request_outcome(State(s): State<Arc<AdminState>>, Path(id): Path<St
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollRequest {
-    account: String,
-    timestamp_ms: u64,
-    signature: String,
-    #[serde(default)]
-    token: Option<String>,
-}
-
-/// `POST /v1/accounts`: enroll an ed25519 public key.
-pub async fn enroll(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
-    let req: EnrollRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
-    };
-    let Some(account) = decode_hex::<32>(&req.account) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_account",
-            "account must be a 64-digit hex ed25519 public key",
-        );
-    };
-    let Some(signature) = decode_hex::<64>(&req.signature) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_signature",
-            "signature must be 128 hex digits",
-        );
-    };
-    let message = sharecall_proto::request::enroll_message(&account, req.timestamp_ms);
-    if !s.accounts.verify(&account, &message, &signature) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "bad_signature",
-            "the enrollment signature does not verify for this account",
-        );
-    }
-    let skew = now_ms().abs_diff(req.timestamp_ms);
-    if skew > MAX_REQUEST_SKEW_MS {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "stale_timestamp",
-            format!("enrollment timestamp is {skew} ms away from this provider's clock"),
-        );
-    }
-    let db = s.sequencer.store().database();
-    match s
-        .accounts
-        .enroll(db, &account, req.token.as_deref(), now_ms())
-    {
-        Ok(true) => {
-            info!(account = %req.account, "account enrolled");
-            (
-                StatusCode::CREATED,
-                Json(json!({"account": req.account, "enrolled": true})),
-            )
-                .into_response()
-        }
-        Ok(false) => Json(json!({"account": req.account, "enrolled": true})).into_response(),
-        Err(crate::accounts::EnrollError::Closed) => error(
-            StatusCode::FORBIDDEN,
-            "enrollment_closed",
-            "this provider takes no new accounts",
-        ),
-        Err(crate::accounts::EnrollError::BadToken) => error(
-            StatusCode::FORBIDDEN,
-            "bad_token",
-            "enrollment at this provider needs a valid token",
-        ),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-    }
-}
-
-/// The OpenAPI document (`docs/openapi.json`).
-pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
-
-/// `GET /v1/openapi.json`.
-pub async fn openapi() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        OPENAPI,
-    )
-        .into_response()
-}
-
 /// The tree table compares XOR shares of keys: its parts must carry them.
 fn check_key_bits(variant: Variant, parts: &[&Part]) -> Result<(), PartError> {
     if matches!(variant, Variant::Tree { .. }) && parts.iter().any(|p| p.key_bits.is_none()) {
@@ -562,141 +473,4 @@ fn check_key_bits(variant: Variant, parts: &[&Part]) -> Result<(), PartError> {
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use serde_json::Value;
-
-    use super::OPENAPI;
-
-    /// Every route `admin::router` registers (axum path syntax) with its
-    /// methods. `routes_match_the_router_source` keeps this list honest.
-    const ROUTES: &[(&str, &[&str])] = &[
-        ("/v1/admin/peers", &["get"]),
-        ("/v1/admin/jobs", &["post"]),
-        ("/metrics", &["get"]),
-        ("/v1/admin/raft", &["get"]),
-        ("/v1/admin/table", &["get"]),
-        ("/v1/requests", &["post"]),
-        ("/v1/requests/:id", &["get"]),
-        ("/v1/accounts", &["post"]),
-        ("/v1/openapi.json", &["get"]),
-        ("/v1/admin/sequence", &["get", "post"]),
-    ];
-
-    /// The operation keys of an OpenAPI path item.
-    const METHODS: [&str; 8] = [
-        "get", "put", "post", "delete", "options", "head", "patch", "trace",
-    ];
-
-    /// `/v1/requests/:id` → `/v1/requests/{id}`.
-    fn openapi_path(route: &str) -> String {
-        route
-            .split('/')
-            .map(|seg| match seg.strip_prefix(':') {
-                Some(name) => format!("{{{name}}}"),
-                None => seg.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("/")
-    }
-
-    fn routes() -> BTreeSet<(String, BTreeSet<String>)> {
-        ROUTES
-            .iter()
-            .map(|(r, ms)| {
-                let ms = ms.iter().map(|m| m.to_string()).collect();
-                (openapi_path(r), ms)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn openapi_document_covers_every_route() {
-        let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is valid JSON");
-        let version = doc["openapi"].as_str().unwrap_or_default();
-        assert!(
-            version.starts_with("3.1"),
-            "openapi is {version:?}, not 3.1"
-        );
-        let paths = doc["paths"].as_object().expect("paths is an object");
-        let mut documented = BTreeSet::new();
-        for (path, item) in paths {
-            let item = item.as_object().expect("a path item is an object");
-            let methods: BTreeSet<String> = METHODS
-                .iter()
-                .filter(|m| item.contains_key(**m))
-                .map(|m| m.to_string())
-                .collect();
-            documented.insert((path.clone(), methods));
-        }
-        assert_eq!(
-            documented,
-            routes(),
-            "docs/openapi.json paths and methods differ from admin::router"
-        );
-    }
-
-    /// The `.route(...)` calls of `admin::router`, with the methods each
-    /// registers, read from the source.
-    fn router_source_routes() -> BTreeSet<(String, BTreeSet<String>)> {
-        let src = include_str!("admin.rs");
-        let mut out = BTreeSet::new();
-        for f in ["pub fn router(", "pub fn public_router("] {
-            let start = src.find(f).expect("router function");
-            let body = &src[start..];
-            let body = &body[..body.find("\n}\n").expect("end of the router")];
-            routes_in(body, &mut out);
-        }
-        out
-    }
-
-    fn routes_in(body: &str, out: &mut BTreeSet<(String, BTreeSet<String>)>) {
-        let mut rest = body;
-        while let Some(i) = rest.find(".route(") {
-            let call = &rest[i + ".route(".len()..];
-            // The call's text, up to its closing parenthesis.
-            let mut depth = 1usize;
-            let end = call
-                .char_indices()
-                .find(|&(_, c)| {
-                    match c {
-                        '(' => depth += 1,
-                        ')' => depth -= 1,
-                        _ => {}
-                    }
-                    depth == 0
-                })
-                .map(|(j, _)| j)
-                .expect("closed .route(");
-            rest = &call[end..];
-            let call = &call[..end];
-            let path = call.split('"').nth(1).expect("route path literal");
-            let methods = METHODS
-                .iter()
-                .filter(|m| {
-                    call.match_indices(&format!("{m}(")).any(|(j, _)| {
-                        j == 0 || {
-                            let before = call.as_bytes()[j - 1];
-                            !(before.is_ascii_alphanumeric() || before == b'_')
-                        }
-                    })
-                })
-                .map(|m| m.to_string())
-                .collect();
-            out.insert((openapi_path(path), methods));
-        }
-    }
-
-    #[test]
-    fn routes_match_the_router_source() {
-        assert_eq!(
-            router_source_routes(),
-            routes(),
-            "ROUTES differs from the .route(...) calls in admin::router"
-        );
-    }
 }

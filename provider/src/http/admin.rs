@@ -1,13 +1,16 @@
-//! The admin HTTP endpoint: peer directory, job submission, metrics.
+//! The admin router (`listen.admin`): the operator's endpoint.
 //!
 //! - `GET /v1/admin/peers`: this provider's link state and its view of the
 //!   other two (health from heartbeats);
 //! - `POST /v1/admin/jobs`: run a task (`{"kind": "secure-sum", "params":
 //!   {...}, "purpose": "..."}`) through the orchestration core;
-//! - `GET /metrics`: Prometheus/OpenMetrics text.
+//! - `GET /metrics`: Prometheus/OpenMetrics text;
+//! - `GET /v1/admin/raft`, `GET /v1/admin/table`: raft and table status;
+//! - `POST /v1/admin/sequence` (order a request id through raft) and
+//!   `GET /v1/admin/sequence` (the applied ids in order).
 //!
-//! Errors are JSON: `{"error": {"code": ..., "message": ...}}`. The
-//! endpoint binds to loopback by default: it is for the operator.
+//! The routes are [`routes::ADMIN`](super::routes::ADMIN). The endpoint is
+//! unauthenticated and binds to loopback by default: it is for the operator.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,22 +19,23 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sharecall_proto::control::Status;
+use sharecall_proto::sequencer::RequestRecord;
 
+use super::error::error;
+use super::request_id::bad_request_id;
+use super::routes::{AdminOp, ADMIN};
 use crate::directory::Directory;
+use crate::execution::Executor;
 use crate::metrics::Metrics;
 use crate::orchestration::status::status_name;
 use crate::orchestration::{Gateway, JobError, LinkManager};
 use crate::sequencer::applied;
 use crate::sequencer::Sequencer;
-use sharecall_proto::sequencer::RequestRecord;
-
-/// Largest accepted request body.
-const MAX_BODY: usize = 64 * 1024;
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -50,55 +54,30 @@ pub struct AdminState {
     /// The raft sequencer.
     pub sequencer: Sequencer,
     /// The table's executor.
-    pub executor: Arc<crate::execution::Executor>,
-    /// Enrollment and rate limits.
-    pub accounts: Arc<crate::accounts::Accounts>,
-    /// How long a request waits for execution before a 202.
-    pub answer_wait: std::time::Duration,
+    pub executor: Arc<Executor>,
 }
 
-/// The admin routes (operator only: `listen.admin`).
+/// The admin routes (operator only: `listen.admin`), served with `state`.
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/v1/admin/peers", get(peers))
-        .route("/v1/admin/jobs", post(submit_job))
-        .route("/metrics", get(metrics))
-        .route("/v1/admin/raft", get(raft_status))
-        .route("/v1/admin/table", get(table_status))
-        .route("/v1/admin/sequence", post(sequence).get(applied))
-        .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+    routes().with_state(state)
 }
 
-/// The public routes (clients: `listen.api`).
-pub fn public_router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route(
-            "/v1/requests",
-            post(crate::api::submit_part).layer(axum::extract::DefaultBodyLimit::max(
-                crate::api::MAX_REQUEST_BODY,
-            )),
-        )
-        .route("/v1/requests/:id", get(crate::api::request_outcome))
-        .route("/v1/accounts", post(crate::api::enroll))
-        .route("/v1/openapi.json", get(crate::api::openapi))
-        .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+/// The routes of the table, before their state.
+pub(super) fn routes() -> Router<Arc<AdminState>> {
+    super::build(ADMIN, handler)
 }
 
-/// A JSON error response.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
-}
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+/// The handler of `op` for `method`.
+fn handler(op: AdminOp, method: MethodFilter) -> MethodRouter<Arc<AdminState>> {
+    match op {
+        AdminOp::Peers => on(method, peers),
+        AdminOp::SubmitJob => on(method, submit_job),
+        AdminOp::Metrics => on(method, metrics),
+        AdminOp::Raft => on(method, raft_status),
+        AdminOp::Table => on(method, table_status),
+        AdminOp::Sequence => on(method, sequence),
+        AdminOp::Applied => on(method, applied),
+    }
 }
 
 async fn peers(State(s): State<Arc<AdminState>>) -> Response {
@@ -212,29 +191,9 @@ struct SequenceRequest {
     kind: Option<String>,
 }
 
-/// Longest accepted request id.
-const MAX_REQUEST_ID: usize = 128;
-
 /// The table's public state (variant, cursor, entries, digest).
 async fn table_status(State(s): State<Arc<AdminState>>) -> Response {
     Json(s.executor.summary().await).into_response()
-}
-
-/// The 400 answer for an invalid request id, if it is invalid: 1..=128
-/// bytes of `[A-Za-z0-9._:-]` (ids appear in URLs and logs).
-pub(crate) fn bad_request_id(id: &str) -> Option<Response> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    (!ok).then(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_request_id",
-            format!("request_id must be 1..={MAX_REQUEST_ID} of [A-Za-z0-9._:-]"),
-        )
-    })
 }
 
 /// Orders a request through raft and answers with its sequence number once

@@ -1,0 +1,92 @@
+//! The enrollment handler of the public API: `POST /v1/accounts` enrolls
+//! an ed25519 public key, signed by its own key (`docs/API.md`).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use tracing::info;
+
+use super::error::error;
+use super::public::PublicState;
+use super::signed::{decode_hex, MAX_REQUEST_SKEW_MS};
+use crate::orchestration::task::now_ms;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    account: String,
+    timestamp_ms: u64,
+    signature: String,
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// `POST /v1/accounts`: enroll an ed25519 public key.
+pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response {
+    let req: EnrollRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
+    };
+    let Some(account) = decode_hex::<32>(&req.account) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_account",
+            "account must be a 64-digit hex ed25519 public key",
+        );
+    };
+    let Some(signature) = decode_hex::<64>(&req.signature) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_signature",
+            "signature must be 128 hex digits",
+        );
+    };
+    let message = sharecall_proto::request::enroll_message(&account, req.timestamp_ms);
+    if !s.accounts.verify(&account, &message, &signature) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            "the enrollment signature does not verify for this account",
+        );
+    }
+    let skew = now_ms().abs_diff(req.timestamp_ms);
+    if skew > MAX_REQUEST_SKEW_MS {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+            format!("enrollment timestamp is {skew} ms away from this provider's clock"),
+        );
+    }
+    let db = s.sequencer.store().database();
+    match s
+        .accounts
+        .enroll(db, &account, req.token.as_deref(), now_ms())
+    {
+        Ok(true) => {
+            info!(account = %req.account, "account enrolled");
+            (
+                StatusCode::CREATED,
+                Json(json!({"account": req.account, "enrolled": true})),
+            )
+                .into_response()
+        }
+        Ok(false) => Json(json!({"account": req.account, "enrolled": true})).into_response(),
+        Err(crate::accounts::EnrollError::Closed) => error(
+            StatusCode::FORBIDDEN,
+            "enrollment_closed",
+            "this provider takes no new accounts",
+        ),
+        Err(crate::accounts::EnrollError::BadToken) => error(
+            StatusCode::FORBIDDEN,
+            "bad_token",
+            "enrollment at this provider needs a valid token",
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
