@@ -14,8 +14,9 @@ use sharecall_proto::wire::{Frame, FrameKind};
 use sharecall_proto::{PartyId, Share};
 use tokio::sync::mpsc;
 
+use super::bit_block::BitBlock;
 use super::error::{OpRef, SmcError, SmcResult};
-use super::preprocessing::{BitBlock, Pool};
+use super::pool::Pool;
 use super::prg::{PairwiseSeeds, Prg};
 use super::transport::Mesh;
 
@@ -27,7 +28,6 @@ pub(crate) struct Inbox {
     stash: Option<Frame>,
 }
 
-/// Preprocessed material a channel draws from (online lanes only).
 /// Set once a failed session may have left a channel's preprocessed
 /// material misaligned with its peers' (shared with the engine, which then
 /// reports itself unhealthy).
@@ -45,6 +45,7 @@ impl Desync {
     }
 }
 
+/// Preprocessed material a channel draws from (online lanes only).
 #[derive(Clone)]
 pub(crate) struct Pools {
     pub squares: Arc<Pool<Share>>,

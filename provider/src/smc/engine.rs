@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
+use super::bit_block::BitBlock;
 use super::channel::{Channel, Desync, Pools};
 use super::error::{SmcError, SmcResult};
-use super::preprocessing::{BitBlock, Pool, PoolSizing, PoolStats};
+use super::pool::{Pool, PoolSizing, PoolStats};
+use super::producer;
 use super::session::Session;
 use super::transport::{LinkConfig, Mesh, PeerSpec};
 use crate::identity::Identity;
@@ -139,9 +141,13 @@ impl Engine {
                 None,
             );
             let squares_pool = pools.squares.clone();
-            producers.push(tokio::spawn(async move { squares_pool.produce(sq).await }));
+            producers.push(tokio::spawn(async move {
+                producer::run(&squares_pool, sq).await
+            }));
             let bits_pool = pools.bits.clone();
-            producers.push(tokio::spawn(async move { bits_pool.produce(bits).await }));
+            producers.push(tokio::spawn(async move {
+                producer::run(&bits_pool, bits).await
+            }));
             lanes.push(LaneHandle {
                 desync: online.desync.clone(),
                 channel: Arc::new(Mutex::new(online)),

@@ -5,31 +5,40 @@
 //! randomness from pairwise PRG seeds, a background preprocessing pool, and
 //! a mesh of persistent mutually authenticated TLS connections.
 //!
-//! - [`transport`]: the TLS mesh and frame multiplexing;
+//! From the bottom up (each module imports only modules above it here):
+//!
+//! - [`error`]: typed errors naming the step that failed;
 //! - [`prg`]: pairwise seeds, random and zero sharings without traffic;
-//! - [`channel`]: one ordered stream of operations with its inboxes;
-//! - [`session`]: the protocols (`open`, `mul`, `mul_open`, `eq_reveal`,
-//!   `prf_tag`, `lt_reveal`, `verify`);
-//! - [`boolean`]: comparisons of XOR-shared keys (the tree table);
-//! - [`preprocessing`]: random squares and bit blocks made in the background;
 //! - [`linear`]: local operations on shares;
+//! - [`pool`]: the FIFO of preprocessed items a lane draws from;
+//! - [`bit_block`]: the preprocessed material of one `lt_reveal`;
+//! - [`transport`]: the TLS mesh and frame multiplexing;
+//! - [`channel`]: one ordered stream of operations with its inboxes;
+//! - [`session`]: the state machine every protocol runs on (rounds, frame
+//!   matching, failure, opening digests);
+//! - [`protocols`]: the protocols, one file per family (arithmetic, PRF,
+//!   comparison, boolean, preprocessing);
+//! - `producer`: the background tasks that fill the pools;
 //! - [`engine`]: lanes, pools and their producers behind one handle;
 //! - [`local`]: three engines on loopback, for the demo, benches and tests.
 
-pub mod boolean;
+pub mod bit_block;
 pub mod channel;
 pub mod engine;
 pub mod error;
 pub mod linear;
 pub mod local;
-pub mod preprocessing;
+pub mod pool;
 pub mod prg;
+mod producer;
+pub mod protocols;
 pub mod session;
 pub mod transport;
 
-pub use boolean::{Compared, Reveal, COMPARE_ROUNDS};
 pub use engine::{Engine, EngineConfig, LaneSession};
 pub use error::{OpRef, SmcError, SmcResult};
-pub use preprocessing::{PoolSizing, PoolStats};
-pub use session::{PrfKey, Session, TAG_BITS};
+pub use pool::{PoolSizing, PoolStats};
+pub use protocols::boolean::{Compared, Reveal, COMPARE_ROUNDS};
+pub use protocols::prf::{PrfKey, TAG_BITS};
+pub use session::Session;
 pub use transport::PeerSpec;

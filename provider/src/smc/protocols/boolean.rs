@@ -1,9 +1,12 @@
-//! Comparison of XOR-shared 128-bit keys ([`BitShare`]), for the tree
-//! table: `a < b` and `a = b` in 8 rounds, with no preprocessed material.
+//! Boolean protocols on XOR-shared 128-bit words ([`BitShare`]): the
+//! bit-sliced gates `and_words` and `and_open_words` (one round each), and
+//! on them the comparison of 128-bit keys for the tree table, `a < b` and
+//! `a = b` in 8 rounds with no preprocessed material (`compare_bits`,
+//! `less_bits`).
 //!
-//! The circuit is the usual prefix combination, bit-sliced: one 128-bit
+//! The comparison circuit is the usual prefix combination, bit-sliced: one 128-bit
 //! word holds one key, so every gate of a level is a handful of word
-//! operations. Per bit, G = [a_i < b_i] = ¬a_i ∧ b_i (one AND round) and
+//! operations. Per bit, G = \[a_i < b_i\] = ¬a_i ∧ b_i (one AND round) and
 //! E = [a_i = b_i] = ¬(a_i ⊕ b_i) (free). Adjacent groups combine as
 //! G = G_hi ⊕ (E_hi ∧ G_lo), E = E_hi ∧ E_lo (XOR suffices because
 //! G_hi and E_hi are never both 1): seven levels from 128 groups to one,
@@ -15,11 +18,13 @@
 
 use std::ops::DerefMut;
 
+use bytes::Bytes;
+use sharecall_proto::wire::FrameKind;
 use sharecall_proto::{BitShare, PartyId};
 
-use super::channel::Channel;
-use super::error::{SmcError, SmcResult};
-use super::session::Session;
+use crate::smc::channel::Channel;
+use crate::smc::error::{SmcError, SmcResult};
+use crate::smc::session::Session;
 
 /// Which results of one comparison are revealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +94,100 @@ fn mask(step: u32) -> u128 {
 }
 
 impl<C: DerefMut<Target = Channel>> Session<C> {
+    fn decode_words(&self, peer: PartyId, bytes: &[u8], n: usize) -> SmcResult<Vec<u128>> {
+        if bytes.len() != n * 16 {
+            return Err(SmcError::Malformed {
+                peer,
+                at: self.last_op(),
+                reason: format!("{} bytes, expected {n} words", bytes.len()),
+            });
+        }
+        Ok(bytes
+            .chunks_exact(16)
+            .map(|c| {
+                let mut w = [0u8; 16];
+                w.copy_from_slice(c);
+                u128::from_le_bytes(w)
+            })
+            .collect())
+    }
+
+    /// This party's XOR-additive share of a & b (word-wise), re-randomised
+    /// with a fresh zero sharing so it reveals nothing on its own.
+    fn local_and(&mut self, a: &[BitShare], b: &[BitShare]) -> SmcResult<Vec<u128>> {
+        if a.len() != b.len() {
+            return Err(SmcError::InvalidInput(format!(
+                "AND of {} and {} words",
+                a.len(),
+                b.len()
+            )));
+        }
+        let zero = self.zero_words(a.len());
+        Ok(a.iter()
+            .zip(b)
+            .zip(zero)
+            .map(|((x, y), z)| {
+                (x.first & y.first) ^ (x.first & y.second) ^ (x.second & y.first) ^ z
+            })
+            .collect())
+    }
+
+    /// ANDs XOR-shared words bit by bit (1 round): the additive share is
+    /// sent to P_{i−1}, turning it back into a replicated sharing.
+    pub async fn and_words(&mut self, a: &[BitShare], b: &[BitShare]) -> SmcResult<Vec<BitShare>> {
+        let z = self.local_and(a, b)?;
+        if z.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.me();
+        let got = self
+            .round(
+                vec![(me.prev(), FrameKind::Reshare, Bytes::from(words_bytes(&z)))],
+                &[(me.next(), FrameKind::Reshare)],
+            )
+            .await?;
+        let second = self.decode_words(me.next(), &got[0], z.len())?;
+        Ok(z.into_iter()
+            .zip(second)
+            .map(|(first, second)| BitShare { first, second })
+            .collect())
+    }
+
+    /// Opens (a & b) ⊕ c word-wise (1 round): every party sends its
+    /// re-randomised additive share to both peers, and the digests of what
+    /// arrived are checked by the next [`Session::verify`].
+    pub async fn and_open_words(
+        &mut self,
+        a: &[BitShare],
+        b: &[BitShare],
+        c: &[BitShare],
+    ) -> SmcResult<Vec<u128>> {
+        let mut z = self.local_and(a, b)?;
+        if c.len() != z.len() {
+            return Err(SmcError::InvalidInput(
+                "AND-open: linear term length".into(),
+            ));
+        }
+        for (zk, ck) in z.iter_mut().zip(c) {
+            *zk ^= ck.first;
+        }
+        if z.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.me();
+        let lie = || {
+            let mut lie = z.clone();
+            lie[0] ^= 1;
+            Bytes::from(words_bytes(&lie))
+        };
+        let got = self
+            .exchange_additive(Bytes::from(words_bytes(&z)), lie)
+            .await?;
+        let zn = self.decode_words(me.next(), &got[0], z.len())?;
+        let zp = self.decode_words(me.prev(), &got[1], z.len())?;
+        Ok((0..z.len()).map(|k| z[k] ^ zn[k] ^ zp[k]).collect())
+    }
+
     /// Compares a_k with b_k for every k (8 rounds, no preprocessing),
     /// revealing what `reveal[k]` asks.
     pub async fn compare_bits(
@@ -184,6 +283,15 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
             .map(|c| c.less == Some(true))
             .collect())
     }
+}
+
+/// Words on the wire: 16 bytes each, little-endian.
+fn words_bytes(words: &[u128]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * 16);
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 #[cfg(test)]
