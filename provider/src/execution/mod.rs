@@ -392,7 +392,7 @@ impl Executor {
         }
         let requests = self.load(p.from, p.to)?;
         let outcome =
-            batch::run(self.config.variant, &index, self.db(), session, &requests).await?;
+            batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
         let digest = self.commit(&mut index, outcome)?;
         debug!(from = p.from, to = p.to, "batch executed");
         Ok(digest.into_bytes())
@@ -435,7 +435,7 @@ impl Executor {
                         index.cursor + 1
                     )));
                 }
-                let outcome = batch::replay(self.config.variant, index, &t, |id, kind, sub| {
+                let outcome = batch::replay(&self.config.variant, index, &t, |id, kind, sub| {
                     self.part_or_row(id, kind, sub)
                 })?;
                 self.commit_replayed(index, outcome)?;
@@ -467,7 +467,7 @@ impl Executor {
 
     /// The table variant this provider runs.
     pub fn variant(&self) -> Variant {
-        self.config.variant
+        self.config.variant.clone()
     }
 
     /// The reads held here (the public API submits resolutions to it).
@@ -682,7 +682,7 @@ impl Executor {
             )));
         }
         let results: Vec<(String, Answer)> =
-            if self.config.variant == Variant::Hash && index.prf_key.is_none() {
+            if self.config.variant.table().reads_find_nothing(&index) {
                 // Nothing was ever registered: nothing to find, no SMC.
                 requests
                     .iter()
@@ -690,7 +690,7 @@ impl Executor {
                     .collect()
             } else {
                 let outcome =
-                    batch::run(self.config.variant, &index, self.db(), session, &requests).await?;
+                    batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
                 if !outcome.changes.ops.is_empty() || outcome.changes.prf_key.is_some() {
                     return Err(ExecuteError::Params(
                         "a read batch would change the table".into(),
