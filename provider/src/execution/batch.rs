@@ -251,8 +251,8 @@ pub async fn run(
         })
         .collect();
 
-    // A keyed variant's key is made (with no traffic) by the first batch.
     let table = variant.table();
+    // A keyed variant's key is made (with no traffic) by the first batch.
     let created_key: Option<PrfKey> = table.create_key(index, session, &queries)?;
     let prf_key = created_key.as_ref().or(index.prf_key.as_ref());
     let started = std::time::Instant::now();

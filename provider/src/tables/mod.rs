@@ -86,7 +86,10 @@ pub trait Table: Send + Sync + 'static {
         false
     }
 
-    /// How the batch compares two of its own queries' keys.
+    /// How the batch compares two of its own queries' keys. A variant
+    /// comparing [`KeyShares::Bits`] must settle every stored candidate
+    /// while narrowing ([`Narrowed::settled`]): the batch's `eq_reveal`
+    /// then holds no pairs, and its results stay in pair order.
     fn compares(&self) -> KeyShares {
         KeyShares::Field
     }

@@ -1,7 +1,7 @@
 //! Which table a deployment uses, and the registry of variants.
 //!
 //! A variant is one file implementing [`Table`] and exporting its
-//! [`Registration`] (the configuration names it parses); [`VARIANTS`]
+//! [`Registration`] (the configuration names it parses); `VARIANTS`
 //! lists them, one line each.
 
 use std::fmt;
