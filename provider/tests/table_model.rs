@@ -18,7 +18,10 @@ use sharecall_provider::execution::batch::{self, Answer, Code, Op, Request};
 use sharecall_provider::execution::store;
 use sharecall_provider::smc::local::LocalCluster;
 use sharecall_provider::smc::{EngineConfig, PoolSizing, SmcError};
+use sharecall_provider::tables::hash::Hash;
+use sharecall_provider::tables::list::List;
 use sharecall_provider::tables::part::{Kind, Part};
+use sharecall_provider::tables::tree::Tree;
 use sharecall_provider::tables::{Index, Variant};
 use tokio::sync::Mutex;
 
@@ -257,7 +260,7 @@ fn requests(a: &Action, seq: u64, at_ms: u64) -> [Request; 3] {
 /// Runs one batch at all three parties and commits it; the answers by id.
 fn run_batch(
     parties: &[Arc<Mutex<Party>>; 3],
-    variant: Variant,
+    variant: &Variant,
     batch: [Vec<Request>; 3],
 ) -> [Vec<(String, Answer)>; 3] {
     let s = shared();
@@ -269,9 +272,10 @@ fn run_batch(
             let engine = &s.cluster.engines[p];
             let mut session = engine.session(0, id).await.expect("session");
             let party = parties[p].clone();
+            let variant = variant.clone();
             handles.push(tokio::spawn(async move {
                 let mut party = party.lock().await;
-                let out = batch::run(variant, &party.index, &party.db, &mut session, &requests)
+                let out = batch::run(&variant, &party.index, &party.db, &mut session, &requests)
                     .await
                     .map_err(|e| SmcError::InvalidInput(e.to_string()))?;
                 let txn = party.db.begin_write().expect("txn");
@@ -324,7 +328,7 @@ fn check(
                 batch[p].push(req);
             }
         }
-        let answers = run_batch(&parties, variant, batch);
+        let answers = run_batch(&parties, &variant, batch);
         for (k, (id, a0)) in answers[0].iter().enumerate() {
             let (id1, a1) = &answers[1][k];
             let (id2, a2) = &answers[2][k];
@@ -373,16 +377,16 @@ proptest! {
 
     #[test]
     fn hash_table_equals_a_plain_map((actions, cuts) in cases()) {
-        check(Variant::Hash, actions, cuts)?;
+        check(Variant::new(Hash), actions, cuts)?;
     }
 
     #[test]
     fn list_table_equals_a_plain_map((actions, cuts) in cases()) {
-        check(Variant::List, actions, cuts)?;
+        check(Variant::new(List), actions, cuts)?;
     }
 
     #[test]
     fn tree_table_equals_a_plain_map((actions, cuts) in cases()) {
-        check(Variant::Tree { fanout: 2 }, actions, cuts)?;
+        check(Variant::new(Tree::with_fanout(2).expect("fanout")), actions, cuts)?;
     }
 }

@@ -1,8 +1,11 @@
-//! One batch of ordered requests against the table: narrow (variant's
-//! SMC step), compare (one `eq_reveal` for every query against its
-//! candidates and against earlier writes of the batch), decide (plaintext,
-//! from opened values only, in log order), place new tree entries
-//! (`lt_reveal`), re-randomise the answers (one resharing round), verify.
+//! One batch of ordered requests against the table: narrow (the
+//! variant's SMC step, `Table::narrow`), compare (one `eq_reveal` for
+//! every query against its candidates and against earlier writes of the
+//! batch), decide (plaintext, from opened values only, in log order),
+//! place the new entries (`Narrowed::place`: the tree's
+//! `compare_bits`), re-randomise the answers (one resharing round),
+//! verify. The batch knows the variant only through its
+//! [`Table`](crate::tables::Table) trait.
 //!
 //! The decisions are recorded as a [`Transcript`]: public values only, so a
 //! provider that missed the batch can apply it from its own parts without
@@ -15,7 +18,9 @@ use sharecall_proto::{Fp, Share, ShareVec};
 
 use crate::smc::{linear, LaneSession, PrfKey, Reveal, SmcError};
 use crate::tables::part::{Kind, Part};
-use crate::tables::{Change, Changes, Data, Index, Lookup, Meta, Narrowed, Query, Variant};
+use crate::tables::{
+    Change, Changes, Data, Index, Insert, KeyShares, Meta, Query, TableError, Variant,
+};
 
 /// What a request asks of the table.
 #[derive(Debug, Clone)]
@@ -173,12 +178,25 @@ pub enum BatchError {
     /// The SMC protocol failed.
     #[error(transparent)]
     Smc(#[from] SmcError),
+    /// The table variant's step failed for another reason.
+    #[error(transparent)]
+    Table(TableError),
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
     /// The transcript does not fit this provider's state.
     #[error("cannot replay: {0}")]
     Replay(String),
+}
+
+impl From<TableError> for BatchError {
+    fn from(e: TableError) -> BatchError {
+        match e {
+            // One variant for every SMC failure, wherever it happened.
+            TableError::Smc(e) => BatchError::Smc(e),
+            e => BatchError::Table(e),
+        }
+    }
 }
 
 /// Where a live entry's endpoint shares are.
@@ -210,9 +228,10 @@ enum Found {
     Absent,
 }
 
-/// Runs a batch on `session`; nothing is committed here.
+/// Runs a batch on `session` against `variant`'s table; nothing is
+/// committed here.
 pub async fn run(
-    variant: Variant,
+    variant: &Variant,
     index: &Index,
     db: &redb::Database,
     session: &mut LaneSession,
@@ -221,8 +240,8 @@ pub async fn run(
     let me = session.party();
     let from = requests.first().map(|r| r.seq).unwrap_or(index.cursor + 1);
     let to = requests.last().map(|r| r.seq).unwrap_or(index.cursor);
-    let table = items(requests);
-    let queries: Vec<Query> = table
+    let items = items(requests);
+    let queries: Vec<Query> = items
         .iter()
         .map(|it| Query {
             key: it.part.key,
@@ -232,36 +251,29 @@ pub async fn run(
         })
         .collect();
 
-    // The PRF key is made (with no traffic) by the first batch.
-    let mut created_key: Option<PrfKey> = None;
-    if variant == Variant::Hash && index.prf_key.is_none() && !table.is_empty() {
-        if !index.is_empty() {
-            return Err(BatchError::Replay(
-                "the table has entries but no PRF key share".into(),
-            ));
-        }
-        created_key = Some(session.gen_prf_key());
-    }
+    let table = variant.table();
+    // A keyed variant's key is made (with no traffic) by the first batch.
+    let created_key: Option<PrfKey> = table.create_key(index, session, &queries)?;
     let prf_key = created_key.as_ref().or(index.prf_key.as_ref());
     let started = std::time::Instant::now();
-    let narrowed = variant.narrow(index, prf_key, session, &queries).await?;
+    let narrowed = table.narrow(index, prf_key, session, &queries).await?;
     let narrowed_us = started.elapsed().as_micros() as u64;
 
     // Equality: each query against its stored candidates and the batch's
     // earlier writes that may share its key. One eq_reveal on field
-    // shares; the tree settled its candidates in the leaf already and
-    // compares XOR shares instead.
-    let tree = matches!(variant, Variant::Tree { .. });
+    // shares; a variant that settled its candidates while narrowing (the
+    // tree, in the leaf) compares XOR shares instead.
+    let compares = table.compares();
     let mut a = ShareVec::default();
     let mut b = ShareVec::default();
     let mut a_bits = Vec::new();
     let mut b_bits = Vec::new();
     let mut pairs: Vec<(usize, Target)> = Vec::new();
     let mut settled: Vec<((usize, Target), bool)> = Vec::new();
-    for (q, it) in table.iter().enumerate() {
+    for (q, it) in items.iter().enumerate() {
         let p = it.part;
-        let leaf = narrowed.equal.get(q).and_then(Option::as_ref);
-        for (c, &slot) in narrowed.candidates[q].iter().enumerate() {
+        let leaf = narrowed.settled(q);
+        for (c, &slot) in narrowed.candidates(q).iter().enumerate() {
             if let Some(eq) = leaf {
                 settled.push((
                     (q, Target::Stored(slot)),
@@ -277,14 +289,17 @@ pub async fn run(
             b.push(m.key);
             pairs.push((q, Target::Stored(slot)));
         }
-        for (e, earlier) in table.iter().enumerate().take(q) {
+        for (e, earlier) in items.iter().enumerate().take(q) {
             if earlier.kind.writes() && narrowed.may_equal(e, q) {
-                if tree {
-                    a_bits.push(queries[q].key_bits);
-                    b_bits.push(queries[e].key_bits);
-                } else {
-                    a.push(p.key);
-                    b.push(earlier.part.key);
+                match compares {
+                    KeyShares::Bits => {
+                        a_bits.push(queries[q].key_bits);
+                        b_bits.push(queries[e].key_bits);
+                    }
+                    KeyShares::Field => {
+                        a.push(p.key);
+                        b.push(earlier.part.key);
+                    }
                 }
                 pairs.push((q, Target::Earlier(e)));
             }
@@ -301,8 +316,9 @@ pub async fn run(
     }
     let mut stored_match: HashMap<usize, u64> = HashMap::new();
     let mut earlier_match: HashMap<usize, Vec<usize>> = HashMap::new();
-    // `equal` is in `pairs` order: a tree batch has only XOR pairs (its
-    // stored candidates are all settled), any other only field pairs.
+    // `equal` is in `pairs` order: a variant comparing XOR shares has
+    // only XOR pairs (its stored candidates are all settled), any other
+    // only field pairs.
     let compared = pairs.iter().zip(equal.iter().copied());
     for ((q, t), eq) in settled.iter().map(|(p, e)| (p, *e)).chain(compared) {
         if eq {
@@ -316,14 +332,14 @@ pub async fn run(
     }
 
     // Decide in log order.
-    let mut after: Vec<Option<After>> = vec![None; table.len()];
-    let mut codes: Vec<Code> = Vec::with_capacity(table.len());
+    let mut after: Vec<Option<After>> = vec![None; items.len()];
+    let mut codes: Vec<Code> = Vec::with_capacity(items.len());
     let mut resolved: Vec<(usize, Live)> = Vec::new();
     let mut ops: Vec<Change> = Vec::new();
     let mut records: Vec<ChangeRecord> = Vec::new();
-    let mut inserted: Vec<(usize, u64)> = Vec::new();
+    let mut inserted: Vec<Insert> = Vec::new();
     let mut deleted: HashSet<u64> = HashSet::new();
-    for (q, it) in table.iter().enumerate() {
+    for (q, it) in items.iter().enumerate() {
         let r = &requests[it.pos];
         let (kind, part) = (&it.kind, it.part);
         let latest = earlier_match
@@ -356,7 +372,7 @@ pub async fn run(
                     records.push(ChangeRecord::Delete { slot: old });
                     deleted.insert(old);
                 }
-                let tag = narrowed.tags.get(q).copied().unwrap_or(0);
+                let tag = narrowed.tag(q);
                 ops.push(Change::Put(
                     it.slot,
                     Meta {
@@ -439,25 +455,25 @@ pub async fn run(
         }
     }
 
-    // Tree: place the new entries (one lt_reveal), then the new order.
+    // Place the surviving new entries (the ordered variant's comparison
+    // level), then record each one's predecessor in the new order.
+    let live_inserts: Vec<Insert> = inserted
+        .iter()
+        .copied()
+        .filter(|(_, slot)| !deleted.contains(slot))
+        .collect();
+    let new_order = narrowed
+        .place(index, &queries, &live_inserts, &deleted, session)
+        .await?;
     let mut inserts: Vec<(Option<u64>, u64)> = Vec::new();
-    let new_order = if let Variant::Tree { .. } = variant {
-        let live_inserts: Vec<(usize, u64)> = inserted
-            .iter()
-            .copied()
-            .filter(|(_, slot)| !deleted.contains(slot))
-            .collect();
-        let order = place(index, &narrowed, &queries, &live_inserts, &deleted, session).await?;
+    if let Some(order) = &new_order {
         let new: HashSet<u64> = live_inserts.iter().map(|(_, s)| *s).collect();
         for (i, slot) in order.iter().enumerate() {
             if new.contains(slot) {
                 inserts.push((i.checked_sub(1).map(|p| order[p]), *slot));
             }
         }
-        Some(order)
-    } else {
-        None
-    };
+    }
 
     // Answers: the resolved endpoints, resharing with fresh randomness.
     let mut sources = ShareVec::default();
@@ -466,8 +482,8 @@ pub async fn run(
     for (_, l) in &resolved {
         let data = match l.source {
             Source::Request(e) => Data {
-                endpoint: table[e].part.endpoint.clone(),
-                extra: table[e].part.extra.clone(),
+                endpoint: items[e].part.endpoint.clone(),
+                extra: items[e].part.extra.clone(),
             },
             Source::Stored(slot) => Index::data(db, slot)
                 .map_err(|e| BatchError::Store(e.to_string()))?
@@ -505,7 +521,7 @@ pub async fn run(
         "batch computed"
     );
 
-    let mut per_item: Vec<Answer> = Vec::with_capacity(table.len());
+    let mut per_item: Vec<Answer> = Vec::with_capacity(items.len());
     let mut resolved_at = resolved.iter().enumerate().map(|(k, (q, l))| (*q, (k, l)));
     let mut next_resolved = resolved_at.next();
     for (q, code) in codes.iter().enumerate() {
@@ -522,7 +538,7 @@ pub async fn run(
         }
         per_item.push(answer);
     }
-    let results: Vec<(String, String, Code)> = table
+    let results: Vec<(String, String, Code)> = items
         .iter()
         .zip(&codes)
         .map(|(it, code)| {
@@ -669,126 +685,10 @@ fn expired_after(index: &Index, ops: &[Change], at_ms: u64) -> Vec<u64> {
         .collect()
 }
 
-/// Tree: where the new entries go. The leaf comparison told each new key
-/// how many entries of its range are below it, which fixes its gap in the
-/// old order; new keys in the same gap are ordered by their sorted run
-/// where they share one, otherwise by comparing them (one level).
-async fn place(
-    index: &Index,
-    narrowed: &Narrowed,
-    queries: &[Query],
-    inserts: &[(usize, u64)],
-    deleted: &HashSet<u64>,
-    session: &mut LaneSession,
-) -> Result<Vec<u64>, BatchError> {
-    // Ordered: the comparisons below are built by iterating the groups,
-    // and all three providers must build them alike.
-    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-    for (k, (q, _)) in inserts.iter().enumerate() {
-        let (lo, _) = narrowed.ranges[*q];
-        let below =
-            narrowed.below.get(*q).copied().flatten().ok_or_else(|| {
-                BatchError::Store(format!("query {q} was not placed in its leaf"))
-            })?;
-        groups.entry(lo + below).or_default().push(k);
-    }
-    // Pairs (i < j: groups are filled in insert order) in one gap whose
-    // order is not known: is i below j?
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    let mut pair_at: HashMap<(usize, usize), usize> = HashMap::new();
-    for g in groups.values() {
-        for (x, &i) in g.iter().enumerate() {
-            for &j in &g[x + 1..] {
-                let (qi, qj) = (inserts[i].0, inserts[j].0);
-                if narrowed.known_order(qi, qj).is_none() {
-                    pair_at.insert((i, j), a.len());
-                    a.push(queries[qi].key_bits);
-                    b.push(queries[qj].key_bits);
-                }
-            }
-        }
-    }
-    let less = session.less_bits(&a, &b).await?;
-    // Rank by the number of group members below (a total order even if a
-    // deviating provider made the answers inconsistent: the batch's
-    // closing check then fails anyway).
-    for g in groups.values_mut() {
-        let run_of = |k: usize| narrowed.sorted_run.get(inserts[k].0).copied().flatten();
-        if let Some(r) = g.first().and_then(|&k| run_of(k)) {
-            if g.iter().all(|&k| run_of(k) == Some(r)) {
-                // One sorted run (a bulk load): already in order.
-                g.sort_unstable_by_key(|&k| inserts[k].0);
-                continue;
-            }
-        }
-        let below = |x: usize, y: usize| -> bool {
-            let (lo, hi) = (x.min(y), x.max(y));
-            let lo_below = narrowed
-                .known_order(inserts[lo].0, inserts[hi].0)
-                .or_else(|| pair_at.get(&(lo, hi)).and_then(|&p| less.get(p).copied()))
-                .unwrap_or(true);
-            if x == lo {
-                lo_below
-            } else {
-                !lo_below
-            }
-        };
-        let mut ranked: Vec<(usize, usize)> = g
-            .iter()
-            .map(|&i| (g.iter().filter(|&&j| j != i && below(j, i)).count(), i))
-            .collect();
-        ranked.sort_unstable();
-        *g = ranked.into_iter().map(|(_, i)| i).collect();
-    }
-    let mut order = Vec::with_capacity(index.order.len() + inserts.len());
-    for pos in 0..=index.order.len() {
-        if let Some(g) = groups.get(&pos) {
-            order.extend(g.iter().map(|k| inserts[*k].1));
-        }
-        if let Some(slot) = index.order.get(pos) {
-            if !deleted.contains(slot) {
-                order.push(*slot);
-            }
-        }
-    }
-    Ok(order)
-}
-
-/// Rebuilds the tree order from a transcript: deletions removed, then
-/// every new entry after its predecessor.
-pub fn replay_order(
-    old: &[u64],
-    deleted: &HashSet<u64>,
-    inserts: &[(Option<u64>, u64)],
-) -> Vec<u64> {
-    let mut after: HashMap<Option<u64>, Vec<u64>> = HashMap::new();
-    for (pred, slot) in inserts {
-        after.entry(*pred).or_default().push(*slot);
-    }
-    let mut out = Vec::with_capacity(old.len() + inserts.len());
-    fn emit(out: &mut Vec<u64>, after: &HashMap<Option<u64>, Vec<u64>>, pred: Option<u64>) {
-        if let Some(next) = after.get(&pred) {
-            for s in next {
-                out.push(*s);
-                emit(out, after, Some(*s));
-            }
-        }
-    }
-    emit(&mut out, &after, None);
-    for slot in old {
-        if !deleted.contains(slot) {
-            out.push(*slot);
-            emit(&mut out, &after, Some(*slot));
-        }
-    }
-    out
-}
-
 /// Applies a peer's transcript with this provider's own parts: the same
 /// changes, no SMC. `part_of` gives this provider's part of a request.
 pub fn replay(
-    variant: Variant,
+    variant: &Variant,
     index: &Index,
     t: &Transcript,
     mut part_of: impl FnMut(&str, Kind, Option<u32>) -> Result<Part, BatchError>,
@@ -856,10 +756,7 @@ pub fn replay(
             }
         });
     }
-    let new_order = match variant {
-        Variant::Tree { .. } => Some(replay_order(&index.order, &deleted, &t.inserts)),
-        _ => None,
-    };
+    let new_order = variant.replay_order(index, &deleted, &t.inserts);
     let per_item = t
         .results
         .iter()
@@ -884,21 +781,4 @@ pub fn replay(
         answers,
         transcript: t.clone(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replayed_order_matches() {
-        let old = vec![1, 2, 3];
-        let deleted: HashSet<u64> = [2].into_iter().collect();
-        // Final order: 10, 1, 11, 12, 3, 13
-        let inserts = vec![(None, 10), (Some(1), 11), (Some(11), 12), (Some(3), 13)];
-        assert_eq!(
-            replay_order(&old, &deleted, &inserts),
-            vec![10, 1, 11, 12, 3, 13]
-        );
-    }
 }

@@ -53,7 +53,7 @@ impl Executor {
                         index.cursor + 1
                     )));
                 }
-                let outcome = batch::replay(self.config.variant, index, &t, |id, kind, sub| {
+                let outcome = batch::replay(&self.config.variant, index, &t, |id, kind, sub| {
                     self.part_or_row(id, kind, sub)
                 })?;
                 self.commit_replayed(index, outcome)?;

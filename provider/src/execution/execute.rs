@@ -15,7 +15,6 @@ use super::Executor;
 use crate::orchestration::{Computation, ComputationError, TaskKind};
 use crate::smc::LaneSession;
 use crate::tables::part::Kind;
-use crate::tables::Variant;
 
 /// The kind's wire name.
 pub const EXECUTE: TaskKind = TaskKind::new("execute");
@@ -160,7 +159,7 @@ impl Executor {
         }
         let requests = self.load(p.from, p.to)?;
         let outcome =
-            batch::run(self.config.variant, &index, self.db(), session, &requests).await?;
+            batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
         let digest = self.commit(&mut index, outcome)?;
         debug!(from = p.from, to = p.to, "batch executed");
         Ok(digest.into_bytes())
@@ -241,7 +240,7 @@ impl Executor {
             )));
         }
         let results: Vec<(String, Answer)> =
-            if self.config.variant == Variant::Hash && index.prf_key.is_none() {
+            if self.config.variant.table().reads_find_nothing(&index) {
                 // Nothing was ever registered: nothing to find, no SMC.
                 requests
                     .iter()
@@ -249,7 +248,7 @@ impl Executor {
                     .collect()
             } else {
                 let outcome =
-                    batch::run(self.config.variant, &index, self.db(), session, &requests).await?;
+                    batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
                 if !outcome.changes.ops.is_empty() || outcome.changes.prf_key.is_some() {
                     return Err(ExecuteError::Params(
                         "a read batch would change the table".into(),

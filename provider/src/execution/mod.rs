@@ -290,7 +290,7 @@ impl Executor {
 
     /// The table variant this provider runs.
     pub fn variant(&self) -> Variant {
-        self.config.variant
+        self.config.variant.clone()
     }
 
     /// The reads held here (the public API submits resolutions to it).

@@ -466,7 +466,7 @@ pub async fn request_outcome(
 
 /// The tree table compares XOR shares of keys: its parts must carry them.
 fn check_key_bits(variant: Variant, parts: &[&Part]) -> Result<(), PartError> {
-    if matches!(variant, Variant::Tree { .. }) && parts.iter().any(|p| p.key_bits.is_none()) {
+    if variant.needs_key_bits() && parts.iter().any(|p| p.key_bits.is_none()) {
         return Err(PartError::Field {
             field: "key_bits",
             message: "is required by this provider's tree table".into(),

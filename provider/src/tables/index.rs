@@ -460,6 +460,7 @@ fn relabel(old: &[u64], old_labels: &[u128], new: &[u64], deleted: &HashSet<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smc::TAG_BITS;
     use sharecall_proto::Fp;
 
     #[test]
@@ -486,6 +487,23 @@ mod tests {
         let odd = relabel(&[1, 2], &[10, 20], &[2, 1], &none);
         assert_eq!(odd.removed, vec![10, 20]);
         assert!(odd.labels.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn buckets_find_every_slot_under_a_tag_prefix() {
+        let mut b = Buckets::default();
+        b.insert(0b1_0110, 5);
+        b.insert(0b0_0110, 3);
+        b.insert(0b0_0111, 9);
+        b.insert(0xff_ffff, 1);
+        assert_eq!(b.matching(0b0110, 4), vec![3, 5]);
+        assert_eq!(b.matching(0b1_0110, 5), vec![5]);
+        assert_eq!(b.matching(0b1_0110, TAG_BITS), vec![5]);
+        assert_eq!(b.matching(0, 0), vec![1, 3, 5, 9]);
+        assert_eq!(b.matching(0b11, 2), vec![1, 9]);
+        b.remove(0b0_0110, 3);
+        assert_eq!(b.matching(0b0110, 4), vec![5]);
+        assert_eq!(b.matching(0xff_ffff, 32), vec![1]);
     }
 
     #[test]

@@ -13,13 +13,177 @@
 //! Import rows come sorted by key ([`Query::run`]): one extra comparison
 //! level checks each neighbouring pair once, and runs that are strictly
 //! increasing and lie, one after the other, above every stored key (a
-//! bulk load in key order) are appended without a descent. A run that fails the check is treated row by row, so a
-//! client that lies about the order only slows its own import down.
+//! bulk load in key order) are appended without a descent. A run that
+//! fails the check is treated row by row, so a client that lies about the
+//! order only slows its own import down.
+//!
+//! After the batch decided its requests, [`Narrowed::place`] puts the new
+//! entries into the order: the leaf told each new key its gap, and keys
+//! sharing a gap are ordered by one more comparison level.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::future::BoxFuture;
 use sharecall_proto::BitShare;
 
-use super::{Index, Narrowed, Query};
-use crate::smc::{Compared, LaneSession, Reveal, SmcError};
+use super::variant::Registration;
+use super::{Index, Insert, KeyShares, Narrowed, Query, Table, TableError, Variant};
+use crate::smc::{Compared, LaneSession, PrfKey, Reveal};
+
+/// Fanout of `"tree"`: comparisons on XOR shares are cheap, so wide nodes
+/// win; at 1 000 000 entries 1024 needs one pivot level and the leaf
+/// (docs/BENCHMARKS.md).
+pub const DEFAULT_FANOUT: usize = 1024;
+
+/// Fanouts a configuration may name.
+const FANOUTS: std::ops::RangeInclusive<usize> = 2..=4096;
+
+/// The tree variant (configuration name `tree` or `tree/<fanout>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tree {
+    /// Children per node (≥ 2).
+    fanout: usize,
+}
+
+impl Tree {
+    /// The tree with `fanout` children per node, if that is in 2..=4096.
+    pub fn with_fanout(fanout: usize) -> Option<Tree> {
+        FANOUTS.contains(&fanout).then_some(Tree { fanout })
+    }
+
+    /// Children per node.
+    pub fn fanout(&self) -> usize {
+        self.fanout
+    }
+}
+
+impl Default for Tree {
+    fn default() -> Tree {
+        Tree {
+            fanout: DEFAULT_FANOUT,
+        }
+    }
+}
+
+/// Its entry in the registry of variants.
+pub const REGISTRATION: Registration = Registration {
+    names: "tree or tree/<fanout 2..=4096>",
+    parse,
+};
+
+/// The variant named `name`, if it is this one.
+fn parse(name: &str) -> Option<Variant> {
+    let tree = match name.strip_prefix("tree/") {
+        None if name == "tree" => Tree::default(),
+        None => return None,
+        Some(f) => Tree::with_fanout(f.parse().ok()?)?,
+    };
+    Some(Variant::new(tree))
+}
+
+impl Table for Tree {
+    fn name(&self) -> String {
+        format!("tree/{}", self.fanout)
+    }
+
+    /// It compares XOR shares of keys.
+    fn needs_key_bits(&self) -> bool {
+        true
+    }
+
+    fn compares(&self) -> KeyShares {
+        KeyShares::Bits
+    }
+
+    fn narrow<'a>(
+        &'a self,
+        index: &'a Index,
+        _key: Option<&'a PrfKey>,
+        session: &'a mut LaneSession,
+        queries: &'a [Query],
+    ) -> BoxFuture<'a, Result<Box<dyn Narrowed>, TableError>> {
+        Box::pin(async move {
+            let found = narrow(index, self.fanout, session, queries).await?;
+            Ok(Box::new(found) as Box<dyn Narrowed>)
+        })
+    }
+
+    fn replay_order(
+        &self,
+        index: &Index,
+        deleted: &HashSet<u64>,
+        inserts: &[(Option<u64>, u64)],
+    ) -> Option<Vec<u64>> {
+        Some(replay_order(&index.order, deleted, inserts))
+    }
+}
+
+/// What the descent found for a batch.
+struct Located {
+    /// Per query: the slots of its range.
+    candidates: Vec<Vec<u64>>,
+    /// Per query: the range of `Index::order` it falls in.
+    ranges: Vec<(usize, usize)>,
+    /// Per query: whether its key equals each candidate's (settled in the
+    /// leaf, so the batch needs no `eq_reveal` for them).
+    equal: Vec<Option<Vec<bool>>>,
+    /// Per write query: how many entries of its range are below it.
+    below: Vec<Option<usize>>,
+    /// Per query: its import run when the run was checked strictly
+    /// increasing (rows of one such run are distinct and in order).
+    sorted_run: Vec<Option<usize>>,
+}
+
+impl Located {
+    /// Whether `i` is known to come before `j` without comparing (both
+    /// rows of one sorted run).
+    fn known_order(&self, i: usize, j: usize) -> Option<bool> {
+        match (self.sorted_run.get(i), self.sorted_run.get(j)) {
+            (Some(Some(x)), Some(Some(y))) if x == y => Some(i < j),
+            _ => None,
+        }
+    }
+}
+
+impl Narrowed for Located {
+    fn candidates(&self, q: usize) -> &[u64] {
+        self.candidates.get(q).map_or(&[], Vec::as_slice)
+    }
+
+    fn settled(&self, q: usize) -> Option<&[bool]> {
+        self.equal.get(q).and_then(Option::as_deref)
+    }
+
+    /// They share a leaf range and not a sorted run.
+    fn may_equal(&self, i: usize, j: usize) -> bool {
+        if let (Some(a), Some(b)) = (self.ranges.get(i), self.ranges.get(j)) {
+            let same_run = matches!(
+                (self.sorted_run.get(i), self.sorted_run.get(j)),
+                (Some(Some(x)), Some(Some(y))) if x == y
+            );
+            // An appended run's rows hold the empty range at the end
+            // instead of the last leaf, where their keys would descend.
+            let appended_meets = |x: &(usize, usize), y: &(usize, usize)| x.0 == x.1 && y.1 == x.1;
+            return (a == b || appended_meets(a, b) || appended_meets(b, a)) && !same_run;
+        }
+        true
+    }
+
+    fn place<'a>(
+        &'a self,
+        index: &'a Index,
+        queries: &'a [Query],
+        inserts: &'a [Insert],
+        deleted: &'a HashSet<u64>,
+        session: &'a mut LaneSession,
+    ) -> BoxFuture<'a, Result<Option<Vec<u64>>, TableError>> {
+        Box::pin(async move {
+            place(index, self, queries, inserts, deleted, session)
+                .await
+                .map(Some)
+        })
+    }
+}
 
 /// What each row of an import run learned from the run check.
 struct RunCheck {
@@ -38,7 +202,6 @@ impl RunCheck {
         }
     }
 }
-
 /// The run check: one comparison level for every neighbouring pair of
 /// every import run, the last stored key against the first run's first
 /// row, and each run's last row against the next run's first row. Runs
@@ -47,8 +210,8 @@ async fn check_runs(
     last_key: Option<BitShare>,
     session: &mut LaneSession,
     queries: &[Query],
-) -> Result<RunCheck, SmcError> {
-    let mut runs: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+) -> Result<RunCheck, TableError> {
+    let mut runs: BTreeMap<usize, Vec<usize>> = Default::default();
     for (q, query) in queries.iter().enumerate() {
         if let Some(r) = query.run {
             runs.entry(r).or_default().push(q);
@@ -105,20 +268,20 @@ async fn check_runs(
 }
 
 /// Narrows every query to its leaf range and settles equality there.
-pub(super) async fn narrow(
+async fn narrow(
     index: &Index,
     fanout: usize,
     session: &mut LaneSession,
     queries: &[Query],
-) -> Result<Narrowed, SmcError> {
+) -> Result<Located, TableError> {
     let n = index.order.len();
-    let key_at = |pos: usize| -> Result<BitShare, SmcError> {
+    let key_at = |pos: usize| -> Result<BitShare, TableError> {
         index
             .order
             .get(pos)
             .and_then(|slot| index.meta.get(slot))
             .map(|m| m.key_bits)
-            .ok_or_else(|| SmcError::InvalidInput(format!("tree position {pos} has no entry")))
+            .ok_or(TableError::NoEntryAt(pos))
     };
     let q_len = queries.len();
     let runs = if queries.iter().any(|q| q.run.is_some()) {
@@ -152,7 +315,7 @@ pub(super) async fn narrow(
             }
             let (lo, hi) = ranges[q];
             if hi - lo > fanout {
-                let ps = super::pivots(lo, hi, fanout);
+                let ps = pivots(lo, hi, fanout);
                 for &p in &ps {
                     a.push(query.key_bits);
                     b.push(key_at(p)?);
@@ -213,12 +376,159 @@ pub(super) async fn narrow(
         .iter()
         .map(|&(lo, hi)| index.order[lo..hi].to_vec())
         .collect();
-    Ok(Narrowed {
+    Ok(Located {
         candidates,
         ranges,
         equal,
         below,
         sorted_run: runs.sorted,
-        ..Narrowed::default()
     })
+}
+/// Where the new entries go. The leaf comparison told each new key
+/// how many entries of its range are below it, which fixes its gap in the
+/// old order; new keys in the same gap are ordered by their sorted run
+/// where they share one, otherwise by comparing them (one level).
+async fn place(
+    index: &Index,
+    narrowed: &Located,
+    queries: &[Query],
+    inserts: &[Insert],
+    deleted: &HashSet<u64>,
+    session: &mut LaneSession,
+) -> Result<Vec<u64>, TableError> {
+    // Ordered: the comparisons below are built by iterating the groups,
+    // and all three providers must build them alike.
+    let mut groups: BTreeMap<usize, Vec<usize>> = Default::default();
+    for (k, (q, _)) in inserts.iter().enumerate() {
+        let lo = narrowed.ranges.get(*q).map(|r| r.0);
+        let below = narrowed.below.get(*q).copied().flatten();
+        let (Some(lo), Some(below)) = (lo, below) else {
+            return Err(TableError::NotLocated(*q));
+        };
+        groups.entry(lo + below).or_default().push(k);
+    }
+    // Pairs (i < j: groups are filled in insert order) in one gap whose
+    // order is not known: is i below j?
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let mut pair_at: HashMap<(usize, usize), usize> = HashMap::new();
+    for g in groups.values() {
+        for (x, &i) in g.iter().enumerate() {
+            for &j in &g[x + 1..] {
+                let (qi, qj) = (inserts[i].0, inserts[j].0);
+                if narrowed.known_order(qi, qj).is_none() {
+                    pair_at.insert((i, j), a.len());
+                    a.push(queries[qi].key_bits);
+                    b.push(queries[qj].key_bits);
+                }
+            }
+        }
+    }
+    let less = session.less_bits(&a, &b).await?;
+    // Rank by the number of group members below (a total order even if a
+    // deviating provider made the answers inconsistent: the batch's
+    // closing check then fails anyway).
+    for g in groups.values_mut() {
+        let run_of = |k: usize| narrowed.sorted_run.get(inserts[k].0).copied().flatten();
+        if let Some(r) = g.first().and_then(|&k| run_of(k)) {
+            if g.iter().all(|&k| run_of(k) == Some(r)) {
+                // One sorted run (a bulk load): already in order.
+                g.sort_unstable_by_key(|&k| inserts[k].0);
+                continue;
+            }
+        }
+        let below = |x: usize, y: usize| -> bool {
+            let (lo, hi) = (x.min(y), x.max(y));
+            let lo_below = narrowed
+                .known_order(inserts[lo].0, inserts[hi].0)
+                .or_else(|| pair_at.get(&(lo, hi)).and_then(|&p| less.get(p).copied()))
+                .unwrap_or(true);
+            if x == lo {
+                lo_below
+            } else {
+                !lo_below
+            }
+        };
+        let mut ranked: Vec<(usize, usize)> = g
+            .iter()
+            .map(|&i| (g.iter().filter(|&&j| j != i && below(j, i)).count(), i))
+            .collect();
+        ranked.sort_unstable();
+        *g = ranked.into_iter().map(|(_, i)| i).collect();
+    }
+    let mut order = Vec::with_capacity(index.order.len() + inserts.len());
+    for pos in 0..=index.order.len() {
+        if let Some(g) = groups.get(&pos) {
+            order.extend(g.iter().map(|k| inserts[*k].1));
+        }
+        if let Some(slot) = index.order.get(pos) {
+            if !deleted.contains(slot) {
+                order.push(*slot);
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Rebuilds the tree order from a transcript: deletions removed, then
+/// every new entry after its predecessor.
+pub fn replay_order(
+    old: &[u64],
+    deleted: &HashSet<u64>,
+    inserts: &[(Option<u64>, u64)],
+) -> Vec<u64> {
+    let mut after: HashMap<Option<u64>, Vec<u64>> = HashMap::new();
+    for (pred, slot) in inserts {
+        after.entry(*pred).or_default().push(*slot);
+    }
+    let mut out = Vec::with_capacity(old.len() + inserts.len());
+    fn emit(out: &mut Vec<u64>, after: &HashMap<Option<u64>, Vec<u64>>, pred: Option<u64>) {
+        if let Some(next) = after.get(&pred) {
+            for s in next {
+                out.push(*s);
+                emit(out, after, Some(*s));
+            }
+        }
+    }
+    emit(&mut out, &after, None);
+    for slot in old {
+        if !deleted.contains(slot) {
+            out.push(*slot);
+            emit(&mut out, &after, Some(*slot));
+        }
+    }
+    out
+}
+
+/// The pivot positions of range `lo..hi` for `fanout` children.
+pub fn pivots(lo: usize, hi: usize, fanout: usize) -> Vec<usize> {
+    let m = hi - lo;
+    (1..fanout).map(|k| lo + k * m / fanout).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pivots_split_evenly_and_stay_inside() {
+        assert_eq!(pivots(0, 100, 4), vec![25, 50, 75]);
+        for (lo, hi, f) in [(3, 20, 4), (0, 5, 2), (10, 1000, 16)] {
+            let ps = pivots(lo, hi, f);
+            assert!(ps.iter().all(|&p| p > lo && p < hi));
+            assert!(ps.windows(2).all(|w| w[0] <= w[1]));
+        }
+    }
+
+    #[test]
+    fn replayed_order_matches() {
+        let old = vec![1, 2, 3];
+        let deleted: HashSet<u64> = [2].into_iter().collect();
+        // Final order: 10, 1, 11, 12, 3, 13
+        let inserts = vec![(None, 10), (Some(1), 11), (Some(11), 12), (Some(3), 13)];
+        assert_eq!(
+            replay_order(&old, &deleted, &inserts),
+            vec![10, 1, 11, 12, 3, 13]
+        );
+    }
 }
