@@ -213,7 +213,7 @@ struct SequenceRequest {
 }
 
 /// Longest accepted request id.
-const MAX_REQUEST_ID: usize = 128;
+const MAX_REQUEST_ID: usize = sharecall_proto::limits::REQUEST_ID_MAX_LEN;
 
 /// The table's public state (variant, cursor, entries, digest).
 async fn table_status(State(s): State<Arc<AdminState>>) -> Response {

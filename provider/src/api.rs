@@ -33,11 +33,11 @@ use crate::tables::part::{encode_shares, Kind, Part, PartError};
 use crate::tables::Variant;
 
 /// Largest accepted distance between a request's timestamp and our clock.
-const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
+const MAX_REQUEST_SKEW_MS: u64 = sharecall_proto::limits::REQUEST_SKEW_MAX_MS;
 /// Largest accepted part (decoded).
-const MAX_PART: usize = 16 * 1024;
+const MAX_PART: usize = sharecall_proto::limits::PART_MAX_LEN;
 /// Largest accepted import part (decoded).
-const MAX_IMPORT_PART: usize = 4 << 20;
+const MAX_IMPORT_PART: usize = sharecall_proto::limits::IMPORT_PART_MAX_LEN;
 /// Largest accepted request body (an import part, hex-encoded).
 pub const MAX_REQUEST_BODY: usize = 2 * MAX_IMPORT_PART + 4096;
 

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use prost::Message;
@@ -80,13 +79,7 @@ pub enum TaskError {
     },
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use sharecall_proto::clock::now_ms;
 
 /// The ed25519 key a gateway signs the tasks it submits with.
 pub struct RequesterKey {
