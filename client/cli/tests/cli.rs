@@ -496,7 +496,7 @@ fn import_csv_against_real_providers_and_resume() {
 
     // The providers list `me` as an importer (a static setting).
     let data = home();
-    let (rt, cluster) = real_cluster(data.path(), &[me_hex.clone()]);
+    let (rt, cluster) = real_cluster(data.path(), std::slice::from_ref(&me_hex));
     let urls = cluster.urls().join(",");
     let env = [("SHARECALL_PROVIDERS", urls.as_str())];
     let run_as = |key: &str, args: &[&str]| {
