@@ -52,13 +52,11 @@ fn unknown_subcommand_is_a_usage_error() {
 // provider's shares).
 #[path = "../../tests/fake/mod.rs"]
 mod fake;
+mod real;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use rand::rngs::OsRng;
-use sharecall_client::{AccountKey, Client};
-use sharecall_provider::devcluster::{DevCluster, DevOptions};
+use real::{entries, real_cluster};
 
 /// Runs `sharecall` with `HOME` at `home` and no `SHARECALL_*` settings
 /// from the environment except those in `env`; returns the exit code,
@@ -303,38 +301,6 @@ fn unreachable_providers_are_named() {
         err.contains("enrollment failed: P0 (http://127.0.0.1:"),
         "{err}"
     );
-}
-
-/// Three real providers in this process (as `sharecall demo` runs them),
-/// ready once a throwaway account can enroll (raft has a leader).
-/// `importers` may send `import` requests.
-fn real_cluster(dir: &Path, importers: &[String]) -> (tokio::runtime::Runtime, DevCluster) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut options = DevOptions::new(dir);
-    options.accounts.importers = importers.to_vec();
-    let cluster = rt
-        .block_on(DevCluster::start(options, |_, _, addr| Ok(addr)))
-        .expect("start providers");
-    let probe = Client::new(&cluster.urls(), AccountKey::generate(&mut OsRng)).expect("client");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    rt.block_on(async {
-        while let Err(e) = probe.enroll(None).await {
-            assert!(Instant::now() < deadline, "providers not ready: {e}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    (rt, cluster)
-}
-
-/// How many entries provider `i`'s table holds (its admin endpoint).
-fn entries(cluster: &DevCluster, i: usize) -> u64 {
-    let url = format!("http://{}/v1/admin/table", cluster.configs[i].listen.admin);
-    let v: serde_json::Value = ureq::get(&url)
-        .call()
-        .expect("table status")
-        .into_json()
-        .expect("json");
-    v["entries"].as_u64().expect("entries")
 }
 
 #[test]
