@@ -1,6 +1,7 @@
 //! Contract tests of the REST client against three stand-in providers
 //! (tests/fake) that check every request exactly as docs/API.md specifies.
-//! The real end-to-end tests against `sharecall-provider` live elsewhere.
+//! The tests against real providers (`sharecall-provider`) are in the CLI
+//! package (client/cli/tests), which may depend on the provider.
 
 mod fake;
 
@@ -48,70 +49,6 @@ async fn register_alice(cl: &Client) {
         .expect("register");
     assert_eq!(out.code, ResultCode::Ok);
     assert_eq!(out.degraded, None);
-}
-
-#[tokio::test]
-async fn enroll_register_resolve_update_delete() {
-    let c = Cluster::start().await;
-    let key = AccountKey::generate(&mut OsRng);
-    let cl = client(&c, &key);
-    assert_eq!(
-        cl.enroll(None).await.expect("enroll"),
-        [EnrollStatus::Enrolled; 3]
-    );
-    assert_eq!(
-        cl.enroll(None).await.expect("enroll again"),
-        [EnrollStatus::AlreadyEnrolled; 3]
-    );
-
-    let (ps, ep) = alice();
-    let before = sharecall_client::client::now_ms();
-    register_alice(&cl).await;
-    let again = cl.register(&ps, &ep, HOUR, None).await.expect("register");
-    assert_eq!(again.code, ResultCode::Exists);
-
-    // The same number written another way resolves to the endpoint.
-    let other_writing = Pseudonym::parse("0049 (30) 123-4567").expect("pseudonym");
-    let r = cl.resolve(&other_writing).await.expect("resolve");
-    assert_eq!(r.code, ResultCode::Ok);
-    assert_eq!(r.endpoint, Some(ep.clone()));
-    assert_eq!(r.extra.as_deref(), Some(&b"desk phone"[..]));
-    let expires = r.expires_at_ms.expect("expiry");
-    assert!(expires >= before + 3_600_000 && expires <= before + 3_700_000);
-    assert_eq!(r.degraded, None);
-
-    // Another account may neither update nor delete it.
-    let mallory = enrolled(&c).await;
-    let evil = Endpoint::parse("sip:mallory@203.0.113.66").expect("endpoint");
-    let out = mallory
-        .update(&ps, &evil, HOUR, None)
-        .await
-        .expect("update");
-    assert_eq!(out.code, ResultCode::Forbidden);
-    assert_eq!(
-        mallory.delete(&ps).await.expect("delete").code,
-        ResultCode::Forbidden
-    );
-
-    // The owner may; no extra data now.
-    let moved = Endpoint::parse("sip:alice@198.51.100.1:5062;transport=tcp").expect("endpoint");
-    let out = cl.update(&ps, &moved, HOUR, None).await.expect("update");
-    assert_eq!(out.code, ResultCode::Ok);
-    let r = cl.resolve(&ps).await.expect("resolve");
-    assert_eq!(r.endpoint, Some(moved));
-    assert_eq!(r.extra, None);
-
-    assert_eq!(cl.delete(&ps).await.expect("delete").code, ResultCode::Ok);
-    let r = cl.resolve(&ps).await.expect("resolve");
-    assert_eq!((r.code, r.endpoint), (ResultCode::NotFound, None));
-    assert_eq!(
-        cl.delete(&ps).await.expect("delete").code,
-        ResultCode::NotFound
-    );
-    let unknown = Pseudonym::parse("nobody@example.org").expect("pseudonym");
-    let out = cl.update(&unknown, &ep, HOUR, None).await.expect("update");
-    assert_eq!(out.code, ResultCode::NotFound);
-    assert_eq!(c.violations(), Vec::<String>::new());
 }
 
 #[tokio::test]

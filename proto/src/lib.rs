@@ -3,13 +3,21 @@
 //! Everything two parties must agree on bit for bit lives here and nowhere
 //! else: the prime field and its encoding ([`field`]), replicated secret
 //! sharing and checked reconstruction ([`sharing`]), how pseudonyms and
-//! endpoints become field elements ([`encoding`]), and the protobuf messages
-//! exchanged between providers ([`wire`]). Clients, providers and the LEA
-//! tool all depend on this crate.
+//! endpoints become field elements ([`encoding`]), how shares travel as
+//! bytes ([`layout`]), the client API's part JSON ([`part`]), result codes
+//! ([`answer`]), limits ([`limits`]) and clock ([`clock`]), what a client
+//! signs ([`request`]), and the protobuf messages exchanged between
+//! providers ([`wire`]). Clients, providers and the LEA tool all depend on
+//! this crate.
 
+pub mod answer;
 pub mod bits;
+pub mod clock;
 pub mod encoding;
 pub mod field;
+pub mod layout;
+pub mod limits;
+pub mod part;
 pub mod request;
 pub mod sharing;
 

@@ -8,6 +8,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use rand::rngs::OsRng;
 use serde_json::{json, Value};
 use sharecall_proto::bits::share_bits;
+use sharecall_proto::clock::now_ms;
 use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
 use sharecall_proto::sharing::{reconstruct_all, share};
 use sharecall_proto::{Fp, Share};
@@ -17,19 +18,11 @@ use crate::cluster::Cluster;
 /// One provider's answer: Ok(body) on 2xx, Err((status, body)).
 pub type Reply = Result<Value, (u16, String)>;
 
-/// Encodes shares as all first components, then all second (docs/API.md).
-pub fn encode_shares(shares: &[Share]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(shares.len() * 64);
-    for s in shares {
-        out.extend_from_slice(&s.first.to_bytes());
-    }
-    for s in shares {
-        out.extend_from_slice(&s.second.to_bytes());
-    }
-    out
-}
+pub use sharecall_proto::layout::encode_share_vector as encode_shares;
 
-/// Decodes shares from their hex wire form.
+/// Decodes shares from their hex wire form: all first components, then
+/// all second (docs/API.md). Written from the document rather than taken
+/// from `sharecall_proto::layout`, as an oracle for what providers send.
 pub fn decode_shares(hex_str: &str) -> Vec<Share> {
     let bytes = hex::decode(hex_str).expect("hex shares");
     let n = bytes.len() / 64;
@@ -105,13 +98,6 @@ pub struct TestClient<'a> {
     key: SigningKey,
     next: std::sync::atomic::AtomicU64,
     tag: String,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
 }
 
 impl<'a> TestClient<'a> {

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -36,7 +36,9 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use rand::rngs::OsRng;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sharecall_proto::clock::now_ms;
 use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
+use sharecall_proto::limits::{PART_MAX_LEN, REQUEST_ID_MAX_LEN, REQUEST_SKEW_MAX_MS};
 use sharecall_proto::request::{enroll_message, SignedFields};
 use sharecall_proto::sharing::{reconstruct_all, share};
 use sharecall_proto::{Fp, Share};
@@ -78,14 +80,6 @@ pub struct Behaviour {
     pub pending_polls: u32,
 }
 
-/// Largest accepted part.
-const MAX_PART: usize = 16 * 1024;
-/// Largest accepted import part.
-const MAX_IMPORT_PART: usize = 4 << 20;
-/// Most rows in an import part.
-const MAX_IMPORT_ROWS: usize = 2048;
-/// Largest accepted clock skew.
-const MAX_SKEW_MS: u64 = 5 * 60 * 1000;
 /// How long a post waits for the request to execute before `202`.
 const POST_WAIT: Duration = Duration::from_millis(1000);
 
@@ -96,8 +90,6 @@ struct PartData {
     endpoint: Option<Vec<Share>>,
     ttl_s: Option<u64>,
     extra: Option<Vec<u8>>,
-    /// The rows of an import part (with their owners); `key` is unused.
-    rows: Option<Vec<(PartData, [u8; 32])>>,
 }
 
 #[derive(Clone, Debug)]
@@ -106,7 +98,6 @@ struct Res {
     endpoint: Option<Vec<Share>>,
     extra: Option<Vec<u8>>,
     expires_at_ms: Option<u64>,
-    imported: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,9 +128,6 @@ struct Entry {
 #[derive(Default)]
 pub struct Inner {
     enrolled: [HashSet<[u8; 32]>; 3],
-    importers: HashSet<[u8; 32]>,
-    /// Rows carried by executed imports.
-    pub imported_rows: u64,
     requests: HashMap<String, Req>,
     table: HashMap<[u8; 32], Entry>,
     next_seq: u64,
@@ -187,13 +175,6 @@ impl Drop for Cluster {
             t.abort();
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Cluster {
@@ -256,17 +237,6 @@ impl Cluster {
         }
     }
 
-    /// Lets `account` send `import` requests.
-    pub fn allow_importer(&self, account: &[u8; 32]) {
-        self.shared.lock().importers.insert(*account);
-    }
-
-    /// The owner of the live entry whose pseudonym key is `key` (the
-    /// field element's bytes).
-    pub fn owner_of(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
-        self.shared.lock().table.get(key).map(|e| e.owner)
-    }
-
     /// Forgets that `account` is enrolled at provider `me`.
     pub fn unenroll(&self, me: usize, account: &[u8; 32]) {
         self.shared.lock().enrolled[me].remove(account);
@@ -290,7 +260,7 @@ fn serve(me: usize, listener: TcpListener, shared: Arc<Shared>) -> JoinHandle<()
         .route("/v1/requests", post(submit))
         .route("/v1/requests/:id", get(poll))
         .layer(axum::extract::DefaultBodyLimit::max(
-            2 * MAX_IMPORT_PART + 4096,
+            2 * PART_MAX_LEN + 4096,
         ))
         .with_state(Me { me, shared });
     tokio::spawn(async move {
@@ -348,7 +318,7 @@ async fn enroll(State(s): State<Me>, body: Bytes) -> Response {
     if ok.is_err() {
         return error(StatusCode::UNAUTHORIZED, "bad_signature", "does not verify");
     }
-    if now_ms().abs_diff(w.timestamp_ms) > MAX_SKEW_MS {
+    if now_ms().abs_diff(w.timestamp_ms) > REQUEST_SKEW_MAX_MS {
         return error(StatusCode::UNAUTHORIZED, "stale_timestamp", "clock skew");
     }
     if let Some(t) = &s.shared.token {
@@ -405,14 +375,14 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
         Ok(w) => w,
         Err(e) => return bad(StatusCode::BAD_REQUEST, "bad_json", &e.to_string()),
     };
-    let id_ok = (1..=128).contains(&w.request_id.len())
+    let id_ok = (1..=REQUEST_ID_MAX_LEN).contains(&w.request_id.len())
         && w.request_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
     if !id_ok {
         return bad(StatusCode::BAD_REQUEST, "bad_request_id", "bad id");
     }
-    if !["register", "resolve", "update", "delete", "import"].contains(&w.kind.as_str()) {
+    if !["register", "resolve", "update", "delete"].contains(&w.kind.as_str()) {
         return bad(StatusCode::BAD_REQUEST, "bad_kind", "bad kind");
     }
     if !(100..=600_000).contains(&w.window_ms) {
@@ -446,7 +416,7 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     if verified.is_err() {
         return bad(StatusCode::UNAUTHORIZED, "bad_signature", "does not verify");
     }
-    if now_ms().abs_diff(w.timestamp_ms) > MAX_SKEW_MS {
+    if now_ms().abs_diff(w.timestamp_ms) > REQUEST_SKEW_MAX_MS {
         return bad(StatusCode::UNAUTHORIZED, "stale_timestamp", "clock skew");
     }
     if w.part.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -459,12 +429,7 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     let Ok(part) = hex::decode(&w.part) else {
         return bad(StatusCode::BAD_REQUEST, "bad_part", "part must be hex");
     };
-    let max = if w.kind == "import" {
-        MAX_IMPORT_PART
-    } else {
-        MAX_PART
-    };
-    if part.len() > max {
+    if part.len() > PART_MAX_LEN {
         return bad(StatusCode::PAYLOAD_TOO_LARGE, "part_too_large", "too large");
     }
     if *blake3::hash(&part).as_bytes() != hashes[me] {
@@ -490,9 +455,6 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
 
 /// The part bytes of docs/API.md, decoded independently of the client.
 fn parse_part(kind: &str, bytes: &[u8]) -> Result<PartData, String> {
-    if kind == "import" {
-        return parse_import(bytes);
-    }
     let v: serde_json::Map<String, Value> =
         serde_json::from_slice(bytes).map_err(|e| format!("not a JSON object: {e}"))?;
     let entry = kind == "register" || kind == "update";
@@ -523,7 +485,6 @@ fn parse_part(kind: &str, bytes: &[u8]) -> Result<PartData, String> {
             endpoint: None,
             ttl_s: None,
             extra: None,
-            rows: None,
         });
     }
     let ep = str_field("endpoint").ok_or("no endpoint")??;
@@ -566,47 +527,6 @@ fn parse_part(kind: &str, bytes: &[u8]) -> Result<PartData, String> {
         endpoint: Some(endpoint),
         ttl_s: Some(ttl),
         extra,
-        rows: None,
-    })
-}
-
-/// `{"rows": [ROW, ...]}`, each ROW a register part plus `owner`.
-fn parse_import(bytes: &[u8]) -> Result<PartData, String> {
-    let mut v: serde_json::Map<String, Value> =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a JSON object: {e}"))?;
-    if v.len() != 1 {
-        return Err("an import part has exactly the field rows".into());
-    }
-    let Some(Value::Array(rows)) = v.remove("rows") else {
-        return Err("rows: an array".into());
-    };
-    if rows.is_empty() || rows.len() > MAX_IMPORT_ROWS {
-        return Err(format!("rows: 1..={MAX_IMPORT_ROWS}"));
-    }
-    let rows = rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut row)| {
-            let owner = row
-                .as_object_mut()
-                .and_then(|o| o.remove("owner"))
-                .and_then(|o| o.as_str().and_then(|h| hex_n(h, 32)))
-                .and_then(|o| <[u8; 32]>::try_from(o).ok())
-                .ok_or(format!("row {i}: owner: 64 lowercase hex digits"))?;
-            let bytes = serde_json::to_vec(&row).map_err(|e| e.to_string())?;
-            let part = parse_part("register", &bytes).map_err(|e| format!("row {i}: {e}"))?;
-            Ok((part, owner))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    Ok(PartData {
-        key: Share {
-            first: Fp::ZERO,
-            second: Fp::ZERO,
-        },
-        endpoint: None,
-        ttl_s: None,
-        extra: None,
-        rows: Some(rows),
     })
 }
 
@@ -629,13 +549,6 @@ async fn submit(State(s): State<Me>, body: Bytes) -> Response {
     };
     {
         let mut st = s.shared.lock();
-        if c.kind == "import" && !st.importers.contains(&c.account) {
-            return error(
-                StatusCode::FORBIDDEN,
-                "not_importer",
-                format!("account may not import at provider {me}"),
-            );
-        }
         if !st.enrolled[me].contains(&c.account) {
             return error(
                 StatusCode::FORBIDDEN,
@@ -751,9 +664,6 @@ fn settle(st: &mut Inner, id: &str) {
 }
 
 fn execute(st: &mut Inner, kind: &str, account: [u8; 32], parts: &[PartData]) -> Outcome {
-    if kind == "import" {
-        return execute_import(st, parts);
-    }
     let key_shares = [parts[0].key, parts[1].key, parts[2].key];
     let key = match reconstruct_all(&key_shares) {
         Ok(k) => k.to_bytes(),
@@ -790,7 +700,6 @@ fn execute(st: &mut Inner, kind: &str, account: [u8; 32], parts: &[PartData]) ->
         endpoint: None,
         extra: None,
         expires_at_ms: None,
-        imported: None,
     };
     let mut results = [plain("ok"), plain("ok"), plain("ok")];
     let store_entry = |st: &mut Inner| {
@@ -856,75 +765,6 @@ fn execute(st: &mut Inner, kind: &str, account: [u8; 32], parts: &[PartData]) ->
     }
 }
 
-/// Registers every row whose pseudonym is not live, for the row's owner.
-fn execute_import(st: &mut Inner, parts: &[PartData]) -> Outcome {
-    let rows: Vec<&Vec<(PartData, [u8; 32])>> =
-        parts.iter().filter_map(|p| p.rows.as_ref()).collect();
-    let n = rows[0].len();
-    if rows.len() != 3 || rows.iter().any(|r| r.len() != n) {
-        st.violations
-            .push("import parts have different row counts".into());
-        return Outcome::Aborted("different row counts".into());
-    }
-    let now = now_ms();
-    let (mut imported, mut skipped) = (0u64, 0u64);
-    for (i, r0) in rows[0].iter().enumerate() {
-        let row = [r0, &rows[1][i], &rows[2][i]];
-        if row
-            .iter()
-            .any(|(p, o)| *o != row[0].1 || p.ttl_s != row[0].0.ttl_s || p.extra != row[0].0.extra)
-        {
-            st.violations
-                .push(format!("import row {i}: owner, ttl_s or extra differ"));
-        }
-        let Ok(key) = reconstruct_all(&row.map(|(p, _)| p.key)) else {
-            st.violations
-                .push(format!("import row {i}: key shares inconsistent"));
-            continue;
-        };
-        let elements: Option<Vec<Fp>> = (0..ENDPOINT_ELEMENTS)
-            .map(|e| {
-                let s = row.map(|(p, _)| p.endpoint.as_ref().map(|v| v[e]));
-                reconstruct_all(&[s[0]?, s[1]?, s[2]?]).ok()
-            })
-            .collect();
-        let Some(elements) = elements else {
-            st.violations
-                .push(format!("import row {i}: endpoint shares inconsistent"));
-            continue;
-        };
-        let key = key.to_bytes();
-        if st.table.get(&key).is_some_and(|e| e.expires_at_ms > now) {
-            skipped += 1;
-            continue;
-        }
-        st.table.insert(
-            key,
-            Entry {
-                elements,
-                extra: row[0].0.extra.clone().unwrap_or_default(),
-                expires_at_ms: now + row[0].0.ttl_s.unwrap_or(1) * 1000,
-                owner: row[0].1,
-            },
-        );
-        imported += 1;
-    }
-    st.imported_rows += n as u64;
-    st.next_seq += 1;
-    st.executions += 1;
-    let res = || Res {
-        code: "ok",
-        endpoint: None,
-        extra: None,
-        expires_at_ms: None,
-        imported: Some((imported, skipped)),
-    };
-    Outcome::Done {
-        seq: st.next_seq,
-        results: Box::new([res(), res(), res()]),
-    }
-}
-
 /// Share vector layout: all first components, then all second ones.
 fn encode_vector(shares: &[Share]) -> String {
     let mut out = Vec::new();
@@ -967,10 +807,6 @@ fn result_json(r: &Res, b: &Behaviour) -> Value {
     }
     if let Some(t) = r.expires_at_ms {
         v["expires_at_ms"] = json!(t);
-    }
-    if let Some((i, k)) = r.imported {
-        v["imported"] = json!(i);
-        v["skipped"] = json!(k);
     }
     v
 }

@@ -51,35 +51,7 @@ pub struct Request {
     pub account: [u8; 32],
 }
 
-/// How a table request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
-    /// Done.
-    Ok,
-    /// No live entry with that pseudonym.
-    NotFound,
-    /// Register of a pseudonym that has a live entry.
-    Exists,
-    /// Update or delete by an account that does not own the entry.
-    Forbidden,
-    /// This provider applied the batch from a peer's transcript and has no
-    /// answer share; the other two providers have.
-    Unavailable,
-}
-
-impl Code {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::Ok => "ok",
-            Code::NotFound => "not_found",
-            Code::Exists => "exists",
-            Code::Forbidden => "forbidden",
-            Code::Unavailable => "unavailable",
-        }
-    }
-}
+pub use sharecall_proto::answer::Code;
 
 /// This provider's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

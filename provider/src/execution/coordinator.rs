@@ -59,7 +59,7 @@ impl Executor {
                 last_sweep = tokio::time::Instant::now();
                 let record = LogRecord {
                     body: Some(log_record::Body::Sweep(Sweep {
-                        at_ms: crate::orchestration::task::now_ms(),
+                        at_ms: sharecall_proto::clock::now_ms(),
                     })),
                 };
                 let _ = self.sequencer.propose(record).await;
@@ -152,7 +152,7 @@ impl Executor {
             to: at,
             variant: self.config.variant.name(),
             reads,
-            at_ms: crate::orchestration::task::now_ms(),
+            at_ms: sharecall_proto::clock::now_ms(),
         };
         let Ok(bytes) = serde_json::to_vec(&params) else {
             return;

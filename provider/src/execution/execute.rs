@@ -185,7 +185,7 @@ impl Executor {
                 p.reads.len()
             )));
         }
-        let skew = crate::orchestration::task::now_ms().abs_diff(p.at_ms);
+        let skew = sharecall_proto::clock::now_ms().abs_diff(p.at_ms);
         if skew > 60_000 {
             return Err(ExecuteError::Params(format!(
                 "read batch time is {skew} ms away from this provider's clock"

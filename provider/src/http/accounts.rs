@@ -15,7 +15,7 @@ use tracing::info;
 use super::error::error;
 use super::public::PublicState;
 use super::signed::{decode_hex, MAX_REQUEST_SKEW_MS};
-use crate::orchestration::task::now_ms;
+use sharecall_proto::clock::now_ms;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

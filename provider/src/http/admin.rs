@@ -210,7 +210,7 @@ async fn sequence(State(s): State<Arc<AdminState>>, body: Bytes) -> Response {
         request_id: req.request_id.clone(),
         kind: req.kind.unwrap_or_else(|| "admin".into()),
         origin: u32::from(s.me),
-        proposed_at_ms: crate::orchestration::task::now_ms(),
+        proposed_at_ms: sharecall_proto::clock::now_ms(),
     };
     match s
         .sequencer

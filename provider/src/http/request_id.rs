@@ -7,7 +7,7 @@ use axum::response::Response;
 use super::error::error;
 
 /// Longest accepted request id.
-const MAX_REQUEST_ID: usize = 128;
+const MAX_REQUEST_ID: usize = sharecall_proto::limits::REQUEST_ID_MAX_LEN;
 
 /// The 400 answer for an invalid request id, if it is invalid: 1..=128
 /// bytes of `[A-Za-z0-9._:-]`.

@@ -31,15 +31,15 @@ use super::signed::{decode_hex, MAX_REQUEST_SKEW_MS};
 use crate::execution::batch::Answer;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
-use crate::orchestration::task::now_ms;
 use crate::sequencer::lifecycle::{self, Outcome};
 use crate::tables::part::{encode_shares, Kind, Part, PartError};
 use crate::tables::Variant;
+use sharecall_proto::clock::now_ms;
 
 /// Largest accepted part (decoded).
-const MAX_PART: usize = 16 * 1024;
+const MAX_PART: usize = sharecall_proto::limits::PART_MAX_LEN;
 /// Largest accepted import part (decoded).
-const MAX_IMPORT_PART: usize = 4 << 20;
+const MAX_IMPORT_PART: usize = sharecall_proto::limits::IMPORT_PART_MAX_LEN;
 /// Largest accepted request body (an import part, hex-encoded).
 pub const MAX_REQUEST_BODY: usize = 2 * MAX_IMPORT_PART + 4096;
 

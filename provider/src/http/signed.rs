@@ -2,7 +2,7 @@
 //! fixed-size hex fields and the freshness bound on their timestamps.
 
 /// Largest accepted distance between a request's timestamp and our clock.
-pub(crate) const MAX_REQUEST_SKEW_MS: u64 = 5 * 60 * 1000;
+pub(crate) const MAX_REQUEST_SKEW_MS: u64 = sharecall_proto::limits::REQUEST_SKEW_MAX_MS;
 
 /// `s` as exactly `N` bytes of hex, or `None`.
 pub(crate) fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {

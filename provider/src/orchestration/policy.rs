@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use sharecall_proto::control::{SignedTask, Task};
 
-use super::task::{now_ms, verify_signature, TaskKind};
+use super::task::{verify_signature, TaskKind};
+use sharecall_proto::clock::now_ms;
 
 /// What a policy sees of a task under review.
 pub struct Review<'a> {

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use prost::Message;
@@ -87,13 +86,7 @@ pub enum TaskError {
     },
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+use sharecall_proto::clock::now_ms;
 
 /// The ed25519 key a gateway signs the tasks it submits with.
 pub struct RequesterKey {

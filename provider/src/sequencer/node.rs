@@ -237,7 +237,7 @@ impl Sequencer {
             if self.status().role != "leader" {
                 continue;
             }
-            let now = crate::orchestration::task::now_ms();
+            let now = sharecall_proto::clock::now_ms();
             let Ok(expired) = lifecycle::expired(self.store.database(), now) else {
                 continue;
             };

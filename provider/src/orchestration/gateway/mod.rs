@@ -127,7 +127,7 @@ impl Gateway {
     /// Session ids must grow per lane at every peer, across gateway
     /// restarts too: microseconds since the epoch, made strictly increasing.
     pub(super) fn next_session_id(&self) -> u64 {
-        let now = super::task::now_ms().saturating_mul(1000);
+        let now = sharecall_proto::clock::now_ms().saturating_mul(1000);
         let mut last = self.last_session.lock().unwrap_or_else(|p| p.into_inner());
         *last = (*last + 1).max(now);
         *last

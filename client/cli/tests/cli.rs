@@ -47,9 +47,16 @@ fn unknown_subcommand_is_a_usage_error() {
     assert!(err.contains("Usage") || err.contains("usage"), "{err}");
 }
 
+// The stand-in providers of the library's contract tests, for what real
+// providers cannot be made to do (answer `unavailable`, tamper with one
+// provider's shares).
+#[path = "../../tests/fake/mod.rs"]
 mod fake;
+mod real;
 
 use std::path::Path;
+
+use real::{entries, real_cluster};
 
 /// Runs `sharecall` with `HOME` at `home` and no `SHARECALL_*` settings
 /// from the environment except those in `env`; returns the exit code,
@@ -297,10 +304,10 @@ fn unreachable_providers_are_named() {
 }
 
 #[test]
-fn full_cycle_against_stand_in_providers() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let cluster = rt.block_on(fake::Cluster::start());
-    let urls = cluster.urls.join(",");
+fn full_cycle_against_real_providers() {
+    let data = home();
+    let (rt, cluster) = real_cluster(data.path(), &[]);
+    let urls = cluster.urls().join(",");
     let h = home();
     let key = h.path().join("alice.key");
     let key_s = key.display().to_string();
@@ -364,6 +371,39 @@ fn full_cycle_against_stand_in_providers() {
         out.contains("updated +49301234567 -> sip:alice@198.51.100.1 for 1m"),
         "{out}"
     );
+    let (code, out, err) = run(&["resolve", "+49301234567"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("sip:alice@198.51.100.1"), "{out}");
+
+    let (code, out, err) = run(&["delete", "+49301234567"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("deleted +49301234567"), "{out}");
+    let (code, out, _) = run(&["resolve", "+49301234567"]);
+    assert_eq!(code, Some(3));
+    assert!(out.contains("+49301234567 is not registered"), "{out}");
+    rt.block_on(cluster.stop()).expect("stop providers");
+}
+
+/// What real providers cannot be made to do, against stand-ins: one
+/// answers `unavailable`, one tampers with its shares.
+#[test]
+fn degraded_and_tampered_answers_against_stand_in_providers() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cluster = rt.block_on(fake::Cluster::start());
+    let urls = cluster.urls.join(",");
+    let h = home();
+    let key = h.path().join("alice.key");
+    let key_s = key.display().to_string();
+    let env = [("SHARECALL_PROVIDERS", urls.as_str())];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--key", &key_s]);
+        run_in(h.path(), &env, &all)
+    };
+    assert_eq!(run(&["keygen"]).0, Some(0));
+    assert_eq!(run(&["enroll"]).0, Some(0));
+    let (code, _, err) = run(&["register", "+49301234567", "sip:alice@198.51.100.1"]);
+    assert_eq!(code, Some(0), "{err}");
 
     // One provider answers `unavailable`: the answer comes from two, with
     // a warning.
@@ -399,37 +439,40 @@ fn full_cycle_against_stand_in_providers() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["error"]["provider"], "P1", "{out}");
     cluster.set_behaviour(1, fake::Behaviour::default());
-
-    let (code, out, err) = run(&["delete", "+49301234567"]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(out.starts_with("deleted +49301234567"), "{out}");
-    let (code, out, _) = run(&["resolve", "+49301234567"]);
-    assert_eq!(code, Some(3));
-    assert!(out.contains("+49301234567 is not registered"), "{out}");
     assert_eq!(cluster.violations(), Vec::<String>::new());
 }
 
 #[test]
-fn import_csv_against_stand_in_providers_and_resume() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let cluster = rt.block_on(fake::Cluster::start());
-    let urls = cluster.urls.join(",");
+fn import_csv_against_real_providers_and_resume() {
     let h = home();
     let key = h.path().join("importer.key");
     let key_s = key.display().to_string();
-    let env = [("SHARECALL_PROVIDERS", urls.as_str())];
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--key", &key_s]);
-        run_in(h.path(), &env, &all)
-    };
-    let (code, out, err) = run(&["keygen", "--json"]);
+    let stranger = h.path().join("stranger.key");
+    let stranger_s = stranger.display().to_string();
+    let (code, out, err) = run_in(h.path(), &[], &["keygen", "--json", "--key", &key_s]);
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let me_hex = v["account"].as_str().expect("account").to_owned();
     let mut me = [0u8; 32];
     hex::decode_to_slice(&me_hex, &mut me).expect("hex");
+    assert_eq!(
+        run_in(h.path(), &[], &["keygen", "--key", &stranger_s]).0,
+        Some(0)
+    );
+
+    // The providers list `me` as an importer (a static setting).
+    let data = home();
+    let (rt, cluster) = real_cluster(data.path(), std::slice::from_ref(&me_hex));
+    let urls = cluster.urls().join(",");
+    let env = [("SHARECALL_PROVIDERS", urls.as_str())];
+    let run_as = |key: &str, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--key", key]);
+        run_in(h.path(), &env, &all)
+    };
+    let run = |args: &[&str]| run_as(&key_s, args);
     assert_eq!(run(&["enroll"]).0, Some(0));
+    assert_eq!(run_as(&stranger_s, &["enroll"]).0, Some(0));
 
     let other = hex::encode([0x11u8; 32]);
     let mut csv = String::from("pseudonym,endpoint,ttl,owner\n");
@@ -444,26 +487,21 @@ fn import_csv_against_stand_in_providers_and_resume() {
     std::fs::write(&file, &csv).expect("write csv");
     let file_s = file.display().to_string();
 
-    // Not an importer yet: refused, nothing acknowledged.
-    let (code, _, err) = run(&["import", &file_s, "--chunk", "10"]);
+    // Not an importer: refused, nothing acknowledged.
+    let (code, _, err) = run_as(&stranger_s, &["import", &file_s, "--chunk", "10"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("not_importer"), "{err}");
     assert!(!h.path().join("rows.csv.import-state").exists());
 
-    cluster.allow_importer(&me);
     let (code, out, err) = run(&["import", &file_s, "--chunk", "10", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["imported"], 25, "{out}");
     assert_eq!(v["skipped"], 0, "{out}");
     assert_eq!(v["requests"], 3, "{out}");
-    assert!(
-        cluster.violations().is_empty(),
-        "{:?}",
-        cluster.violations()
-    );
-    let executions = cluster.shared.lock().executions;
-    assert_eq!(executions, 3);
+    for i in 0..3 {
+        assert_eq!(entries(&cluster, i), 25);
+    }
     let state = h.path().join("rows.csv.import-state");
     let st: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("state json");
@@ -480,13 +518,14 @@ fn import_csv_against_stand_in_providers_and_resume() {
     assert_eq!(code, Some(3), "{err}");
     let (code, _, err) = run(&["delete", "+49305550004"]);
     assert_eq!(code, Some(0), "{err}");
-    let executions = cluster.shared.lock().executions;
+    let stored = entries(&cluster, 0);
 
-    // Same resume file: nothing new is sent.
+    // Same resume file: nothing new is sent (the deleted row stays gone).
     let (code, out, err) = run(&["import", &file_s]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("nothing to send"), "{out}");
-    assert_eq!(cluster.shared.lock().executions, executions);
+    assert_eq!(entries(&cluster, 0), stored);
+    assert_eq!(run(&["resolve", "+49305550004"]).0, Some(3));
 
     // Without it: everything is sent again; the deleted row comes back.
     std::fs::remove_file(&state).expect("rm state");
@@ -512,14 +551,11 @@ fn import_csv_against_stand_in_providers_and_resume() {
         "+493055501000,sip:a@h,,\n+493055501001,sip:b@h,soon,\n",
     )
     .expect("write");
-    let executions = cluster.shared.lock().executions;
+    let stored = entries(&cluster, 0);
     let (code, _, err) = run(&["import", &bad.display().to_string()]);
     assert_eq!(code, Some(1));
     assert!(err.contains("line 2: bad ttl"), "{err}");
-    assert_eq!(cluster.shared.lock().executions, executions);
-    assert!(
-        cluster.violations().is_empty(),
-        "{:?}",
-        cluster.violations()
-    );
+    assert_eq!(entries(&cluster, 0), stored);
+    assert_eq!(run(&["resolve", "+493055501000"]).0, Some(3));
+    rt.block_on(cluster.stop()).expect("stop providers");
 }

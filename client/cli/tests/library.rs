@@ -1,0 +1,112 @@
+//! The client library against three real providers in this process: the
+//! whole life of an entry, as the stand-in contract tests
+//! (client/tests/http_contract.rs) do it against stand-ins.
+
+mod real;
+
+use std::time::Duration;
+
+use rand::rngs::OsRng;
+use sharecall_client::client::{Client, EnrollStatus};
+use sharecall_client::{AccountKey, ResultCode};
+use sharecall_proto::encoding::{Endpoint, Pseudonym};
+
+fn client(urls: &[String; 3], key: &AccountKey) -> Client {
+    Client::new(urls, key.clone())
+        .expect("client")
+        .with_timeout(Duration::from_secs(20))
+}
+
+async fn enrolled(urls: &[String; 3]) -> Client {
+    let cl = client(urls, &AccountKey::generate(&mut OsRng));
+    cl.enroll(None).await.expect("enroll");
+    cl
+}
+
+fn alice() -> (Pseudonym, Endpoint) {
+    (
+        Pseudonym::parse("+49 30 1234567").expect("pseudonym"),
+        Endpoint::parse("sip:alice@192.0.2.10:5060").expect("endpoint"),
+    )
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn register_alice(cl: &Client) {
+    let (ps, ep) = alice();
+    let out = cl
+        .register(&ps, &ep, HOUR, Some(b"desk phone"))
+        .await
+        .expect("register");
+    assert_eq!(out.code, ResultCode::Ok);
+    assert_eq!(out.degraded, None);
+}
+
+#[test]
+fn enroll_register_resolve_update_delete() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (rt, cluster) = real::real_cluster(data.path(), &[]);
+    rt.block_on(cycle(&cluster.urls()));
+    rt.block_on(cluster.stop()).expect("stop providers");
+}
+
+async fn cycle(urls: &[String; 3]) {
+    let key = AccountKey::generate(&mut OsRng);
+    let cl = client(urls, &key);
+    assert_eq!(
+        cl.enroll(None).await.expect("enroll"),
+        [EnrollStatus::Enrolled; 3]
+    );
+    assert_eq!(
+        cl.enroll(None).await.expect("enroll again"),
+        [EnrollStatus::AlreadyEnrolled; 3]
+    );
+
+    let (ps, ep) = alice();
+    let before = sharecall_client::client::now_ms();
+    register_alice(&cl).await;
+    let again = cl.register(&ps, &ep, HOUR, None).await.expect("register");
+    assert_eq!(again.code, ResultCode::Exists);
+
+    // The same number written another way resolves to the endpoint.
+    let other_writing = Pseudonym::parse("0049 (30) 123-4567").expect("pseudonym");
+    let r = cl.resolve(&other_writing).await.expect("resolve");
+    assert_eq!(r.code, ResultCode::Ok);
+    assert_eq!(r.endpoint, Some(ep.clone()));
+    assert_eq!(r.extra.as_deref(), Some(&b"desk phone"[..]));
+    let expires = r.expires_at_ms.expect("expiry");
+    assert!(expires >= before + 3_600_000 && expires <= before + 3_700_000);
+    assert_eq!(r.degraded, None);
+
+    // Another account may neither update nor delete it.
+    let mallory = enrolled(urls).await;
+    let evil = Endpoint::parse("sip:mallory@203.0.113.66").expect("endpoint");
+    let out = mallory
+        .update(&ps, &evil, HOUR, None)
+        .await
+        .expect("update");
+    assert_eq!(out.code, ResultCode::Forbidden);
+    assert_eq!(
+        mallory.delete(&ps).await.expect("delete").code,
+        ResultCode::Forbidden
+    );
+
+    // The owner may; no extra data now.
+    let moved = Endpoint::parse("sip:alice@198.51.100.1:5062;transport=tcp").expect("endpoint");
+    let out = cl.update(&ps, &moved, HOUR, None).await.expect("update");
+    assert_eq!(out.code, ResultCode::Ok);
+    let r = cl.resolve(&ps).await.expect("resolve");
+    assert_eq!(r.endpoint, Some(moved));
+    assert_eq!(r.extra, None);
+
+    assert_eq!(cl.delete(&ps).await.expect("delete").code, ResultCode::Ok);
+    let r = cl.resolve(&ps).await.expect("resolve");
+    assert_eq!((r.code, r.endpoint), (ResultCode::NotFound, None));
+    assert_eq!(
+        cl.delete(&ps).await.expect("delete").code,
+        ResultCode::NotFound
+    );
+    let unknown = Pseudonym::parse("nobody@example.org").expect("pseudonym");
+    let out = cl.update(&unknown, &ep, HOUR, None).await.expect("update");
+    assert_eq!(out.code, ResultCode::NotFound);
+}
