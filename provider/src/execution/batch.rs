@@ -785,7 +785,12 @@ pub fn replay(
                 let expected_kind = if sub.is_some() { "import" } else { "register" };
                 let at = in_batch(t, times, request_id, &h, &[expected_kind])?;
                 if *slot != slot_of(h.seq, sub.unwrap_or(0)) {
-                    return Err(mismatch(request_id, "slot", slot, slot_of(h.seq, sub.unwrap_or(0))));
+                    return Err(mismatch(
+                        request_id,
+                        "slot",
+                        slot,
+                        slot_of(h.seq, sub.unwrap_or(0)),
+                    ));
                 }
                 if o != h.owner {
                     return Err(mismatch(request_id, "owner", owner, hex::encode(h.owner)));
@@ -911,4 +916,74 @@ fn mismatch(
     BatchError::Replay(format!(
         "request {id}: the transcript's {what} is {got}, this provider's own records give {mine}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
+
+    use super::*;
+
+    fn part(ttl_s: u64) -> Part {
+        Part {
+            key: Share::default(),
+            key_bits: None,
+            endpoint: vec![Share::default(); ENDPOINT_ELEMENTS],
+            ttl_s,
+            extra: Vec::new(),
+        }
+    }
+
+    fn transcript(owner: [u8; 32], expires_at_ms: u64) -> Transcript {
+        Transcript {
+            from: 1,
+            to: 1,
+            changes: vec![ChangeRecord::Put {
+                slot: slot_of(1, 0),
+                request_id: "r".into(),
+                expires_at_ms,
+                owner: hex::encode(owner),
+                tag: 7,
+                sub: None,
+            }],
+            results: vec![("r".into(), "register".into(), Code::Ok)],
+            inserts: Vec::new(),
+            created_prf_key: false,
+            log_time_ms: 1_000,
+            skipped: Vec::new(),
+        }
+    }
+
+    fn replayed(t: &Transcript) -> Result<(), BatchError> {
+        let variant: Variant = "list".parse().expect("variant");
+        let index = Index::default();
+        let times: BTreeMap<u64, u64> = [(1, 1_000)].into();
+        replay(&variant, &index, t, &times, |_, _, _| {
+            Ok(Held {
+                part: part(60),
+                kind: "register".into(),
+                owner: [1; 32],
+                seq: 1,
+            })
+        })
+        .map(|_| ())
+    }
+
+    #[test]
+    fn replay_compares_every_record_with_this_providers_own() {
+        // What this provider holds: owner [1; 32], log time 1 000, ttl 60 s.
+        assert!(replayed(&transcript([1; 32], 61_000)).is_ok());
+        let e = replayed(&transcript([2; 32], 61_000)).expect_err("another owner");
+        assert!(e.to_string().contains("owner"), "{e}");
+        let e = replayed(&transcript([1; 32], 61_001)).expect_err("another expiry");
+        assert!(e.to_string().contains("expiry"), "{e}");
+        let mut t = transcript([1; 32], 61_000);
+        if let Some(ChangeRecord::Put { slot, .. }) = t.changes.first_mut() {
+            *slot += 1;
+        }
+        let e = replayed(&t).expect_err("another slot");
+        assert!(e.to_string().contains("slot"), "{e}");
+    }
 }

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sharecall_proto::transcripts::transcripts_client::TranscriptsClient;
 use sharecall_proto::transcripts::transcripts_server::Transcripts;
 use sharecall_proto::transcripts::{TranscriptsReply, TranscriptsRequest};
-use tonic::{Request, Response};
-use sharecall_proto::transcripts::transcripts_client::TranscriptsClient;
 use tonic::transport::Channel;
+use tonic::{Request, Response};
 use tracing::{debug, info, warn};
 
 use super::batch::{self, BatchError, Transcript};
@@ -32,19 +32,18 @@ impl Executor {
         through: u64,
     ) -> Result<(), BatchError> {
         let result = self.cross_checked_catch_up(index, peer, through).await;
-        let mut last = self
-            .catch_up_refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match &result {
-            Err(e @ (BatchError::CrossCheck(_) | BatchError::Replay(_))) => {
-                warn!("catch-up refused: {e}");
-                *last = Some(e.to_string());
-            }
-            Ok(()) => *last = None,
-            Err(_) => {}
+        if let Err(e @ BatchError::CrossCheck(_)) = &result {
+            warn!("catch-up refused: {e}");
+            self.set_catch_up_refused(Some(e.to_string()));
         }
         result
+    }
+
+    fn set_catch_up_refused(&self, why: Option<String>) {
+        *self
+            .catch_up_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
     }
 
     async fn cross_checked_catch_up(
@@ -57,7 +56,9 @@ impl Executor {
             return Err(BatchError::Replay(format!("provider {peer} is not a peer")));
         };
         let Some((second_id, second)) = self.peers.iter().find(|(id, _)| *id != peer) else {
-            return Err(BatchError::Replay("no second peer to cross-check with".into()));
+            return Err(BatchError::Replay(
+                "no second peer to cross-check with".into(),
+            ));
         };
         let second_id = *second_id;
         while index.cursor < through {
@@ -91,21 +92,31 @@ impl Executor {
                 }
                 let (times, log_time) = self.effective_times(t.from, t.to, &t.skipped)?;
                 if t.log_time_ms != log_time {
-                    return Err(BatchError::Replay(format!(
+                    return Err(BatchError::CrossCheck(format!(
                         "batch {}..={}: the transcript's log time is {} ms, this provider's log gives {log_time} ms",
                         t.from, t.to, t.log_time_ms
                     )));
                 }
-                let outcome = batch::replay(&self.config.variant, index, t, &times, |id, kind, sub| {
-                    self.held(id, kind, sub)
-                })?;
+                let outcome =
+                    batch::replay(&self.config.variant, index, t, &times, |id, kind, sub| {
+                        self.held(id, kind, sub)
+                    })
+                    .map_err(|e| match e {
+                        // The transcript contradicts this provider's records.
+                        BatchError::Replay(why) => BatchError::CrossCheck(format!(
+                            "batch {}..={} from providers {peer} and {second_id} contradicts this provider's own records: {why}",
+                            t.from, t.to
+                        )),
+                        e => e,
+                    })?;
                 self.commit_replayed(index, outcome)?;
+                self.set_catch_up_refused(None);
                 info!(
                     from = t.from,
                     to = t.to,
                     peer,
                     checked_with = second_id,
-                    "caught up from a cross-checked transcript"
+                    "caught up from a transcript (cross-checked)"
                 );
             }
         }

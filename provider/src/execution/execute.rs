@@ -325,6 +325,11 @@ pub(super) async fn agree(
     if peers.is_empty() {
         return Ok(());
     }
-    warn!(from = t.from, to = t.to, ?peers, "batch outcomes differ: nothing committed");
+    warn!(
+        from = t.from,
+        to = t.to,
+        ?peers,
+        "batch outcomes differ: nothing committed"
+    );
     Err(BatchError::Disagreement { peers })
 }

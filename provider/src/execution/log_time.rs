@@ -43,12 +43,7 @@ pub struct Verdict {
 
 /// Judges the timed records of a batch (`(seq, meta)` in log order)
 /// against `now_ms ± skew_ms`, starting from log time `previous`.
-pub fn judge(
-    records: &[(u64, AppliedMeta)],
-    previous: u64,
-    now_ms: u64,
-    skew_ms: u64,
-) -> Verdict {
+pub fn judge(records: &[(u64, AppliedMeta)], previous: u64, now_ms: u64, skew_ms: u64) -> Verdict {
     let mut v = Verdict::default();
     let mut t = previous;
     for (seq, m) in records {
