@@ -82,9 +82,10 @@ fn post_register(alice: &TestClient, cluster: &Cluster, pseudonym: &str) -> Stri
 
 #[test]
 fn log_times_far_in_the_future_are_refused_everywhere_and_a_sweep_deletes_nothing() {
-    let mut options = ClusterOptions::default();
-    options.sweep_interval = "300ms";
-    let mut cluster = Cluster::start(options);
+    let mut cluster = Cluster::start(ClusterOptions {
+        sweep_interval: "300ms",
+        ..ClusterOptions::default()
+    });
     let alice = TestClient::new(&cluster, 1);
     alice.enroll();
     assert_eq!(alice.register("alice", "sip:alice@192.0.2.1", 3600), "ok");
@@ -139,9 +140,10 @@ fn log_times_far_in_the_future_are_refused_everywhere_and_a_sweep_deletes_nothin
 
 #[test]
 fn log_times_far_in_the_past_are_refused_everywhere() {
-    let mut options = ClusterOptions::default();
-    options.sweep_interval = "300ms";
-    let mut cluster = Cluster::start(options);
+    let mut cluster = Cluster::start(ClusterOptions {
+        sweep_interval: "300ms",
+        ..ClusterOptions::default()
+    });
     let alice = TestClient::new(&cluster, 1);
     alice.enroll();
     assert_eq!(alice.register("alice", "sip:alice@192.0.2.1", 3600), "ok");

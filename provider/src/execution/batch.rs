@@ -565,7 +565,7 @@ pub async fn run(
         }
         per_item.push(answer);
     }
-    let results: Vec<(String, String, Code)> = items
+    let mut results: Vec<(String, String, Code)> = items
         .iter()
         .zip(&codes)
         .map(|(it, code)| {
@@ -577,8 +577,6 @@ pub async fn run(
             (requests[it.pos].id.clone(), kind.to_string(), *code)
         })
         .collect();
-    let mut results = results;
-    let mut per_item = per_item;
     for r in requests {
         if let Op::Refused(kind) = &r.op {
             if Kind::parse(kind).is_some() {
