@@ -21,16 +21,20 @@ pub enum Code {
     /// This provider applied the batch from a peer's transcript and has no
     /// answer share; the other two providers have.
     Unavailable,
+    /// Not executed: its log time was out of bounds at every provider;
+    /// nothing changed.
+    Refused,
 }
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 5] = [
+    pub const ALL: [Code; 6] = [
         Code::Ok,
         Code::NotFound,
         Code::Exists,
         Code::Forbidden,
         Code::Unavailable,
+        Code::Refused,
     ];
 
     /// The wire name.
@@ -41,6 +45,7 @@ impl Code {
             Code::Exists => "exists",
             Code::Forbidden => "forbidden",
             Code::Unavailable => "unavailable",
+            Code::Refused => "refused",
         }
     }
 
@@ -58,7 +63,7 @@ impl fmt::Display for Code {
 
 /// A string that is no result code's wire name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown result code; expected ok, not_found, exists, forbidden or unavailable")]
+#[error("unknown result code; expected ok, not_found, exists, forbidden, unavailable or refused")]
 pub struct UnknownCode;
 
 impl FromStr for Code {

@@ -118,6 +118,9 @@ pub enum ConfigError {
     /// `tables.variant` is not a table variant.
     #[error("tables.variant: {0}")]
     BadVariant(String),
+    /// `tables.max_log_skew` is out of range.
+    #[error("tables.max_log_skew must be between 1s and 1h, not {0:?}")]
+    BadLogSkew(Duration),
     /// `accounts` is not valid.
     #[error("accounts: {0}")]
     BadAccounts(String),
@@ -219,6 +222,11 @@ pub struct TablesConfig {
     /// 202 (the client then polls). Default `"5s"`.
     #[serde(with = "humantime_serde")]
     pub answer_wait: Duration,
+    /// How far a write batch's log times (requests' and sweeps') may lie
+    /// ahead of this provider's clock, or below the log's time, before
+    /// this provider refuses them. Between 1 s and 1 h; default `"30s"`.
+    #[serde(with = "humantime_serde")]
+    pub max_log_skew: Duration,
 }
 
 impl Default for TablesConfig {
@@ -229,6 +237,7 @@ impl Default for TablesConfig {
             read_jobs: 2,
             sweep_interval: Duration::from_secs(60),
             answer_wait: Duration::from_secs(5),
+            max_log_skew: Duration::from_secs(30),
         }
     }
 }
@@ -540,6 +549,11 @@ impl ProviderConfig {
             return Err(ConfigError::BadVariant(
                 "tables.max_batch must be at least 1".into(),
             ));
+        }
+        if self.tables.max_log_skew < Duration::from_secs(1)
+            || self.tables.max_log_skew > Duration::from_secs(3600)
+        {
+            return Err(ConfigError::BadLogSkew(self.tables.max_log_skew));
         }
         if !["open", "token", "closed"].contains(&self.accounts.enrollment.as_str()) {
             return Err(ConfigError::BadAccounts(format!(

@@ -223,6 +223,7 @@ pub async fn run(
             sweep_interval: config.tables.sweep_interval,
             metrics: metrics.clone(),
             read_jobs: config.tables.read_jobs,
+            max_log_skew: config.tables.max_log_skew,
         },
         sequencer.clone(),
         peer_channels,

@@ -32,6 +32,10 @@ pub enum Op {
     Import(Vec<(Part, [u8; 32])>),
     /// Remove every entry expired at the request's log time.
     Sweep,
+    /// A record whose log time every provider found out of bounds
+    /// ([`super::log_time`]): it changes nothing and a table request is
+    /// answered [`Code::Refused`].
+    Refused(String),
     /// Not a table request (e.g. an ordering probe): nothing to do.
     Skip,
 }
@@ -45,7 +49,7 @@ pub struct Request {
     pub id: String,
     /// What it asks.
     pub op: Op,
-    /// Log time (the leader's clock when the request became ready).
+    /// Effective log time ([`super::log_time::effective`]).
     pub at_ms: u64,
     /// The signing account.
     pub account: [u8; 32],
@@ -132,6 +136,12 @@ pub struct Transcript {
     pub inserts: Vec<(Option<u64>, u64)>,
     /// Whether the batch created the hash table's PRF key.
     pub created_prf_key: bool,
+    /// The log time after the batch (never below the previous batch's).
+    #[serde(default)]
+    pub log_time_ms: u64,
+    /// Records skipped because their log time was out of bounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<u64>,
 }
 
 /// Everything a batch produced, to be committed in one transaction.
@@ -159,6 +169,19 @@ pub enum BatchError {
     /// The transcript does not fit this provider's state.
     #[error("cannot replay: {0}")]
     Replay(String),
+    /// The batch's log times are not what this provider sees: nothing was
+    /// run or committed (see [`super::log_time`]).
+    #[error("log time refused: {0}")]
+    LogTime(String),
+    /// The three providers' outcomes of the batch differ: nobody commits.
+    #[error("the batch's outcome differs at provider {peers:?}: nothing committed")]
+    Disagreement {
+        /// The peers whose transcript digest differs from this provider's.
+        peers: Vec<u8>,
+    },
+    /// Two peers serve different transcripts of one batch.
+    #[error("catch-up refused: {0}")]
+    CrossCheck(String),
 }
 
 impl From<TableError> for BatchError {
@@ -510,7 +533,7 @@ pub async fn run(
         }
         per_item.push(answer);
     }
-    let results: Vec<(String, String, Code)> = items
+    let mut results: Vec<(String, String, Code)> = items
         .iter()
         .zip(&codes)
         .map(|(it, code)| {
@@ -522,6 +545,14 @@ pub async fn run(
             (requests[it.pos].id.clone(), kind.to_string(), *code)
         })
         .collect();
+    for r in requests {
+        if let Op::Refused(kind) = &r.op {
+            if Kind::parse(kind).is_some() {
+                results.push((r.id.clone(), REFUSED.into(), Code::Refused));
+                per_item.push(Answer::code(Code::Refused));
+            }
+        }
+    }
     let answers = aggregate(&results, per_item);
     Ok(Outcome {
         changes: Changes {
@@ -538,9 +569,14 @@ pub async fn run(
             results,
             inserts,
             created_prf_key: created_key.is_some(),
+            log_time_ms: 0,
+            skipped: Vec::new(),
         },
     })
 }
+
+/// The kind recorded in a transcript's results for a refused request.
+const REFUSED: &str = "refused";
 
 /// One table operation of a batch (an import request holds many).
 struct Item<'a> {
@@ -589,7 +625,7 @@ fn items(requests: &[Request]) -> Vec<Item<'_>> {
                     });
                 }
             }
-            Op::Sweep | Op::Skip => {}
+            Op::Sweep | Op::Skip | Op::Refused(_) => {}
         }
     }
     out
@@ -657,13 +693,33 @@ fn expired_after(index: &Index, ops: &[Change], at_ms: u64) -> Vec<u64> {
         .collect()
 }
 
+/// What this provider itself holds of a request a transcript names.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Its part (row `sub` of an import).
+    pub part: Part,
+    /// The request's kind as this provider stored it.
+    pub kind: String,
+    /// The entry's owner: the signing account this provider verified, or
+    /// the import row's owner.
+    pub owner: [u8; 32],
+    /// Its sequence number in this provider's log.
+    pub seq: u64,
+}
+
 /// Applies a peer's transcript with this provider's own parts: the same
-/// changes, no SMC. `part_of` gives this provider's part of a request.
+/// changes, no SMC. `held` gives what this provider holds of a request;
+/// `times` the effective log time of each of the batch's records, from
+/// this provider's log. Every record is compared with both: a Put's
+/// slot, owner and expiry, an Update's expiry, and the request's kind and
+/// place in the batch must be what this provider's own log and parts
+/// give, or the transcript is refused.
 pub fn replay(
     variant: &Variant,
     index: &Index,
     t: &Transcript,
-    mut part_of: impl FnMut(&str, Kind, Option<u32>) -> Result<Part, BatchError>,
+    times: &std::collections::BTreeMap<u64, u64>,
+    mut held: impl FnMut(&str, Kind, Option<u32>) -> Result<Held, BatchError>,
 ) -> Result<Outcome, BatchError> {
     if t.from != index.cursor + 1 {
         return Err(BatchError::Replay(format!(
@@ -688,10 +744,28 @@ pub fn replay(
                 tag,
                 sub,
             } => {
-                let part = part_of(request_id, Kind::Register, *sub)?;
+                let h = held(request_id, Kind::Register, *sub)?;
                 let mut o = [0u8; 32];
                 hex::decode_to_slice(owner, &mut o)
                     .map_err(|_| BatchError::Replay("owner is not hex".into()))?;
+                let expected_kind = if sub.is_some() { "import" } else { "register" };
+                let at = in_batch(t, times, request_id, &h, &[expected_kind])?;
+                if *slot != slot_of(h.seq, sub.unwrap_or(0)) {
+                    return Err(mismatch(
+                        request_id,
+                        "slot",
+                        slot,
+                        slot_of(h.seq, sub.unwrap_or(0)),
+                    ));
+                }
+                if o != h.owner {
+                    return Err(mismatch(request_id, "owner", owner, hex::encode(h.owner)));
+                }
+                let expires = at.saturating_add(h.part.ttl_s.saturating_mul(1000));
+                if *expires_at_ms != expires {
+                    return Err(mismatch(request_id, "expiry", expires_at_ms, expires));
+                }
+                let part = h.part;
                 Change::Put(
                     *slot,
                     Meta {
@@ -712,7 +786,13 @@ pub fn replay(
                 request_id,
                 expires_at_ms,
             } => {
-                let part = part_of(request_id, Kind::Update, None)?;
+                let h = held(request_id, Kind::Update, None)?;
+                let at = in_batch(t, times, request_id, &h, &["update"])?;
+                let expires = at.saturating_add(h.part.ttl_s.saturating_mul(1000));
+                if *expires_at_ms != expires {
+                    return Err(mismatch(request_id, "expiry", expires_at_ms, expires));
+                }
+                let part = h.part;
                 Change::Update(
                     *slot,
                     *expires_at_ms,
@@ -727,6 +807,14 @@ pub fn replay(
                 Change::Delete(*slot)
             }
         });
+    }
+    for r in &t.skipped {
+        if *r < t.from || *r > t.to {
+            return Err(BatchError::Replay(format!(
+                "skipped record {r} is outside the batch {}..={}",
+                t.from, t.to
+            )));
+        }
     }
     let new_order = variant.replay_order(index, &deleted, &t.inserts);
     let per_item = t
@@ -753,4 +841,115 @@ pub fn replay(
         answers,
         transcript: t.clone(),
     })
+}
+
+/// The effective log time of request `id` (held as `h`), checking that it
+/// is one of the batch's in-bounds records of one of `kinds`.
+fn in_batch(
+    t: &Transcript,
+    times: &std::collections::BTreeMap<u64, u64>,
+    id: &str,
+    h: &Held,
+    kinds: &[&str],
+) -> Result<u64, BatchError> {
+    if !(t.from..=t.to).contains(&h.seq) {
+        return Err(BatchError::Replay(format!(
+            "request {id} is number {} here, outside the batch {}..={}",
+            h.seq, t.from, t.to
+        )));
+    }
+    if !kinds.contains(&h.kind.as_str()) {
+        return Err(BatchError::Replay(format!(
+            "request {id} is a {} here, the transcript uses it as {}",
+            h.kind,
+            kinds.join(" or ")
+        )));
+    }
+    times.get(&h.seq).copied().ok_or_else(|| {
+        BatchError::Replay(format!(
+            "request {id} (number {}) is skipped or untimed here",
+            h.seq
+        ))
+    })
+}
+
+fn mismatch(
+    id: &str,
+    what: &str,
+    got: impl std::fmt::Display,
+    mine: impl std::fmt::Display,
+) -> BatchError {
+    BatchError::Replay(format!(
+        "request {id}: the transcript's {what} is {got}, this provider's own records give {mine}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
+
+    use super::*;
+
+    fn part(ttl_s: u64) -> Part {
+        Part {
+            key: Share::default(),
+            key_bits: None,
+            endpoint: vec![Share::default(); ENDPOINT_ELEMENTS],
+            ttl_s,
+            extra: Vec::new(),
+        }
+    }
+
+    fn transcript(owner: [u8; 32], expires_at_ms: u64) -> Transcript {
+        Transcript {
+            from: 1,
+            to: 1,
+            changes: vec![ChangeRecord::Put {
+                slot: slot_of(1, 0),
+                request_id: "r".into(),
+                expires_at_ms,
+                owner: hex::encode(owner),
+                tag: 7,
+                sub: None,
+            }],
+            results: vec![("r".into(), "register".into(), Code::Ok)],
+            inserts: Vec::new(),
+            created_prf_key: false,
+            log_time_ms: 1_000,
+            skipped: Vec::new(),
+        }
+    }
+
+    fn replayed(t: &Transcript) -> Result<(), BatchError> {
+        let variant: Variant = "list".parse().expect("variant");
+        let index = Index::default();
+        let times: BTreeMap<u64, u64> = [(1, 1_000)].into();
+        replay(&variant, &index, t, &times, |_, _, _| {
+            Ok(Held {
+                part: part(60),
+                kind: "register".into(),
+                owner: [1; 32],
+                seq: 1,
+            })
+        })
+        .map(|_| ())
+    }
+
+    #[test]
+    fn replay_compares_every_record_with_this_providers_own() {
+        // What this provider holds: owner [1; 32], log time 1 000, ttl 60 s.
+        assert!(replayed(&transcript([1; 32], 61_000)).is_ok());
+        let e = replayed(&transcript([2; 32], 61_000)).expect_err("another owner");
+        assert!(e.to_string().contains("owner"), "{e}");
+        let e = replayed(&transcript([1; 32], 61_001)).expect_err("another expiry");
+        assert!(e.to_string().contains("expiry"), "{e}");
+        let mut t = transcript([1; 32], 61_000);
+        if let Some(ChangeRecord::Put { slot, .. }) = t.changes.first_mut() {
+            *slot += 1;
+        }
+        let e = replayed(&t).expect_err("another slot");
+        assert!(e.to_string().contains("slot"), "{e}");
+    }
 }

@@ -32,6 +32,9 @@ impl Executor {
         let mut last_sweep = tokio::time::Instant::now();
         let mut was_leader = false;
         let mut backoff = Duration::ZERO;
+        // Consecutive failed write batches: the pause after each grows, so
+        // a batch every provider refuses does not spin the coordinator.
+        let mut failures = 0u32;
         loop {
             if !backoff.is_zero() {
                 tokio::select! {
@@ -59,7 +62,7 @@ impl Executor {
                 last_sweep = tokio::time::Instant::now();
                 let record = LogRecord {
                     body: Some(log_record::Body::Sweep(Sweep {
-                        at_ms: sharecall_proto::clock::now_ms(),
+                        at_ms: super::fault::proposed_time(sharecall_proto::clock::now_ms()),
                     })),
                 };
                 let _ = self.sequencer.propose(record).await;
@@ -67,8 +70,13 @@ impl Executor {
             let cursor = self.cursor();
             if status.requests > cursor {
                 let _exclusive = gate.clone().write_owned().await;
-                if !self.run_writes(&gateway, status.requests).await {
-                    backoff = Duration::from_millis(200);
+                if self.run_writes(&gateway, status.requests).await {
+                    failures = 0;
+                } else {
+                    failures = failures.saturating_add(1);
+                    backoff = Duration::from_millis(200)
+                        .saturating_mul(1 << failures.min(5))
+                        .min(Duration::from_secs(5));
                 }
                 continue;
             }
@@ -120,12 +128,27 @@ impl Executor {
         let cursor = self.cursor();
         let from = cursor + 1;
         let to = applied.min(cursor + self.config.max_batch.max(1) as u64);
+        // Records whose log time is out of bounds here are named in the
+        // job: every peer that judges them alike refuses just those.
+        let skip = match self.judge_times(from, to) {
+            Ok(v) => {
+                if !v.out_of_bounds.is_empty() {
+                    warn!(from, to, "skipping records: {}", v.why.join("; "));
+                }
+                v.out_of_bounds
+            }
+            Err(e) => {
+                warn!(from, to, "cannot judge log times: {e}");
+                return false;
+            }
+        };
         let params = ExecuteParams {
             from,
             to,
             variant: self.config.variant.name(),
             reads: Vec::new(),
             at_ms: 0,
+            skip,
         };
         let Ok(params) = serde_json::to_vec(&params) else {
             return false;
@@ -153,6 +176,7 @@ impl Executor {
             variant: self.config.variant.name(),
             reads,
             at_ms: sharecall_proto::clock::now_ms(),
+            skip: Vec::new(),
         };
         let Ok(bytes) = serde_json::to_vec(&params) else {
             return;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::batch::{self, Answer, BatchError, Code, Op, Request};
 use super::reads::ReadyRead;
@@ -42,6 +42,11 @@ pub struct ExecuteParams {
     /// A read batch's time (decides expiry), from the coordinator's clock.
     #[serde(default)]
     pub at_ms: u64,
+    /// A write batch: the records whose log time the coordinator found
+    /// out of bounds (see [`super::log_time`]); every peer runs the batch
+    /// only if its own verdict is the same list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<u64>,
 }
 
 /// Why a batch was not executed here.
@@ -157,9 +162,37 @@ impl Executor {
                 });
             }
         }
-        let requests = self.load(p.from, p.to)?;
-        let outcome =
+        // Every provider judges the log times itself before any SMC; a
+        // refusal ends the session at the peers at once.
+        let verdict = self.judge_times(p.from, p.to)?;
+        if verdict.out_of_bounds != p.skip {
+            let why = format!(
+                "the coordinator skips {:?}, this provider finds {:?} out of bounds{}{}",
+                p.skip,
+                verdict.out_of_bounds,
+                if verdict.why.is_empty() { "" } else { ": " },
+                verdict.why.join("; ")
+            );
+            warn!(from = p.from, to = p.to, "write batch refused: {why}");
+            session.refuse(&why).await;
+            return Err(BatchError::LogTime(why).into());
+        }
+        if !p.skip.is_empty() {
+            warn!(
+                skip = ?p.skip,
+                "records with out-of-bounds log times are refused: {}",
+                verdict.why.join("; ")
+            );
+        }
+        let requests = self.load(p.from, p.to, &p.skip)?;
+        let mut outcome =
             batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
+        let (_, log_time) = self.effective_times(p.from, p.to, &p.skip)?;
+        outcome.transcript.log_time_ms = log_time;
+        outcome.transcript.skipped = p.skip.clone();
+        super::fault::alter_outcome(&mut outcome.transcript);
+        // Nothing is written unless all three computed the same outcome.
+        agree(session, &outcome.transcript).await?;
         let digest = self.commit(&mut index, outcome)?;
         debug!(from = p.from, to = p.to, "batch executed");
         Ok(digest.into_bytes())
@@ -271,4 +304,32 @@ impl Executor {
         debug!(at, reads = p.reads.len(), "read batch executed");
         Ok(digest.finalize().to_hex().to_string().into_bytes())
     }
+}
+
+/// The pre-commit agreement: sends this provider's transcript digest to
+/// both peers (1 round) and fails with [`BatchError::Disagreement`],
+/// naming the peers whose digest differs, unless all three are equal.
+/// Every honest provider runs the same comparison, so either all honest
+/// providers commit the same outcome or none commits.
+pub(super) async fn agree(
+    session: &mut LaneSession,
+    t: &super::batch::Transcript,
+) -> Result<(), BatchError> {
+    let mine = super::transcript_digest_bytes(t);
+    let got = session.exchange_digest(&mine).await?;
+    let peers: Vec<u8> = got
+        .iter()
+        .filter(|(_, d)| *d != mine)
+        .map(|(p, _)| p.index() as u8)
+        .collect();
+    if peers.is_empty() {
+        return Ok(());
+    }
+    warn!(
+        from = t.from,
+        to = t.to,
+        ?peers,
+        "batch outcomes differ: nothing committed"
+    );
+    Err(BatchError::Disagreement { peers })
 }

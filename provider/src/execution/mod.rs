@@ -23,6 +23,8 @@ pub mod batch;
 pub mod catch_up;
 pub mod coordinator;
 pub mod execute;
+pub mod fault;
+pub mod log_time;
 pub mod readiness;
 pub mod reads;
 pub mod store;
@@ -37,7 +39,7 @@ use tokio::sync::{mpsc, watch, RwLock};
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
-use self::batch::{BatchError, Op, Outcome, Request, Transcript};
+use self::batch::{BatchError, Held, Op, Outcome, Request, Transcript};
 pub use self::catch_up::TranscriptsService;
 pub use self::execute::{Execute, ExecuteError, ExecuteParams, EXECUTE};
 use self::reads::{Board, Reads, ReadyRead};
@@ -60,6 +62,10 @@ pub struct ExecutorConfig {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Read batches the coordinator runs at once.
     pub read_jobs: usize,
+    /// How far a write batch's log times may be from this provider's
+    /// clock (and below the log's time) before it refuses the batch
+    /// ([`log_time`]).
+    pub max_log_skew: Duration,
 }
 
 /// The table and its executor at one provider.
@@ -75,6 +81,8 @@ pub struct Executor {
     board: Board,
     outbox: mpsc::UnboundedSender<ReadyRead>,
     outbox_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<ReadyRead>>>,
+    /// Why the last catch-up was refused (cleared by one that succeeds).
+    catch_up_refused: std::sync::Mutex<Option<String>>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> BatchError {
@@ -124,6 +132,7 @@ impl Executor {
             board: Board::new(me),
             outbox,
             outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
+            catch_up_refused: std::sync::Mutex::new(None),
         }))
     }
 
@@ -150,8 +159,8 @@ impl Executor {
         self.index.read().await.len()
     }
 
-    /// The requests `from..=to` as this provider holds them.
-    fn load(&self, from: u64, to: u64) -> Result<Vec<Request>, BatchError> {
+    /// The log records `from..=to` (sequence number, kind, raw log time).
+    fn records(&self, from: u64, to: u64) -> Result<Vec<(u64, applied::AppliedMeta)>, BatchError> {
         let applied = applied::entries(self.db(), from, to).map_err(store_err)?;
         if applied.len() as u64 != to + 1 - from {
             return Err(BatchError::Store(format!(
@@ -159,11 +168,65 @@ impl Executor {
                 applied.len()
             )));
         }
+        Ok(applied
+            .into_iter()
+            .map(|(seq, _, m)| {
+                let m = m.unwrap_or(applied::AppliedMeta {
+                    kind: String::new(),
+                    at_ms: 0,
+                });
+                (seq, m)
+            })
+            .collect())
+    }
+
+    /// The log time after the last committed batch.
+    fn log_time(&self) -> Result<u64, BatchError> {
+        store::log_time(self.db()).map_err(store_err)
+    }
+
+    /// Effective log times of `from..=to` with `skip` left out, and the
+    /// log time after them.
+    fn effective_times(
+        &self,
+        from: u64,
+        to: u64,
+        skip: &[u64],
+    ) -> Result<(std::collections::BTreeMap<u64, u64>, u64), BatchError> {
+        let records = self.records(from, to)?;
+        Ok(log_time::effective(&records, self.log_time()?, skip))
+    }
+
+    /// This provider's verdict on the log times of `from..=to` now.
+    fn judge_times(&self, from: u64, to: u64) -> Result<log_time::Verdict, BatchError> {
+        let records = self.records(from, to)?;
+        Ok(log_time::judge(
+            &records,
+            self.log_time()?,
+            sharecall_proto::clock::now_ms(),
+            self.config.max_log_skew.as_millis() as u64,
+        ))
+    }
+
+    /// The requests `from..=to` as this provider holds them, at their
+    /// effective log times; the records in `skip` are refused.
+    fn load(&self, from: u64, to: u64, skip: &[u64]) -> Result<Vec<Request>, BatchError> {
+        let applied = applied::entries(self.db(), from, to).map_err(store_err)?;
+        if applied.len() as u64 != to + 1 - from {
+            return Err(BatchError::Store(format!(
+                "only {} of requests {from}..={to} are applied here",
+                applied.len()
+            )));
+        }
+        let (times, _) = self.effective_times(from, to, skip)?;
         let mut out = Vec::with_capacity(applied.len());
         for (seq, id, meta) in applied {
-            let (kind, at_ms) = meta.map(|m| (m.kind, m.at_ms)).unwrap_or_default();
+            let (kind, raw_ms) = meta.map(|m| (m.kind, m.at_ms)).unwrap_or_default();
+            let at_ms = times.get(&seq).copied().unwrap_or(raw_ms);
             let mut account = [0u8; 32];
-            let op = if kind == "sweep" {
+            let op = if skip.contains(&seq) {
+                Op::Refused(kind)
+            } else if kind == "sweep" {
                 Op::Sweep
             } else if kind == Kind::Import.as_str() {
                 let (rows, m) = self.import_rows(&id)?;
@@ -205,18 +268,35 @@ impl Executor {
         Ok((rows, meta))
     }
 
-    /// This provider's part of request `id` (row `sub` of an import).
-    fn part_or_row(&self, id: &str, kind: Kind, sub: Option<u32>) -> Result<Part, BatchError> {
-        match sub {
-            None => self.part(id, kind).map(|(p, _)| p),
-            Some(i) => self
-                .import_rows(id)?
-                .0
-                .into_iter()
-                .nth(i as usize)
-                .map(|(p, _)| p)
-                .ok_or_else(|| store_err(format!("request {id} has no row {i}"))),
-        }
+    /// What this provider holds of request `id` (row `sub` of an
+    /// import): its part, the owner it verified, its sequence number.
+    fn held(&self, id: &str, kind: Kind, sub: Option<u32>) -> Result<Held, BatchError> {
+        let seq = applied::seq_of(self.db(), id)
+            .map_err(store_err)?
+            .ok_or_else(|| BatchError::Replay(format!("request {id} is not in this log")))?;
+        let (part, owner, meta) = match sub {
+            None => {
+                let (part, m) = self.part(id, kind)?;
+                let mut owner = [0u8; 32];
+                hex::decode_to_slice(&m.account, &mut owner)
+                    .map_err(|_| store_err(format!("request {id}: account is not hex")))?;
+                (part, owner, m)
+            }
+            Some(i) => {
+                let (rows, m) = self.import_rows(id)?;
+                let (part, owner) = rows
+                    .into_iter()
+                    .nth(i as usize)
+                    .ok_or_else(|| BatchError::Replay(format!("request {id} has no row {i}")))?;
+                (part, owner, m)
+            }
+        };
+        Ok(Held {
+            part,
+            kind: meta.kind,
+            owner,
+            seq,
+        })
     }
 
     fn part(&self, id: &str, kind: Kind) -> Result<(Part, store::RequestMeta), BatchError> {
@@ -285,6 +365,11 @@ impl Executor {
             cursor: index.cursor,
             entries: index.len(),
             digest: h.finalize().to_hex().to_string(),
+            catch_up_refused: self
+                .catch_up_refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -310,6 +395,10 @@ pub struct TableSummary {
     pub entries: usize,
     /// Digest of the public state (equal at all three providers).
     pub digest: String,
+    /// Why this provider's last catch-up was refused (a peer's transcript
+    /// did not match the other peer's or its own records), if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catch_up_refused: Option<String>,
 }
 
 /// Fault injection for crash tests: with `SHARECALL_FAULT_EXIT_BEFORE_COMMIT`
@@ -329,6 +418,11 @@ fn fault_exit_before_commit(t: &Transcript) {
 
 /// A short digest of a transcript, compared across the three providers.
 pub fn transcript_digest(t: &Transcript) -> String {
+    hex::encode(transcript_digest_bytes(t))
+}
+
+/// The transcript digest as bytes (what the pre-commit agreement sends).
+pub fn transcript_digest_bytes(t: &Transcript) -> [u8; 32] {
     let bytes = serde_json::to_vec(t).unwrap_or_default();
-    blake3::hash(&bytes).to_hex().to_string()
+    *blake3::hash(&bytes).as_bytes()
 }

@@ -5,7 +5,7 @@
 // redb::Error is the error type of the store's transaction callbacks.
 #![allow(clippy::result_large_err)]
 
-use redb::{TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sharecall_proto::Share;
 
@@ -154,4 +154,18 @@ pub fn transcripts(
         out.push(serde_json::from_slice(v.value()).map_err(corrupt)?);
     }
     Ok(out)
+}
+
+/// The log time after the last committed batch (0 before any, or when
+/// the last batch was recorded before log times were kept).
+pub fn log_time(db: &redb::Database) -> Result<u64, redb::Error> {
+    let txn = db.begin_read()?;
+    let Some(t) = read_table(&txn, TRANSCRIPTS)? else {
+        return Ok(0);
+    };
+    let Some(last) = t.last()? else {
+        return Ok(0);
+    };
+    let t: Transcript = serde_json::from_slice(last.1.value()).map_err(corrupt)?;
+    Ok(t.log_time_ms)
 }

@@ -44,6 +44,11 @@ pub struct Pending {
     pub window_ms: u64,
     /// Request type.
     pub kind: String,
+    /// (provider, its clock) of each readiness record so far; the
+    /// request's log time is their median, so no single provider's clock
+    /// decides it.
+    #[serde(default)]
+    pub times: Vec<(u32, u64)>,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, redb::Error> {
@@ -83,6 +88,7 @@ pub fn part_ready(txn: &WriteTransaction, r: &PartReady) -> Result<Option<Outcom
                 first_at_ms: r.at_ms,
                 window_ms: r.window_ms,
                 kind: r.kind.clone(),
+                times: Vec::new(),
             },
         }
     };
@@ -97,10 +103,15 @@ pub fn part_ready(txn: &WriteTransaction, r: &PartReady) -> Result<Option<Outcom
         return Ok(Some(outcome));
     }
     pending.providers |= 1 << r.provider;
+    // A re-proposed record keeps the provider's first time.
+    if !pending.times.iter().any(|(p, _)| *p == r.provider) {
+        pending.times.push((r.provider, r.at_ms));
+    }
     if pending.providers == 0b111 {
+        let mut times: Vec<u64> = pending.times.iter().map(|(_, t)| *t).collect();
         let meta = applied::AppliedMeta {
             kind: r.kind.clone(),
-            at_ms: r.at_ms,
+            at_ms: crate::execution::log_time::median(&mut times).unwrap_or(r.at_ms),
         };
         let a = applied::apply(txn, &r.request_id, &meta)?;
         let outcome = Outcome::Executed { seq: a.seq };
@@ -282,6 +293,22 @@ mod tests {
         import(&txn, &exported).expect("import");
         txn.commit().expect("commit");
         assert_eq!(expired(&db, 1101).expect("expired").len(), 1);
+    }
+
+    #[test]
+    fn log_time_is_the_median_of_the_three_readiness_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = redb::Database::create(dir.path().join("l.redb")).expect("db");
+        let txn = db.begin_write().expect("txn");
+        part_ready(&txn, &part("m", 0, b"h", 1_000)).expect("p0");
+        // A re-proposal with another time does not count twice.
+        part_ready(&txn, &part("m", 0, b"h", 9_000)).expect("p0 again");
+        part_ready(&txn, &part("m", 2, b"h", 1_010)).expect("p2");
+        // The completing record is far in the future: it does not decide.
+        part_ready(&txn, &part("m", 1, b"h", u64::MAX)).expect("p1");
+        txn.commit().expect("commit");
+        let e = applied::entries(&db, 1, 1).expect("entries");
+        assert_eq!(e[0].2.as_ref().map(|m| m.at_ms), Some(1_010));
     }
 
     #[test]

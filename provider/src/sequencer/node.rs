@@ -298,6 +298,8 @@ impl Sequencer {
         part: PartReady,
         grace: Duration,
     ) -> Result<lifecycle::Outcome, SequencerError> {
+        let mut part = part;
+        part.at_ms = crate::execution::fault::proposed_time(part.at_ms);
         let id = part.request_id.clone();
         let wait = Duration::from_millis(part.window_ms) + grace;
         let deadline = tokio::time::Instant::now() + wait;

@@ -9,6 +9,7 @@
 //! | [`arith`] | `eq_reveal` | 1 | as `mul_open` |
 //! | [`arith`] | `verify` | 1 | 32-byte digests to both |
 //! | [`arith`] | `mul_verify` | 1 | `mul` and `verify` together |
+//! | [`agree`] | `exchange_digest` | 1 | a 32-byte digest to both |
 //! | [`prf`] | `prf_tag` | 1 | as `mul_open`, [`TAG_BITS`](prf::TAG_BITS) (24) elements per value |
 //! | [`prf`] | `prf_tag_prefix` | 1 | as `mul_open`, one element per tag bit asked for |
 //! | [`compare`] | `lt_reveal` | 7 | 1 open, 5 `mul` levels, 1 `mul_open` |
@@ -21,6 +22,7 @@
 //! and from other protocols of the families above it in this table; no
 //! family calls one below it.
 
+pub mod agree;
 pub mod arith;
 pub mod boolean;
 pub mod compare;

@@ -1,0 +1,81 @@
+//! Fault injection for the end-to-end tests of this layer's integrity
+//! checks. Compiled only with the cargo feature `fault-injection`; in any
+//! other build every hook is a no-op that reads no environment.
+//!
+//! - `SHARECALL_FAULT_LOG_TIME_OFFSET_MS=<signed ms>`: the records this
+//!   provider proposes (readiness records, sweeps) carry its clock shifted
+//!   by that much.
+//! - `SHARECALL_FAULT_TAMPER_TRANSCRIPTS=1`: this provider serves altered
+//!   transcripts to a peer catching up.
+//! - `SHARECALL_FAULT_ALTER_OUTCOME=1`: this provider's outcome of every
+//!   write batch differs from the others' (its transcript's log time is
+//!   shifted) just before the pre-commit agreement.
+
+use super::batch::Transcript;
+
+/// The clock of a record this provider proposes, `now_ms` shifted by the
+/// test's offset.
+pub fn proposed_time(now_ms: u64) -> u64 {
+    #[cfg(feature = "fault-injection")]
+    {
+        if let Some(off) = std::env::var("SHARECALL_FAULT_LOG_TIME_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            tracing::warn!(off, "fault injection: shifting a proposed log time");
+            return now_ms.saturating_add_signed(off);
+        }
+    }
+    now_ms
+}
+
+/// Alters transcripts this provider serves to a peer (a provider lying
+/// about a batch's outcome).
+pub fn tamper_served(transcripts: &mut [Transcript]) {
+    #[cfg(feature = "fault-injection")]
+    {
+        if std::env::var_os("SHARECALL_FAULT_TAMPER_TRANSCRIPTS").is_none() {
+            return;
+        }
+        tracing::warn!("fault injection: serving tampered transcripts");
+        for t in transcripts.iter_mut() {
+            tamper(t);
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = transcripts;
+}
+
+/// Alters this provider's own outcome of a live write batch.
+pub fn alter_outcome(t: &mut Transcript) {
+    #[cfg(feature = "fault-injection")]
+    {
+        if std::env::var_os("SHARECALL_FAULT_ALTER_OUTCOME").is_none() {
+            return;
+        }
+        tracing::warn!(from = t.from, "fault injection: altering a batch outcome");
+        t.log_time_ms = t.log_time_ms.wrapping_add(1);
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = t;
+}
+
+/// A believable lie: the first new entry gets another owner (and its
+/// expiry is pushed out), or the log time moves.
+#[cfg(feature = "fault-injection")]
+fn tamper(t: &mut Transcript) {
+    use super::batch::ChangeRecord;
+    for c in t.changes.iter_mut() {
+        if let ChangeRecord::Put {
+            owner,
+            expires_at_ms,
+            ..
+        } = c
+        {
+            *owner = hex::encode([0xee; 32]);
+            *expires_at_ms = expires_at_ms.saturating_add(1);
+            return;
+        }
+    }
+    t.log_time_ms = t.log_time_ms.wrapping_add(1);
+}
