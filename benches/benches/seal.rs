@@ -18,8 +18,14 @@ fn sealing(c: &mut Criterion) {
         "ab".repeat(640)
     );
     let secret = AnswerSecret::generate(&mut OsRng);
-    let sealed = seal(secret.public(), "c-0123456789abcdef", 1, result.as_bytes(), &mut OsRng)
-        .expect("seal");
+    let sealed = seal(
+        secret.public(),
+        "c-0123456789abcdef",
+        1,
+        result.as_bytes(),
+        &mut OsRng,
+    )
+    .expect("seal");
     let mut g = c.benchmark_group("answer_seal");
     g.bench_function("client_keygen", |b| {
         b.iter(|| AnswerSecret::generate(&mut OsRng))

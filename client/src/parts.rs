@@ -615,13 +615,15 @@ mod tests {
             r#"{{"request_id":"r","status":"done","result":{{"code":"ok","endpoint":"{}","expires_at_ms":1}}}}"#,
             &ep[..ep.len() - 128]
         );
-        let err = parse_answer(Kind::Resolve, &seal_body(short_ep.as_bytes()), op("r")).expect_err("short");
+        let err = parse_answer(Kind::Resolve, &seal_body(short_ep.as_bytes()), op("r"))
+            .expect_err("short");
         assert!(err.0.contains("576 bytes, expected 640"), "{err}");
     }
 
     #[test]
     fn answers_open_only_as_their_provider_and_never_in_the_clear() {
-        let body = seal_body(br#"{"request_id":"r","status":"done","seq":3,"result":{"code":"ok"}}"#);
+        let body =
+            seal_body(br#"{"request_id":"r","status":"done","seq":3,"result":{"code":"ok"}}"#);
         assert!(parse_answer(Kind::Register, &body, op("r")).is_ok());
         // Provider 1's answer does not open as provider 2's, nor as another
         // request's.

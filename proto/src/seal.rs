@@ -65,7 +65,8 @@ pub fn seal<R: RngCore + CryptoRng>(
     plaintext: &[u8],
     rng: &mut R,
 ) -> Result<Sealed, SealError> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(answer_key).map_err(|_| SealError::BadKey)?;
+    let pk =
+        <Kem as hpke::Kem>::PublicKey::from_bytes(answer_key).map_err(|_| SealError::BadKey)?;
     let (enc, ciphertext) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem, R>(
         &OpModeS::Base,
         &pk,
@@ -119,9 +120,14 @@ impl AnswerSecret {
     }
 
     /// Opens provider `provider`'s sealed answer to `request_id`.
-    pub fn open(&self, request_id: &str, provider: u8, sealed: &Sealed) -> Result<Vec<u8>, SealError> {
-        let enc =
-            <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed.enc).map_err(|_| SealError::Open)?;
+    pub fn open(
+        &self,
+        request_id: &str,
+        provider: u8,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, SealError> {
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed.enc)
+            .map_err(|_| SealError::Open)?;
         hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, Kem>(
             &OpModeR::Base,
             &self.sk,

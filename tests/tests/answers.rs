@@ -20,9 +20,18 @@ const ENDPOINT: &str = "sip:hidden-ivy@198.51.100.42:5061";
 /// The endpoint that three share vectors reconstruct to, if they do.
 fn reconstruct(shares: &[Vec<Share>; 3]) -> Option<String> {
     let elements = (0..ENDPOINT_ELEMENTS)
-        .map(|e| reconstruct_all(&[shares[0].get(e)?.clone(), shares[1].get(e)?.clone(), shares[2].get(e)?.clone()]).ok())
+        .map(|e| {
+            reconstruct_all(&[
+                shares[0].get(e)?.clone(),
+                shares[1].get(e)?.clone(),
+                shares[2].get(e)?.clone(),
+            ])
+            .ok()
+        })
         .collect::<Option<Vec<_>>>()?;
-    Endpoint::unpack(&elements).ok().map(|e| e.as_str().to_string())
+    Endpoint::unpack(&elements)
+        .ok()
+        .map(|e| e.as_str().to_string())
 }
 
 /// Every key of a JSON value, at any depth.
@@ -67,11 +76,17 @@ fn answers_are_sealed_to_the_requester_and_polling_needs_the_signature() {
         let (code, body) = cluster.get(i, &path).expect_err("refused");
         assert_eq!(code, 401, "provider {i}: {body}");
         assert!(body.contains("unauthenticated"), "{body}");
-        assert!(!body.contains("endpoint") && !body.contains("sealed"), "{body}");
+        assert!(
+            !body.contains("endpoint") && !body.contains("sealed"),
+            "{body}"
+        );
     }
     // A signature that is not the request's: 403.
     let other = alice.bodies(&alice.id(), "resolve", &key_parts(NAME), 10_000);
-    let wrong = other[0]["signature"].as_str().expect("signature").to_string();
+    let wrong = other[0]["signature"]
+        .as_str()
+        .expect("signature")
+        .to_string();
     for i in 0..3 {
         let (code, body) = cluster.get_signed(i, &path, &wrong).expect_err("refused");
         assert_eq!(code, 403, "provider {i}: {body}");
@@ -92,8 +107,12 @@ fn answers_are_sealed_to_the_requester_and_polling_needs_the_signature() {
             !k.iter().any(|k| k == "result" || k == "endpoint"),
             "provider {i}: {v}"
         );
-        let ct = hex::decode(v["sealed_result"]["ciphertext"].as_str().expect("ciphertext"))
-            .expect("hex");
+        let ct = hex::decode(
+            v["sealed_result"]["ciphertext"]
+                .as_str()
+                .expect("ciphertext"),
+        )
+        .expect("hex");
         assert!(ct.len() > 16 * 64, "provider {i}: {} bytes", ct.len());
         // Read as share vectors (what a thief would try), the ciphertexts
         // do not reconstruct the endpoint.

@@ -288,9 +288,7 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     let (code, body) = cluster.post(0, "/v1/requests", bad).expect_err("refused");
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("part_hash_mismatch"), "{body}");
-    let (code, _) = client
-        .poll(0, "req-bad")
-        .expect_err("nothing recorded");
+    let (code, _) = client.poll(0, "req-bad").expect_err("nothing recorded");
     assert_eq!(code, 404);
 
     // A signature that does not cover what was sent is refused.

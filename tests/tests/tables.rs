@@ -216,8 +216,8 @@ fn provider_that_crashed_before_commit_catches_up_from_transcripts() {
     let v = cluster
         .get_signed(2, &format!("/v1/requests/{id}"), &sig)
         .expect("answer after catch-up");
-    let result = sharecall_tests::table::open_with(&secret, 2, &id, &v["sealed_result"])
-        .expect("opens");
+    let result =
+        sharecall_tests::table::open_with(&secret, 2, &id, &v["sealed_result"]).expect("opens");
     assert_eq!(result["code"], "ok", "{v}");
     // All three agree on the public state.
     // (Resolutions are not logged: the cursor stays at request 3.)

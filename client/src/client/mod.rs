@@ -221,7 +221,15 @@ impl Client {
         let started = Instant::now();
         let last = Mutex::new(String::from("no answer yet"));
         let x = self
-            .call(Method::POST, &url, Some(body), None, deadline, started, &last)
+            .call(
+                Method::POST,
+                &url,
+                Some(body),
+                None,
+                deadline,
+                started,
+                &last,
+            )
             .await?;
         let status = match x.status {
             201 => EnrollStatus::Enrolled,

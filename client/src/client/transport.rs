@@ -141,8 +141,16 @@ impl Client {
         let mut poll_delay = POLL_START;
         loop {
             let x = if posting {
-                self.call(Method::POST, &post_url, Some(body), None, deadline, started, last)
-                    .await
+                self.call(
+                    Method::POST,
+                    &post_url,
+                    Some(body),
+                    None,
+                    deadline,
+                    started,
+                    last,
+                )
+                .await
             } else {
                 let sig = Some(request.signature());
                 self.call(Method::GET, &get_url, None, sig, deadline, started, last)
@@ -284,7 +292,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Exchange, String> {
         let mut rb = self.http.request(method.clone(), url).timeout(timeout);
-        if let (Method::GET, Some(sig)) = (&method, signature) {
+        if let (true, Some(sig)) = (method == Method::GET, signature) {
             // Polling needs the request's signature (docs/API.md).
             rb = rb.header("Sharecall-Signature", hex::encode(sig));
         }

@@ -850,7 +850,11 @@ async fn answer(s: &Me, id: &str, wait: Duration, is_post: bool) -> Response {
             settle(&mut st, id);
             let polls = st.gets.get(&(s.me, id.to_owned())).copied().unwrap_or(0);
             let outcome = st.requests.get(id).and_then(|r| r.outcome.clone());
-            let answer_key = st.requests.get(id).map(|r| r.answer_key).unwrap_or_default();
+            let answer_key = st
+                .requests
+                .get(id)
+                .map(|r| r.answer_key)
+                .unwrap_or_default();
             match outcome {
                 Some(Outcome::Done { seq, results }) => {
                     if behaviour.error_500_when_done {

@@ -521,7 +521,10 @@ mod tests {
         answer.endpoint = Some(vec![sharecall_proto::Share::default(); 10]);
         r.finish("b", Ok(answer));
         let kept = rx_b.borrow().clone().expect("finished").expect("sealed");
-        assert!(kept.get("endpoint").is_none() && kept.get("code").is_none(), "{kept}");
+        assert!(
+            kept.get("endpoint").is_none() && kept.get("code").is_none(),
+            "{kept}"
+        );
         let enc: [u8; 32] = hex::decode(kept["enc"].as_str().expect("enc"))
             .expect("hex")
             .try_into()

@@ -94,8 +94,7 @@ pub fn seal_answer(
 ) -> Result<serde_json::Value, sharecall_proto::seal::SealError> {
     // A JSON value of strings and integers always serialises.
     let clear = serde_json::to_vec(&result_json(a)).unwrap_or_default();
-    let sealed =
-        sharecall_proto::seal::seal(answer_key, id, me, &clear, &mut rand::rngs::OsRng)?;
+    let sealed = sharecall_proto::seal::seal(answer_key, id, me, &clear, &mut rand::rngs::OsRng)?;
     Ok(serde_json::json!({
         "enc": hex::encode(sealed.enc),
         "ciphertext": hex::encode(&sealed.ciphertext),
