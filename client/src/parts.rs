@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
 use sharecall_proto::layout::decode_share_vector;
+use sharecall_proto::seal::{AnswerSecret, Sealed};
 use sharecall_proto::Share;
 
 use crate::registration::{EntryPart, KeyPart};
@@ -163,7 +164,42 @@ struct AnswerJson {
     #[serde(default)]
     seq: Option<u64>,
     #[serde(default)]
-    result: Option<ResultJson>,
+    sealed_result: Option<SealedJson>,
+}
+
+/// `sealed_result`: the `result` object sealed to the request's answer key.
+#[derive(Deserialize)]
+struct SealedJson {
+    enc: String,
+    ciphertext: String,
+}
+
+/// What opens a provider's sealed answer: the request's answer secret,
+/// its id and the provider (the HPKE `info` binds both).
+#[derive(Debug, Clone, Copy)]
+pub struct Opener<'a> {
+    /// The request's answer secret.
+    pub secret: &'a AnswerSecret,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The answering provider.
+    pub provider: u8,
+}
+
+impl Opener<'_> {
+    fn open(&self, s: &SealedJson) -> Result<ResultJson, AnswerError> {
+        let mut enc = [0u8; 32];
+        hex::decode_to_slice(&s.enc, &mut enc)
+            .map_err(|_| AnswerError("`sealed_result.enc` is not 64 hex digits".into()))?;
+        let ciphertext = hex::decode(&s.ciphertext)
+            .map_err(|_| AnswerError("`sealed_result.ciphertext` is not hex".into()))?;
+        let clear = self
+            .secret
+            .open(self.request_id, self.provider, &Sealed { enc, ciphertext })
+            .map_err(|e| AnswerError(e.to_string()))?;
+        serde_json::from_slice(&clear)
+            .map_err(|e| AnswerError(format!("the opened result is not the expected JSON: {e}")))
+    }
 }
 
 #[derive(Deserialize)]
@@ -181,10 +217,11 @@ struct ResultJson {
     skipped: Option<u64>,
 }
 
-/// Parses a 200/202 answer body. `kind` says what the result must hold: a
-/// `resolve` that is `ok` needs a 640-byte endpoint share vector and an
-/// expiry; other fields of other results are ignored.
-pub fn parse_answer(kind: Kind, body: &[u8]) -> Result<Answer, AnswerError> {
+/// Parses a 200/202 answer body, opening its `sealed_result` with
+/// `opener`. `kind` says what the result must hold: a `resolve` that is
+/// `ok` needs a 640-byte endpoint share vector and an expiry; other fields
+/// of other results are ignored.
+pub fn parse_answer(kind: Kind, body: &[u8], opener: Opener<'_>) -> Result<Answer, AnswerError> {
     let json: AnswerJson = serde_json::from_slice(body)
         .map_err(|e| AnswerError(format!("answer is not the expected JSON: {e}")))?;
     match json.status.as_str() {
@@ -194,8 +231,9 @@ pub fn parse_answer(kind: Kind, body: &[u8]) -> Result<Answer, AnswerError> {
         }),
         "done" => {
             let r = json
-                .result
-                .ok_or_else(|| AnswerError("a done answer has no `result`".into()))?;
+                .sealed_result
+                .ok_or_else(|| AnswerError("a done answer has no `sealed_result`".into()))?;
+            let r = opener.open(&r)?;
             let code = ResultCode::parse(&r.code)
                 .ok_or_else(|| AnswerError(format!("unknown result code {:?}", short(&r.code))))?;
             let mut result = RequestResult {
@@ -298,6 +336,45 @@ mod tests {
     use proptest::prelude::*;
     use rand::rngs::OsRng;
     use sharecall_proto::encoding::{Endpoint, Pseudonym};
+
+    /// The answer secret of the test requests.
+    fn secret() -> &'static AnswerSecret {
+        static S: std::sync::OnceLock<AnswerSecret> = std::sync::OnceLock::new();
+        S.get_or_init(|| AnswerSecret::generate(&mut OsRng))
+    }
+
+    /// Provider 1's opener for request `id`.
+    fn op(id: &str) -> Opener<'_> {
+        Opener {
+            secret: secret(),
+            request_id: id,
+            provider: 1,
+        }
+    }
+
+    /// `body` (written with a clear `result`) as provider 1 sends it: the
+    /// result sealed to [`secret`].
+    fn seal_body(body: impl AsRef<[u8]>) -> Vec<u8> {
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body.as_ref()) else {
+            return body.as_ref().to_vec();
+        };
+        if let Some(r) = v.as_object_mut().and_then(|o| o.remove("result")) {
+            let id = v["request_id"].as_str().unwrap_or_default().to_string();
+            let sealed = sharecall_proto::seal::seal(
+                secret().public(),
+                &id,
+                1,
+                r.to_string().as_bytes(),
+                &mut OsRng,
+            )
+            .expect("seal");
+            v["sealed_result"] = serde_json::json!({
+                "enc": hex::encode(sealed.enc),
+                "ciphertext": hex::encode(&sealed.ciphertext),
+            });
+        }
+        v.to_string().into_bytes()
+    }
 
     fn entry() -> (Pseudonym, Endpoint) {
         (
@@ -432,7 +509,7 @@ mod tests {
         // Answers carry the counts.
         let body = br#"{"request_id":"r","status":"done","seq":2,"result":{"code":"ok","imported":4,"skipped":1}}"#;
         assert!(matches!(
-            parse_answer(Kind::Import, body),
+            parse_answer(Kind::Import, &seal_body(body), op("r")),
             Ok(Answer::Done {
                 result: RequestResult {
                     imported: Some((4, 1)),
@@ -442,7 +519,7 @@ mod tests {
             })
         ));
         let body = br#"{"request_id":"r","status":"done","seq":2,"result":{"code":"ok"}}"#;
-        assert!(parse_answer(Kind::Import, body).is_err());
+        assert!(parse_answer(Kind::Import, &seal_body(body), op("r")).is_err());
     }
 
     #[test]
@@ -488,7 +565,7 @@ mod tests {
             r#"{{"request_id":"r-1","status":"done","seq":17,"result":{{"code":"ok","endpoint":"{ep}","extra":"6869","expires_at_ms":1790000360000}}}}"#
         );
         assert_eq!(
-            parse_answer(Kind::Resolve, body.as_bytes()),
+            parse_answer(Kind::Resolve, &seal_body(body.as_bytes()), op("r-1")),
             Ok(Answer::Done {
                 request_id: "r-1".into(),
                 seq: Some(17),
@@ -503,7 +580,7 @@ mod tests {
         );
         let ok = br#"{"request_id":"r-1","status":"done","seq":3,"result":{"code":"exists"}}"#;
         assert!(matches!(
-            parse_answer(Kind::Register, ok),
+            parse_answer(Kind::Register, &seal_body(ok), op("r-1")),
             Ok(Answer::Done {
                 result: RequestResult {
                     code: ResultCode::Exists,
@@ -516,7 +593,8 @@ mod tests {
         assert_eq!(
             parse_answer(
                 Kind::Register,
-                br#"{"request_id":"r-1","status":"pending"}"#
+                br#"{"request_id":"r-1","status":"pending"}"#,
+                op("r-1")
             ),
             Ok(Answer::Pending {
                 request_id: "r-1".into(),
@@ -531,14 +609,34 @@ mod tests {
             br#"{"request_id":"r","status":"done","seq":1}"#,
             b"<html>",
         ] {
-            assert!(parse_answer(Kind::Resolve, bad).is_err());
+            assert!(parse_answer(Kind::Resolve, &seal_body(bad), op("r")).is_err());
         }
         let short_ep = format!(
             r#"{{"request_id":"r","status":"done","result":{{"code":"ok","endpoint":"{}","expires_at_ms":1}}}}"#,
             &ep[..ep.len() - 128]
         );
-        let err = parse_answer(Kind::Resolve, short_ep.as_bytes()).expect_err("short");
+        let err = parse_answer(Kind::Resolve, &seal_body(short_ep.as_bytes()), op("r"))
+            .expect_err("short");
         assert!(err.0.contains("576 bytes, expected 640"), "{err}");
+    }
+
+    #[test]
+    fn answers_open_only_as_their_provider_and_never_in_the_clear() {
+        let body =
+            seal_body(br#"{"request_id":"r","status":"done","seq":3,"result":{"code":"ok"}}"#);
+        assert!(parse_answer(Kind::Register, &body, op("r")).is_ok());
+        // Provider 1's answer does not open as provider 2's, nor as another
+        // request's.
+        let as_p2 = Opener {
+            provider: 2,
+            ..op("r")
+        };
+        assert!(parse_answer(Kind::Register, &body, as_p2).is_err());
+        assert!(parse_answer(Kind::Register, &body, op("r-1")).is_err());
+        // A clear `result` is not accepted.
+        let clear = br#"{"request_id":"r","status":"done","seq":3,"result":{"code":"ok"}}"#;
+        let err = parse_answer(Kind::Register, clear, op("r")).expect_err("clear");
+        assert!(err.0.contains("sealed_result"), "{err}");
     }
 
     #[test]
@@ -556,7 +654,7 @@ mod tests {
     proptest! {
         #[test]
         fn parsing_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = parse_answer(Kind::Resolve, &bytes);
+            let _ = parse_answer(Kind::Resolve, &bytes, op("r"));
             let _ = parse_error(&bytes);
         }
     }

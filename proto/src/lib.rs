@@ -6,7 +6,7 @@
 //! endpoints become field elements ([`encoding`]), how shares travel as
 //! bytes ([`layout`]), the client API's part JSON ([`part`]), result codes
 //! ([`answer`]), limits ([`limits`]) and clock ([`clock`]), what a client
-//! signs ([`request`]), and the protobuf messages exchanged between
+//! signs ([`request`]), how answers are sealed to the client ([`seal`]), and the protobuf messages exchanged between
 //! providers ([`wire`]). Clients, providers and the LEA tool all depend on
 //! this crate.
 
@@ -19,6 +19,7 @@ pub mod layout;
 pub mod limits;
 pub mod part;
 pub mod request;
+pub mod seal;
 pub mod sharing;
 
 /// Protobuf messages (prost) of the provider-to-provider SMC channel.

@@ -1,9 +1,10 @@
 //! What a client signs when it sends a request's parts to the providers.
 //!
-//! One signature covers the request id, type, account, timestamp, window
-//! and the blake3 hash of every provider's part, so a provider cannot swap
+//! One signature covers the request id, type, account, timestamp, window,
+//! the blake3 hash of every provider's part and the client's answer key
+//! (answers are sealed to it, [`crate::seal`]), so a provider cannot swap
 //! or replay another provider's part, and nobody can change the request
-//! without the account key.
+//! or redirect its answers without the account key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -84,7 +85,9 @@ impl FromStr for Kind {
 }
 
 /// Domain separation for request signatures.
-const CONTEXT: &[u8] = b"sharecall 2026 request v1\0";
+// v2: the answer key joined the signed fields; a v1 signature never
+// verifies as v2.
+const CONTEXT: &[u8] = b"sharecall 2026 request v2\0";
 
 /// The fields a client signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,9 @@ pub struct SignedFields<'a> {
     pub window_ms: u64,
     /// blake3 of each provider's part, in provider order.
     pub part_hashes: &'a [[u8; 32]; 3],
+    /// The client's fresh X25519 public key for this request: every
+    /// provider seals its answer to it ([`crate::seal`]).
+    pub answer_key: &'a [u8; 32],
 }
 
 /// Domain separation for enrollment signatures.
@@ -132,6 +138,7 @@ impl SignedFields<'_> {
         for h in self.part_hashes {
             m.extend_from_slice(h);
         }
+        m.extend_from_slice(self.answer_key);
         m
     }
 }
@@ -151,6 +158,7 @@ mod tests {
             timestamp_ms: 10,
             window_ms: 1000,
             part_hashes: &hashes,
+            answer_key: &account,
         };
         let m = base.message();
         let other_account = [8u8; 32];
@@ -178,6 +186,10 @@ mod tests {
             },
             SignedFields {
                 part_hashes: &swapped,
+                ..base.clone()
+            },
+            SignedFields {
+                answer_key: &other_account,
                 ..base.clone()
             },
             // Moving bytes between id and kind must not collide.

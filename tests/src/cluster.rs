@@ -306,6 +306,22 @@ impl Cluster {
         )
     }
 
+    /// GET on provider `i` with a request's signature (hex) in the
+    /// `Sharecall-Signature` header: how a client polls an answer.
+    pub fn get_signed(
+        &self,
+        i: usize,
+        path: &str,
+        signature: &str,
+    ) -> Result<Value, (u16, String)> {
+        response(
+            ureq::get(&self.url(i, path))
+                .set("Sharecall-Signature", signature)
+                .timeout(Duration::from_secs(5))
+                .call(),
+        )
+    }
+
     /// GET returning the raw text (for /metrics).
     pub fn get_text(&self, i: usize, path: &str) -> String {
         ureq::get(&self.url(i, path))

@@ -2,6 +2,7 @@
 //! (shares, parts, signatures), so tests can also send what a correct
 //! client never would.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -10,6 +11,7 @@ use serde_json::{json, Value};
 use sharecall_proto::bits::share_bits;
 use sharecall_proto::clock::now_ms;
 use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
+pub use sharecall_proto::seal::{AnswerSecret, Sealed};
 use sharecall_proto::sharing::{reconstruct_all, share};
 use sharecall_proto::{Fp, Share};
 
@@ -98,6 +100,9 @@ pub struct TestClient<'a> {
     key: SigningKey,
     next: std::sync::atomic::AtomicU64,
     tag: String,
+    /// Per request id: the answer secret and the signature (hex), kept to
+    /// poll and to open the sealed answers.
+    requests: std::sync::Mutex<HashMap<String, (AnswerSecret, String)>>,
 }
 
 impl<'a> TestClient<'a> {
@@ -108,6 +113,7 @@ impl<'a> TestClient<'a> {
             key: SigningKey::from_bytes(&[seed; 32]),
             next: std::sync::atomic::AtomicU64::new(0),
             tag: format!("c{seed}-{}", now_ms()),
+            requests: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -153,6 +159,7 @@ impl<'a> TestClient<'a> {
         let hashes: [[u8; 32]; 3] = std::array::from_fn(|i| *blake3::hash(&bytes[i]).as_bytes());
         let account = self.account();
         let ts = now_ms();
+        let answer = AnswerSecret::generate(&mut OsRng);
         let message = sharecall_proto::request::SignedFields {
             request_id: id,
             kind,
@@ -160,9 +167,15 @@ impl<'a> TestClient<'a> {
             timestamp_ms: ts,
             window_ms,
             part_hashes: &hashes,
+            answer_key: answer.public(),
         }
         .message();
         let sig = self.key.sign(&message);
+        let answer_key = hex::encode(answer.public());
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), (answer, hex::encode(sig.to_bytes())));
         std::array::from_fn(|i| {
             json!({
                 "request_id": id,
@@ -172,14 +185,71 @@ impl<'a> TestClient<'a> {
                 "timestamp_ms": ts,
                 "part_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
                 "signature": hex::encode(sig.to_bytes()),
+                "answer_key": answer_key,
                 "part": hex::encode(&bytes[i]),
             })
         })
     }
 
+    /// The signature (hex) this client signed request `id` with.
+    pub fn signature(&self, id: &str) -> Option<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The answer secret of request `id` (to open its answers later).
+    pub fn secret(&self, id: &str) -> Option<AnswerSecret> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// Polls request `id` at provider `i` with its signature.
+    pub fn poll(&self, i: usize, id: &str) -> Reply {
+        let sig = self.signature(id).unwrap_or_default();
+        self.cluster
+            .get_signed(i, &format!("/v1/requests/{id}"), &sig)
+    }
+
+    /// Provider `i`'s reply with its `sealed_result` opened into `result`
+    /// (as the client library does); other replies unchanged.
+    pub fn open(&self, i: usize, reply: Reply) -> Reply {
+        let mut v = reply?;
+        let Some(sealed) = v.get("sealed_result").cloned() else {
+            return Ok(v);
+        };
+        let id = v["request_id"].as_str().unwrap_or_default().to_string();
+        let clear = self.open_sealed(i, &id, &sealed).map_err(|e| (0, e))?;
+        v["result"] = clear;
+        Ok(v)
+    }
+
+    /// Opens provider `i`'s `sealed_result` of request `id`.
+    pub fn open_sealed(&self, i: usize, id: &str, sealed: &Value) -> Result<Value, String> {
+        let guard = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        let (secret, _) = guard.get(id).ok_or("no such request sent")?;
+        open_with(secret, i, id, sealed)
+    }
+
     /// Sends the three bodies concurrently and waits for final answers
-    /// (polling a 202).
+    /// (polling a 202 with the request's signature), opening the sealed
+    /// results into `result`.
     pub fn send(&self, bodies: [Value; 3]) -> [Reply; 3] {
+        let raw = self.send_raw(bodies);
+        let mut i = 0;
+        raw.map(|r| {
+            i += 1;
+            self.open(i - 1, r)
+        })
+    }
+
+    /// Like [`TestClient::send`], the replies as the providers sent them.
+    pub fn send_raw(&self, bodies: [Value; 3]) -> [Reply; 3] {
         let cluster = self.cluster;
         std::thread::scope(|s| {
             let handles: Vec<_> = bodies
@@ -188,12 +258,13 @@ impl<'a> TestClient<'a> {
                 .map(|(i, body)| {
                     s.spawn(move || {
                         let id = body["request_id"].as_str().unwrap_or_default().to_string();
+                        let sig = body["signature"].as_str().unwrap_or_default().to_string();
                         let mut r = cluster.post(i, "/v1/requests", body);
                         let deadline = Instant::now() + Duration::from_secs(30);
                         while matches!(&r, Ok(v) if v["status"] == "pending") {
                             assert!(Instant::now() < deadline, "request {id} stays pending");
                             std::thread::sleep(Duration::from_millis(50));
-                            r = cluster.get(i, &format!("/v1/requests/{id}"));
+                            r = cluster.get_signed(i, &format!("/v1/requests/{id}"), &sig);
                         }
                         r
                     })
@@ -269,6 +340,28 @@ impl<'a> TestClient<'a> {
             other => panic!("resolve: {other}"),
         }
     }
+}
+
+/// Opens a `sealed_result` of provider `i` for request `id` with `secret`.
+pub fn open_with(
+    secret: &AnswerSecret,
+    i: usize,
+    id: &str,
+    sealed: &Value,
+) -> Result<Value, String> {
+    let enc: [u8; 32] = sealed["enc"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or("sealed_result.enc is not 32 bytes of hex")?;
+    let ciphertext = sealed["ciphertext"]
+        .as_str()
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or("sealed_result.ciphertext is not hex")?;
+    let clear = secret
+        .open(id, i as u8, &Sealed { enc, ciphertext })
+        .map_err(|e| e.to_string())?;
+    serde_json::from_slice(&clear).map_err(|e| e.to_string())
 }
 
 /// The one code all three providers gave.

@@ -261,8 +261,8 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     let deadline = Instant::now() + Duration::from_secs(10);
     for i in 0..3 {
         loop {
-            let (code, body) = cluster
-                .get(i, "/v1/requests/req-partial")
+            let (code, body) = client
+                .poll(i, "req-partial")
                 .expect_err("aborted or not yet known");
             if code == 409 {
                 assert!(body.contains("provider 2"), "{body}");
@@ -288,9 +288,7 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     let (code, body) = cluster.post(0, "/v1/requests", bad).expect_err("refused");
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("part_hash_mismatch"), "{body}");
-    let (code, _) = cluster
-        .get(0, "/v1/requests/req-bad")
-        .expect_err("nothing recorded");
+    let (code, _) = client.poll(0, "req-bad").expect_err("nothing recorded");
     assert_eq!(code, 404);
 
     // A signature that does not cover what was sent is refused.

@@ -191,6 +191,10 @@ fn provider_that_crashed_before_commit_catches_up_from_transcripts() {
         assert_eq!(v["result"]["code"], "ok", "provider {i}: {v}");
     }
     assert!(replies[2].is_err(), "provider 2 should have crashed");
+    let (sig, secret) = (
+        alice.signature(&id).expect("signed"),
+        alice.secret(&id).expect("secret"),
+    );
     let crash_log = cluster.log(2);
     assert!(crash_log.contains("exiting before commit"), "{crash_log}");
 
@@ -210,9 +214,11 @@ fn provider_that_crashed_before_commit_catches_up_from_transcripts() {
     );
     // Its recorded answer for request 3 is the same.
     let v = cluster
-        .get(2, &format!("/v1/requests/{id}"))
+        .get_signed(2, &format!("/v1/requests/{id}"), &sig)
         .expect("answer after catch-up");
-    assert_eq!(v["result"]["code"], "ok", "{v}");
+    let result =
+        sharecall_tests::table::open_with(&secret, 2, &id, &v["sealed_result"]).expect("opens");
+    assert_eq!(result["code"], "ok", "{v}");
     // All three agree on the public state.
     // (Resolutions are not logged: the cursor stays at request 3.)
     let d = digests_at(&cluster, 3);
@@ -459,7 +465,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         "bad_signature",
     );
     expect(
-        cluster.get(0, "/v1/requests/never-sent"),
+        cluster.get_signed(0, "/v1/requests/never-sent", &"00".repeat(64)),
         404,
         "unknown_request",
     );
@@ -586,8 +592,10 @@ fn late_and_missing_resolution_parts() {
             .map(|h| h.join().expect("thread"))
             .collect()
     });
-    for (i, r) in replies.iter().enumerate() {
-        let v = r.as_ref().unwrap_or_else(|e| panic!("provider {i}: {e:?}"));
+    for (i, r) in replies.into_iter().enumerate() {
+        let v = alice
+            .open(i, r)
+            .unwrap_or_else(|e| panic!("provider {i}: {e:?}"));
         assert_eq!(v["status"], "done", "provider {i}: {v}");
         assert_eq!(v["result"]["code"], "ok", "provider {i}: {v}");
         assert!(v["seq"].is_null(), "resolutions are not logged: {v}");

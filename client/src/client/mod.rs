@@ -4,8 +4,10 @@
 //! with blake3, the hashes signed together with the request id, kind,
 //! account, timestamp and window ([`SignedFields`]), and the three parts
 //! are posted concurrently. A provider that answers `202 pending` is polled
-//! (`GET /v1/requests/{id}`) with backoff until it is done or the timeout
-//! passes. Transport failures are retried with the same request id and the
+//! (`GET /v1/requests/{id}`, with the request's signature in the
+//! `Sharecall-Signature` header) with backoff until it is done or the
+//! timeout passes. Each request carries a fresh X25519 answer key; the
+//! providers seal their answers to it and only this client opens them. Transport failures are retried with the same request id and the
 //! byte-identical signed body, so a retry can never execute twice.
 //!
 //! Answers are checked against each other: result codes must agree (a
@@ -25,6 +27,7 @@ use reqwest::{Method, Url};
 use serde::Serialize;
 use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
 use sharecall_proto::request::{enroll_message, SignedFields};
+use sharecall_proto::seal::AnswerSecret;
 use sharecall_proto::sharing::{holders_of, reconstruct_two};
 use sharecall_proto::{Fp, PartyId, Share, ShareError};
 use tokio::sync::watch;
@@ -32,7 +35,7 @@ use tokio::sync::watch;
 use crate::account::AccountKey;
 use crate::parts::{
     clip, entry_parts, import_parts, parse_answer, parse_error, query_parts, short, Answer,
-    ImportEntry, Kind, Part, PartError, RequestResult, ResultCode,
+    ImportEntry, Kind, Opener, Part, PartError, RequestResult, ResultCode,
 };
 use crate::registration::{reconstruct_endpoint, share_entry, share_query, ReconstructError};
 
@@ -218,7 +221,15 @@ impl Client {
         let started = Instant::now();
         let last = Mutex::new(String::from("no answer yet"));
         let x = self
-            .call(Method::POST, &url, Some(body), deadline, started, &last)
+            .call(
+                Method::POST,
+                &url,
+                Some(body),
+                None,
+                deadline,
+                started,
+                &last,
+            )
             .await?;
         let status = match x.status {
             201 => EnrollStatus::Enrolled,

@@ -16,6 +16,9 @@ pub struct SignedRequest {
     parts: [Vec<u8>; 3],
     part_hashes: [[u8; 32]; 3],
     signature: [u8; 64],
+    /// The fresh answer key pair: the public half is signed, the secret
+    /// half opens the providers' sealed answers.
+    answer: AnswerSecret,
     bodies: [Vec<u8>; 3],
 }
 
@@ -28,6 +31,7 @@ pub(super) struct RequestBody<'a> {
     window_ms: u64,
     part_hashes: [String; 3],
     signature: String,
+    answer_key: String,
     part: String,
 }
 
@@ -107,6 +111,9 @@ impl SignedRequest {
         check_window(window_ms)?;
         let account = key.public_key();
         let part_hashes = parts.each_ref().map(|p| *blake3::hash(p).as_bytes());
+        // One X25519 key pair per request: the providers seal their
+        // answers to it, so only this client can open them.
+        let answer = AnswerSecret::generate(&mut OsRng);
         let message = SignedFields {
             request_id,
             kind: kind.as_str(),
@@ -114,6 +121,7 @@ impl SignedRequest {
             timestamp_ms,
             window_ms,
             part_hashes: &part_hashes,
+            answer_key: answer.public(),
         }
         .message();
         let signature = key.sign(&message);
@@ -127,6 +135,7 @@ impl SignedRequest {
                 window_ms,
                 part_hashes: hashes_hex.clone(),
                 signature: hex::encode(signature),
+                answer_key: hex::encode(answer.public()),
                 part: hex::encode(part),
             };
             // A struct of strings and integers always serialises.
@@ -141,6 +150,7 @@ impl SignedRequest {
             parts,
             part_hashes,
             signature,
+            answer,
             bodies,
         })
     }
@@ -194,8 +204,15 @@ impl SignedRequest {
             timestamp_ms: self.timestamp_ms,
             window_ms: self.window_ms,
             part_hashes: &self.part_hashes,
+            answer_key: self.answer.public(),
         }
         .message()
+    }
+
+    /// The answer key pair: its public half is signed, its secret half
+    /// opens the providers' sealed answers.
+    pub fn answer_secret(&self) -> &AnswerSecret {
+        &self.answer
     }
 
     /// The JSON body posted to provider `p`.

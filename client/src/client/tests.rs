@@ -52,6 +52,7 @@ fn signature_covers_exactly_the_signed_fields() {
         timestamp_ms: 1_790_000_000_000,
         window_ms: 30_000,
         part_hashes: &hashes,
+        answer_key: req.answer_secret().public(),
     }
     .message();
     assert_eq!(req.signed_message(), message);
@@ -66,8 +67,16 @@ fn signature_covers_exactly_the_signed_fields() {
         account: &key.public_key(),
         timestamp_ms: 1_790_000_000_000,
         window_ms: 30_000,
+        answer_key: req.answer_secret().public(),
     };
     assert!(vk.verify_strict(&tampered.message(), &sig).is_err());
+    // Nor does another answer key: a provider cannot redirect the answers.
+    let other_key = SignedFields {
+        answer_key: &[9; 32],
+        part_hashes: &hashes,
+        ..tampered.clone()
+    };
+    assert!(vk.verify_strict(&other_key.message(), &sig).is_err());
     let other_window = SignedFields {
         window_ms: 30_001,
         part_hashes: &hashes,
@@ -89,6 +98,7 @@ fn bodies_follow_the_api() {
             fields,
             [
                 "account",
+                "answer_key",
                 "kind",
                 "part",
                 "part_hashes",
@@ -440,12 +450,27 @@ fn two_provider_fallback_reconstructs() {
 fn wire_layout_of_answers_matches_parts() {
     // What a provider sends back parses to the shares it holds.
     let shares = endpoint_shares();
+    let result = serde_json::json!({"code": "ok", "endpoint": hex::encode(encode_share_vector(&shares[2])),
+                   "expires_at_ms": 5});
+    let secret = sharecall_proto::seal::AnswerSecret::generate(&mut OsRng);
+    let sealed = sharecall_proto::seal::seal(
+        secret.public(),
+        "r",
+        2,
+        result.to_string().as_bytes(),
+        &mut OsRng,
+    )
+    .expect("seal");
     let body = serde_json::json!({
         "request_id": "r", "status": "done", "seq": 1,
-        "result": {"code": "ok", "endpoint": hex::encode(encode_share_vector(&shares[2])),
-                   "expires_at_ms": 5}
+        "sealed_result": {"enc": hex::encode(sealed.enc), "ciphertext": hex::encode(&sealed.ciphertext)}
     });
-    let a = parse_answer(Kind::Resolve, body.to_string().as_bytes()).expect("parses");
+    let opener = crate::parts::Opener {
+        secret: &secret,
+        request_id: "r",
+        provider: 2,
+    };
+    let a = parse_answer(Kind::Resolve, body.to_string().as_bytes(), opener).expect("parses");
     let Answer::Done { result, .. } = a else {
         panic!("not done");
     };

@@ -141,18 +141,32 @@ impl Client {
         let mut poll_delay = POLL_START;
         loop {
             let x = if posting {
-                self.call(Method::POST, &post_url, Some(body), deadline, started, last)
-                    .await
+                self.call(
+                    Method::POST,
+                    &post_url,
+                    Some(body),
+                    None,
+                    deadline,
+                    started,
+                    last,
+                )
+                .await
             } else {
-                self.call(Method::GET, &get_url, None, deadline, started, last)
+                let sig = Some(request.signature());
+                self.call(Method::GET, &get_url, None, sig, deadline, started, last)
                     .await
+            };
+            let opener = Opener {
+                secret: request.answer_secret(),
+                request_id: request.request_id(),
+                provider: p.index() as u8,
             };
             let x = match x {
                 Ok(x) => x,
                 Err(e) => return ProviderReply::Failed(e),
             };
             match x.status {
-                200 | 202 => match parse_answer(request.kind(), &x.body) {
+                200 | 202 => match parse_answer(request.kind(), &x.body, opener) {
                     Err(e) => {
                         return ProviderReply::Failed(ProviderError::BadAnswer {
                             status: x.status,
@@ -205,11 +219,13 @@ impl Client {
     /// One HTTP exchange with retries of transport failures, `429` (after
     /// `Retry-After`) and `502/503/504`, always with the same body. Any
     /// other answer is returned for the caller to interpret.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn call(
         &self,
         method: Method,
         url: &str,
         body: Option<&[u8]>,
+        signature: Option<&[u8; 64]>,
         deadline: Instant,
         started: Instant,
         last: &Mutex<String>,
@@ -225,7 +241,13 @@ impl Client {
                 });
             }
             let delay = match self
-                .exchange(method.clone(), url, body, remaining.min(ATTEMPT_TIMEOUT))
+                .exchange(
+                    method.clone(),
+                    url,
+                    body,
+                    signature,
+                    remaining.min(ATTEMPT_TIMEOUT),
+                )
                 .await
             {
                 Err(detail) => {
@@ -259,15 +281,21 @@ impl Client {
         }
     }
 
-    /// One HTTP request; `Err` is a transport failure.
+    /// One HTTP request (a GET with `signature` in the
+    /// `Sharecall-Signature` header); `Err` is a transport failure.
     pub(super) async fn exchange(
         &self,
         method: Method,
         url: &str,
         body: Option<&[u8]>,
+        signature: Option<&[u8; 64]>,
         timeout: Duration,
     ) -> Result<Exchange, String> {
-        let mut rb = self.http.request(method, url).timeout(timeout);
+        let mut rb = self.http.request(method.clone(), url).timeout(timeout);
+        if let (true, Some(sig)) = (method == Method::GET, signature) {
+            // Polling needs the request's signature (docs/API.md).
+            rb = rb.header("Sharecall-Signature", hex::encode(sig));
+        }
         if let Some(b) = body {
             rb = rb
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -115,6 +115,10 @@ struct Req {
     first_at: Instant,
     window: Duration,
     outcome: Option<Outcome>,
+    /// The signed answer key (answers are sealed to it).
+    answer_key: [u8; 32],
+    /// The request's signature (a poll must present it).
+    signature: [u8; 64],
 }
 
 struct Entry {
@@ -353,11 +357,14 @@ struct RequestWire {
     window_ms: u64,
     part_hashes: Vec<String>,
     signature: String,
+    answer_key: String,
     part: String,
 }
 
 struct Checked {
     id: String,
+    answer_key: [u8; 32],
+    signature: [u8; 64],
     kind: String,
     account: [u8; 32],
     signed: Vec<u8>,
@@ -402,6 +409,10 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     let Some(sig) = hex_n(&w.signature, 64).and_then(|a| <[u8; 64]>::try_from(a).ok()) else {
         return bad(StatusCode::BAD_REQUEST, "bad_signature", "128 hex digits");
     };
+    let Some(answer_key) = hex_n(&w.answer_key, 32).and_then(|a| <[u8; 32]>::try_from(a).ok())
+    else {
+        return bad(StatusCode::BAD_REQUEST, "bad_answer_key", "64 hex digits");
+    };
     let signed = SignedFields {
         request_id: &w.request_id,
         kind: &w.kind,
@@ -409,6 +420,7 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
         timestamp_ms: w.timestamp_ms,
         window_ms: w.window_ms,
         part_hashes: &hashes,
+        answer_key: &answer_key,
     }
     .message();
     let verified = VerifyingKey::from_bytes(&account)
@@ -445,6 +457,8 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     };
     Ok(Checked {
         id: w.request_id,
+        answer_key,
+        signature: sig,
         kind: w.kind,
         account,
         signed,
@@ -566,6 +580,8 @@ async fn submit(State(s): State<Me>, body: Bytes) -> Response {
             first_at: Instant::now(),
             window: c.window,
             outcome: None,
+            answer_key: c.answer_key,
+            signature: c.signature,
         });
         let mut violation = None;
         match &req.signed[me] {
@@ -607,15 +623,29 @@ async fn submit(State(s): State<Me>, body: Bytes) -> Response {
     answer(&s, &c.id, POST_WAIT, true).await
 }
 
-async fn poll(State(s): State<Me>, Path(id): Path<String>) -> Response {
+async fn poll(
+    State(s): State<Me>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let sig = headers
+        .get("sharecall-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| hex_n(v, 64));
+    let Some(sig) = sig else {
+        return error(StatusCode::UNAUTHORIZED, "unauthenticated", "no signature");
+    };
     {
         let mut st = s.shared.lock();
-        if !st.requests.contains_key(&id) {
+        let Some(req) = st.requests.get(&id) else {
             return error(
                 StatusCode::NOT_FOUND,
                 "unknown_request",
                 format!("no request {id}"),
             );
+        };
+        if req.signature[..] != sig[..] {
+            return error(StatusCode::FORBIDDEN, "forbidden", "not its signature");
         }
         *st.gets.entry((s.me, id.clone())).or_default() += 1;
     }
@@ -820,6 +850,11 @@ async fn answer(s: &Me, id: &str, wait: Duration, is_post: bool) -> Response {
             settle(&mut st, id);
             let polls = st.gets.get(&(s.me, id.to_owned())).copied().unwrap_or(0);
             let outcome = st.requests.get(id).and_then(|r| r.outcome.clone());
+            let answer_key = st
+                .requests
+                .get(id)
+                .map(|r| r.answer_key)
+                .unwrap_or_default();
             match outcome {
                 Some(Outcome::Done { seq, results }) => {
                     if behaviour.error_500_when_done {
@@ -834,11 +869,24 @@ async fn answer(s: &Me, id: &str, wait: Duration, is_post: bool) -> Response {
                         )
                             .into_response();
                     }
+                    let clear = result_json(&results[s.me], &behaviour).to_string();
+                    let Ok(sealed) = sharecall_proto::seal::seal(
+                        &answer_key,
+                        id,
+                        s.me as u8,
+                        clear.as_bytes(),
+                        &mut OsRng,
+                    ) else {
+                        return error(StatusCode::BAD_REQUEST, "bad_answer_key", "unusable");
+                    };
                     return Json(json!({
                         "request_id": id,
                         "status": "done",
                         "seq": seq,
-                        "result": result_json(&results[s.me], &behaviour),
+                        "sealed_result": {
+                            "enc": hex::encode(sealed.enc),
+                            "ciphertext": hex::encode(&sealed.ciphertext),
+                        },
                     }))
                     .into_response();
                 }

@@ -14,7 +14,9 @@
 //! verified part tells the leader (`Reads.Ready` RPC, batched), and the
 //! leader's [`Board`] starts a read once all three hold the same signed
 //! request. Parts and answers stay in memory: a lost read is retried by
-//! the client with the same signed request.
+//! the client with the same signed request. An answer is kept only sealed
+//! to the client's answer key ([`Reads::finish`]): its clear shares never
+//! outlive the batch that made them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -40,10 +42,17 @@ pub struct ReadPart {
     pub signed: String,
     /// How long the client lets the providers wait for all parts.
     pub window: Duration,
+    /// The client's answer key (the answer is sealed to it).
+    pub answer_key: [u8; 32],
+    /// blake3 of the request's signature (a poll must present it).
+    pub proof: blake3::Hash,
+    /// This provider (the sealed answer names it).
+    pub provider: u8,
 }
 
-/// What becomes of a read.
-pub type ReadResult = Result<Answer, String>;
+/// What becomes of a read: its sealed `result` object
+/// ([`super::store::seal_answer`]) or why it did not run.
+pub type ReadResult = Result<serde_json::Value, String>;
 
 struct Held {
     read: ReadPart,
@@ -181,9 +190,13 @@ impl Reads {
             .collect()
     }
 
-    /// The result of read `id` if it is known here (finished or pending).
-    pub fn status(&self, id: &str) -> Option<watch::Receiver<Option<ReadResult>>> {
-        self.store().held.get(id).map(|h| h.done.subscribe())
+    /// The result of read `id` if it is known here (finished or pending),
+    /// with the proof a poll must present.
+    pub fn status(&self, id: &str) -> Option<(watch::Receiver<Option<ReadResult>>, blake3::Hash)> {
+        self.store()
+            .held
+            .get(id)
+            .map(|h| (h.done.subscribe(), h.read.proof))
     }
 
     /// Whether `id` is (or was recently) a read here.
@@ -192,10 +205,23 @@ impl Reads {
         store.held.contains_key(id) || store.seen.contains_key(id)
     }
 
-    /// Records the result of read `id` and wakes its waiters.
-    pub fn finish(&self, id: &str, result: ReadResult) {
+    /// Records the result of read `id`, sealed to its client's answer key
+    /// (only the sealed form is kept), and wakes its waiters.
+    pub fn finish(&self, id: &str, result: Result<Answer, String>) {
+        let Some((key, provider)) = self
+            .store()
+            .held
+            .get(id)
+            .map(|h| (h.read.answer_key, h.read.provider))
+        else {
+            return;
+        };
+        // Seal outside the lock: one HPKE seal per answer.
+        let kept = result.and_then(|a| {
+            super::store::seal_answer(&a, &key, id, provider).map_err(|e| e.to_string())
+        });
         if let Some(h) = self.store().held.get(id) {
-            h.done.send_replace(Some(result));
+            h.done.send_replace(Some(kept));
         }
     }
 
@@ -472,6 +498,10 @@ mod tests {
             account: [0; 32],
             signed: signed.into(),
             window: Duration::from_secs(5),
+            answer_key: *sharecall_proto::seal::AnswerSecret::generate(&mut rand::rngs::OsRng)
+                .public(),
+            proof: blake3::hash(b"sig"),
+            provider: 0,
         };
         let Submitted::Wait(rx) = r.submit("a", read("s")) else {
             panic!("new read refused");
@@ -480,6 +510,31 @@ mod tests {
         assert!(r.part("a").is_some());
         r.finish("a", Err("x".into()));
         assert_eq!(rx.borrow().clone(), Some(Err("x".into())));
+        // A finished answer is kept only sealed.
+        let secret = sharecall_proto::seal::AnswerSecret::generate(&mut rand::rngs::OsRng);
+        let mut sealed = read("t");
+        sealed.answer_key = *secret.public();
+        let Submitted::Wait(rx_b) = r.submit("b", sealed) else {
+            panic!("new read refused");
+        };
+        let mut answer = Answer::code(super::super::batch::Code::Ok);
+        answer.endpoint = Some(vec![sharecall_proto::Share::default(); 10]);
+        r.finish("b", Ok(answer));
+        let kept = rx_b.borrow().clone().expect("finished").expect("sealed");
+        assert!(
+            kept.get("endpoint").is_none() && kept.get("code").is_none(),
+            "{kept}"
+        );
+        let enc: [u8; 32] = hex::decode(kept["enc"].as_str().expect("enc"))
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        let ciphertext = hex::decode(kept["ciphertext"].as_str().expect("ct")).expect("hex");
+        let clear = secret
+            .open("b", 0, &sharecall_proto::seal::Sealed { enc, ciphertext })
+            .expect("opens");
+        let v: serde_json::Value = serde_json::from_slice(&clear).expect("json");
+        assert_eq!(v["code"], "ok");
         assert!(r.part("a").is_none(), "finished reads do not run again");
         let Submitted::Wait(again) = r.submit("a", read("s")) else {
             panic!("retry refused");

@@ -1,6 +1,12 @@
 //! What execution keeps durably besides the table: each request's part
 //! and signed metadata (stored before the part is logged as ready), each
 //! request's answer, and each batch's transcript.
+//!
+//! No answer share is kept here: a write's answer is a result code (and
+//! an import's counts), public values the transcript holds as well; a
+//! resolution's answer lives in memory, sealed ([`super::reads`]).
+//! Answers leave this provider only sealed to the client's answer key
+//! ([`seal_answer`]).
 
 // redb::Error is the error type of the store's transaction callbacks.
 #![allow(clippy::result_large_err)]
@@ -11,7 +17,7 @@ use sharecall_proto::Share;
 
 use super::batch::{Answer, Code, Transcript};
 use crate::sequencer::applied::read_table;
-use crate::tables::part::{decode_shares, encode_shares};
+use crate::tables::part::encode_shares;
 
 const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("request_parts");
 const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("request_meta");
@@ -27,6 +33,72 @@ pub struct RequestMeta {
     pub account: String,
     /// blake3 of the signed message (a retry must match it).
     pub signed: String,
+    /// The client's answer key (hex X25519 public key): answers are
+    /// sealed to it. Absent in records older than sealed answers, whose
+    /// answers are then not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_key: Option<String>,
+    /// blake3 of the request's signature (hex): `GET /v1/requests/{id}`
+    /// must present the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// blake3 of a request signature: what a poll's `Sharecall-Signature`
+/// header is compared with (blake3 hashes compare in constant time).
+pub fn signature_proof(signature: &[u8; 64]) -> blake3::Hash {
+    blake3::hash(signature)
+}
+
+/// Fault injection for tests: with `SHARECALL_FAULT_TAMPER_ANSWERS` set,
+/// this provider alters the answer shares it returns (the client must
+/// notice and name it).
+fn tampered(shares: &[Share]) -> Vec<Share> {
+    let mut out = shares.to_vec();
+    if std::env::var_os("SHARECALL_FAULT_TAMPER_ANSWERS").is_some() {
+        if let Some(s) = out.first_mut() {
+            s.first += sharecall_proto::Fp::ONE;
+        }
+    }
+    out
+}
+
+/// The `result` object of an answer (docs/API.md, "Answers"), in the
+/// clear: only ever an input to [`seal_answer`].
+fn result_json(a: &Answer) -> serde_json::Value {
+    let mut r = serde_json::json!({"code": a.code.as_str()});
+    if let Some(e) = a.endpoint.as_deref().map(tampered) {
+        r["endpoint"] = serde_json::json!(hex::encode(encode_shares(&e)));
+    }
+    if let Some(x) = &a.extra {
+        r["extra"] = serde_json::json!(hex::encode(x));
+    }
+    if let Some(t) = a.expires_at_ms {
+        r["expires_at_ms"] = serde_json::json!(t);
+    }
+    if let Some((ok, skipped)) = a.imported {
+        r["imported"] = serde_json::json!(ok);
+        r["skipped"] = serde_json::json!(skipped);
+    }
+    r
+}
+
+/// Provider `me`'s answer to request `id`, sealed to the client's
+/// `answer_key`: the `sealed_result` object `{"enc", "ciphertext"}` of
+/// docs/API.md. One HPKE seal; the clear result never leaves this call.
+pub fn seal_answer(
+    a: &Answer,
+    answer_key: &[u8; 32],
+    id: &str,
+    me: u8,
+) -> Result<serde_json::Value, sharecall_proto::seal::SealError> {
+    // A JSON value of strings and integers always serialises.
+    let clear = serde_json::to_vec(&result_json(a)).unwrap_or_default();
+    let sealed = sharecall_proto::seal::seal(answer_key, id, me, &clear, &mut rand::rngs::OsRng)?;
+    Ok(serde_json::json!({
+        "enc": hex::encode(sealed.enc),
+        "ciphertext": hex::encode(&sealed.ciphertext),
+    }))
 }
 
 fn corrupt(e: impl std::fmt::Display) -> redb::Error {
@@ -71,15 +143,11 @@ pub fn part(db: &redb::Database, id: &str) -> Result<Option<Vec<u8>>, redb::Erro
     Ok(v.map(|v| v.value().to_vec()))
 }
 
+/// A recorded answer: public values only (records written before sealed
+/// answers may hold more fields; they are ignored).
 #[derive(Serialize, Deserialize)]
 struct StoredAnswer {
     code: Code,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    extra: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     imported: Option<(u64, u64)>,
 }
@@ -92,11 +160,16 @@ pub fn record_batch(
 ) -> Result<(), redb::Error> {
     let mut t = txn.open_table(ANSWERS)?;
     for (id, a) in answers {
+        // A resolution is never logged (it runs in a read batch), so a
+        // logged answer carries no shares; should one ever, its shares are
+        // not written: it is recorded as unavailable here.
+        let code = if a.endpoint.is_some() {
+            Code::Unavailable
+        } else {
+            a.code
+        };
         let s = StoredAnswer {
-            code: a.code,
-            endpoint: a.endpoint.as_ref().map(|e| hex::encode(encode_shares(e))),
-            extra: a.extra.as_ref().map(hex::encode),
-            expires_at_ms: a.expires_at_ms,
+            code,
             imported: a.imported,
         };
         t.insert(
@@ -120,21 +193,9 @@ pub fn answer(db: &redb::Database, id: &str) -> Result<Option<Answer>, redb::Err
         return Ok(None);
     };
     let s: StoredAnswer = serde_json::from_slice(v.value()).map_err(corrupt)?;
-    let endpoint: Option<Vec<Share>> = match s.endpoint {
-        None => None,
-        Some(h) => {
-            let bytes = hex::decode(h).map_err(corrupt)?;
-            let n = bytes.len() / 64;
-            Some(decode_shares(&bytes, n).ok_or_else(|| corrupt("answer shares"))?)
-        }
-    };
-    Ok(Some(Answer {
-        code: s.code,
-        endpoint,
-        extra: s.extra.map(hex::decode).transpose().map_err(corrupt)?,
-        expires_at_ms: s.expires_at_ms,
-        imported: s.imported,
-    }))
+    let mut a = Answer::code(s.code);
+    a.imported = s.imported;
+    Ok(Some(a))
 }
 
 /// Transcripts of the batches starting at `from` or later (at most

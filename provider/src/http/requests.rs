@@ -6,7 +6,9 @@
 //! timestamp, window and every part's hash; freshness; the part's hash and
 //! shape; enrollment; rate limit), stored durably, then logged as ready.
 //! Once all three providers hold their part the request is ordered, and
-//! the answer is what this provider's executor recorded for it.
+//! the answer is what this provider's executor recorded for it, sealed to
+//! the client's answer key (`sealed_result`); polling it needs the
+//! request's signature (`Sharecall-Signature` header).
 //!
 //! A resolution changes nothing and takes a shorter path: its part is held
 //! in memory and announced to the coordinator, which runs it in a read
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -32,7 +34,7 @@ use crate::execution::batch::Answer;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
 use crate::sequencer::lifecycle::{self, Outcome};
-use crate::tables::part::{encode_shares, Kind, Part, PartError};
+use crate::tables::part::{Kind, Part, PartError};
 use crate::tables::Variant;
 use sharecall_proto::clock::now_ms;
 
@@ -58,39 +60,39 @@ struct PartRequest {
     part_hashes: Vec<String>,
     /// ed25519 signature over `sharecall_proto::request::SignedFields`, hex.
     signature: String,
+    /// The client's fresh X25519 public key for this request, hex: the
+    /// answer is sealed to it.
+    answer_key: String,
     /// This provider's part, hex.
     part: String,
 }
 
-/// Fault injection for tests: with `SHARECALL_FAULT_TAMPER_ANSWERS` set,
-/// this provider alters the answer shares it returns (the client must
-/// notice and name it).
-fn tampered(shares: &[sharecall_proto::Share]) -> Vec<sharecall_proto::Share> {
-    let mut out = shares.to_vec();
-    if std::env::var_os("SHARECALL_FAULT_TAMPER_ANSWERS").is_some() {
-        if let Some(s) = out.first_mut() {
-            s.first += sharecall_proto::Fp::ONE;
-        }
+/// The header that proves a poll comes from the requester: the request's
+/// signature, hex.
+pub const SIGNATURE_HEADER: &str = "sharecall-signature";
+
+/// The `done` body with the answer sealed to `answer_key`.
+fn done(
+    s: &PublicState,
+    id: &str,
+    seq: Option<u64>,
+    a: &Answer,
+    answer_key: &[u8; 32],
+) -> Response {
+    match store::seal_answer(a, answer_key, id, s.me) {
+        Ok(sealed) => done_sealed(id, seq, sealed),
+        Err(e) => error(StatusCode::BAD_REQUEST, "bad_answer_key", e.to_string()),
     }
-    out
 }
 
-fn answer_json(a: &Answer) -> Value {
-    let mut r = json!({"code": a.code.as_str()});
-    if let Some(e) = a.endpoint.as_deref().map(tampered) {
-        r["endpoint"] = json!(hex::encode(encode_shares(&e)));
-    }
-    if let Some(x) = &a.extra {
-        r["extra"] = json!(hex::encode(x));
-    }
-    if let Some(t) = a.expires_at_ms {
-        r["expires_at_ms"] = json!(t);
-    }
-    if let Some((ok, skipped)) = a.imported {
-        r["imported"] = json!(ok);
-        r["skipped"] = json!(skipped);
-    }
-    r
+fn done_sealed(id: &str, seq: Option<u64>, sealed: Value) -> Response {
+    Json(json!({
+        "request_id": id,
+        "status": "done",
+        "seq": seq,
+        "sealed_result": sealed,
+    }))
+    .into_response()
 }
 
 fn pending(id: &str, seq: Option<u64>) -> Response {
@@ -102,19 +104,19 @@ fn pending(id: &str, seq: Option<u64>) -> Response {
 }
 
 /// The answer for a request whose outcome is `o`, waiting up to `wait`
-/// for it to execute.
-async fn answer(s: &PublicState, id: &str, o: &Outcome, wait: Duration) -> Response {
+/// for it to execute, sealed to `answer_key`.
+async fn answer(
+    s: &PublicState,
+    id: &str,
+    o: &Outcome,
+    wait: Duration,
+    answer_key: &[u8; 32],
+) -> Response {
     match o {
         Outcome::Executed { seq } => {
             s.executor.wait_executed(*seq, wait).await;
             match store::answer(s.sequencer.store().database(), id) {
-                Ok(Some(a)) => Json(json!({
-                    "request_id": id,
-                    "status": "done",
-                    "seq": seq,
-                    "result": answer_json(&a),
-                }))
-                .into_response(),
+                Ok(Some(a)) => done(s, id, Some(*seq), &a, answer_key),
                 Ok(None) => pending(id, Some(*seq)),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
             }
@@ -187,6 +189,13 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
             "signature must be 128 hex digits",
         );
     };
+    let Some(answer_key) = decode_hex::<32>(&req.answer_key) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_answer_key",
+            "answer_key must be a 64-digit hex X25519 public key",
+        );
+    };
     let signed = sharecall_proto::request::SignedFields {
         request_id: &req.request_id,
         kind: &req.kind,
@@ -194,6 +203,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         timestamp_ms: req.timestamp_ms,
         window_ms,
         part_hashes: &hashes,
+        answer_key: &answer_key,
     }
     .message();
     if !s.accounts.verify(&account, &signed, &signature) {
@@ -273,8 +283,9 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
     let signed_hash = blake3::hash(&signed).to_hex().to_string();
+    let proof = store::signature_proof(&signature);
     if let (Kind::Resolve, Some(parsed)) = (kind, parsed) {
-        return submit_read(&s, &req, account, signed_hash, parsed).await;
+        return submit_read(&s, &req, account, signed_hash, parsed, answer_key, proof).await;
     }
     if s.executor.reads().knows(&req.request_id) {
         return id_reused(&req.request_id);
@@ -298,7 +309,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         }
     }
     match lifecycle::outcome(db, &req.request_id) {
-        Ok(Some(o)) => return answer(&s, &req.request_id, &o, s.answer_wait).await,
+        Ok(Some(o)) => return answer(&s, &req.request_id, &o, s.answer_wait, &answer_key).await,
         Ok(None) => {}
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
@@ -310,6 +321,8 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
             kind: req.kind.clone(),
             account: req.account.to_ascii_lowercase(),
             signed: signed_hash.clone(),
+            answer_key: Some(hex::encode(answer_key)),
+            proof: Some(proof.to_hex().to_string()),
         };
         let store = s.sequencer.store().clone();
         let id = req.request_id.clone();
@@ -334,7 +347,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         at_ms: now_ms(),
     };
     match s.sequencer.part_ready(ready, Duration::from_secs(5)).await {
-        Ok(o) => answer(&s, &req.request_id, &o, s.answer_wait).await,
+        Ok(o) => answer(&s, &req.request_id, &o, s.answer_wait, &answer_key).await,
         Err(e) => error(StatusCode::GATEWAY_TIMEOUT, "not_ordered", e.to_string()),
     }
 }
@@ -370,6 +383,8 @@ async fn submit_read(
     account: [u8; 32],
     signed: String,
     parsed: Part,
+    answer_key: [u8; 32],
+    proof: blake3::Hash,
 ) -> Response {
     let id = &req.request_id;
     match store::request(s.sequencer.store().database(), id) {
@@ -389,6 +404,9 @@ async fn submit_read(
         account,
         signed: signed.clone(),
         window,
+        answer_key,
+        proof,
+        provider: s.me,
     };
     let rx = match reads.submit(id, read) {
         Submitted::Reused => return id_reused(id),
@@ -409,6 +427,32 @@ async fn submit_read(
     read_answer(s, id, rx, s.answer_wait.min(window + READ_GRACE)).await
 }
 
+/// The proof a poll presents: blake3 of its `Sharecall-Signature` header,
+/// or the 401 for a missing or malformed one.
+#[allow(clippy::result_large_err)]
+fn poll_proof(headers: &HeaderMap) -> Result<blake3::Hash, Response> {
+    let sig = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| decode_hex::<64>(v.trim()));
+    sig.map(|s| store::signature_proof(&s)).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "polling an answer needs the request's signature (128 hex digits) \
+             in the Sharecall-Signature header",
+        )
+    })
+}
+
+fn forbidden(id: &str) -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("the Sharecall-Signature header is not request {id}'s signature"),
+    )
+}
+
 /// The answer to read `id` once its batch has run (waiting up to `wait`).
 async fn read_answer(
     s: &PublicState,
@@ -426,40 +470,67 @@ async fn read_answer(
         },
     };
     match result {
-        Ok(a) => Json(json!({
-            "request_id": id,
-            "status": "done",
-            "seq": null,
-            "result": answer_json(&a),
-        }))
-        .into_response(),
+        Ok(sealed) => done_sealed(id, None, sealed),
         Err(reason) => aborted(id, &reason),
     }
 }
 
-/// `GET /v1/requests/{id}`: a request's answer at this provider.
+/// `GET /v1/requests/{id}`: a request's answer at this provider, for the
+/// requester only: the `Sharecall-Signature` header must carry the
+/// request's signature (third parties are refused; the other providers
+/// know the signature, but the answer is sealed to the client).
 pub async fn request_outcome(
     State(s): State<Arc<PublicState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     if let Some(r) = bad_request_id(&id) {
         return r;
     }
-    if let Some(rx) = s.executor.reads().status(&id) {
+    let proof = match poll_proof(&headers) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    if let Some((rx, held)) = s.executor.reads().status(&id) {
+        // blake3 hashes compare in constant time.
+        if held != proof {
+            return forbidden(&id);
+        }
         return read_answer(&s, &id, rx, Duration::from_millis(200)).await;
     }
     let db = s.sequencer.store().database();
+    let meta = match store::request(db, &id) {
+        Ok(Some(m)) => m,
+        // Without the part (and its signature) here no answer is served;
+        // an abort is no answer (every provider logged it), so it is said.
+        Ok(None) => {
+            return match lifecycle::outcome(db, &id) {
+                Ok(Some(Outcome::Aborted { reason })) => aborted(&id, &reason),
+                Ok(_) => error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_request",
+                    format!("no request {id} is known here"),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+            }
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    };
+    let stored_proof = meta
+        .proof
+        .as_deref()
+        .and_then(|h| blake3::Hash::from_hex(h).ok());
+    let key = meta.answer_key.as_deref().and_then(decode_hex::<32>);
+    let (Some(stored_proof), Some(key)) = (stored_proof, key) else {
+        // A record from before sealed answers: its answer is not served.
+        return forbidden(&id);
+    };
+    if stored_proof != proof {
+        return forbidden(&id);
+    }
     match lifecycle::outcome(db, &id) {
-        Ok(Some(o)) => answer(&s, &id, &o, Duration::from_millis(200)).await,
-        Ok(None) => match store::request(db, &id) {
-            Ok(Some(_)) => pending(&id, None),
-            Ok(None) => error(
-                StatusCode::NOT_FOUND,
-                "unknown_request",
-                format!("no request {id} is known here"),
-            ),
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
-        },
+        Ok(Some(o)) => answer(&s, &id, &o, Duration::from_millis(200), &key).await,
+        Ok(None) => pending(&id, None),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
 }
