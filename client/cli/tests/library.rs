@@ -126,7 +126,9 @@ fn pinned_tls_refuses_an_impostor_before_sending_anything() {
     let data = tempfile::tempdir().expect("tempdir");
     let (rt, cluster) = real::real_cluster(data.path(), &[]);
     let urls = cluster.urls();
-    assert!(urls.iter().all(|u| u.starts_with("https://") && u.contains("#sha256=")));
+    assert!(urls
+        .iter()
+        .all(|u| u.starts_with("https://") && u.contains("#sha256=")));
 
     let seen = Arc::new(AtomicU64::new(0));
     let impostor_url = rt.block_on(async {
@@ -162,7 +164,11 @@ fn pinned_tls_refuses_an_impostor_before_sending_anything() {
         .to_string();
     assert!(err.contains("P1 (https://127.0.0.1:"), "{err}");
     assert!(err.contains("is not the pinned"), "{err}");
-    assert_eq!(seen.load(Ordering::SeqCst), 0, "a request reached the impostor");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "a request reached the impostor"
+    );
 
     rt.block_on(async {
         let cl = enrolled(&urls).await;

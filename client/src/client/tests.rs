@@ -233,7 +233,10 @@ async fn plain_http_is_refused_before_anything_is_sent() {
     let key = AccountKey::generate(&mut OsRng);
     let c = Client::new(&urls, key).expect("client");
     let err = c.enroll(None).await.expect_err("plain HTTP").to_string();
-    assert!(err.contains("provider URL 0") && err.contains("plain HTTP"), "{err}");
+    assert!(
+        err.contains("provider URL 0") && err.contains("plain HTTP"),
+        "{err}"
+    );
     assert!(err.contains("allow_plain_http"), "{err}");
     let (ps, ep) = entry();
     let err = c
@@ -242,8 +245,7 @@ async fn plain_http_is_refused_before_anything_is_sent() {
         .expect_err("plain HTTP")
         .to_string();
     assert!(err.contains("plain HTTP"), "{err}");
-    let accepted =
-        tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
     assert!(accepted.is_err(), "the client connected");
 }
 
