@@ -23,6 +23,8 @@ fn p(i: usize) -> PartyId {
 fn client(c: &Cluster, key: &AccountKey) -> Client {
     Client::new(&c.urls, key.clone())
         .expect("client")
+        // The stand-ins speak plain HTTP.
+        .allow_plain_http()
         .with_timeout(Duration::from_secs(10))
 }
 

@@ -27,6 +27,10 @@ const PROVIDER_IDS: [u8; 3] = [0, 1, 2];
 /// written.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// `[api_tls]` names a certificate without a key or a key without a
+    /// certificate.
+    #[error("[api_tls]: set both `cert` and `key`, or neither (then the provider's own certificate is used)")]
+    ApiTlsHalf,
     /// The file could not be read.
     #[error("cannot read config file {}: {source}", path.display())]
     Read {
@@ -196,6 +200,25 @@ pub struct ProviderConfig {
     /// Logging. Optional; see [`LogConfig`].
     #[serde(default)]
     pub log: LogConfig,
+    /// The certificate of the public API. Optional; see [`ApiTlsConfig`].
+    #[serde(default)]
+    pub api_tls: ApiTlsConfig,
+}
+
+/// The public API's certificate (section `[api_tls]`). By default the
+/// provider presents its own certificate (`provider.cert.pem`, made by
+/// `sharecall-provider init`), which clients pin by the fingerprint
+/// `sharecall-provider fingerprint` prints. An operator may instead give a
+/// CA-issued chain and its key, which clients without a pin verify against
+/// the system's roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiTlsConfig {
+    /// PEM file with the certificate chain, leaf first. Set together with
+    /// `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM file with the chain's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
 }
 
 /// The lookup table (section `[tables]`). All three providers must use the
@@ -289,9 +312,15 @@ pub struct ListenConfig {
     /// Keep it on a private interface: it is not authenticated.
     pub admin: SocketAddr,
     /// The public REST API clients use (`/v1/requests`, `/v1/accounts`,
-    /// `/v1/openapi.json`). Default `127.0.0.1:7403`; put it on the
-    /// interface clients reach, behind TLS termination.
+    /// `/v1/openapi.json`), served over TLS 1.3 with the certificate of
+    /// [`ProviderConfig::api_tls`]. Default `127.0.0.1:7403`; put it on the
+    /// interface clients reach.
     pub api: SocketAddr,
+    /// Serve `api` as plain HTTP instead of TLS. Default `false`. Anyone
+    /// who sees a client's three connections then reads every share and
+    /// request id: only for a TLS-terminating proxy on the same host or a
+    /// test. The provider logs a warning at start when it is set.
+    pub api_plaintext_insecure: bool,
 }
 
 impl Default for ListenConfig {
@@ -301,6 +330,7 @@ impl Default for ListenConfig {
             smc: SocketAddr::from(([127, 0, 0, 1], 7401)),
             admin: SocketAddr::from(([127, 0, 0, 1], 7402)),
             api: SocketAddr::from(([127, 0, 0, 1], 7403)),
+            api_plaintext_insecure: false,
         }
     }
 }
@@ -534,6 +564,9 @@ impl ProviderConfig {
         self.validate_peers()?;
         self.validate_listen()?;
         self.validate_timeouts()?;
+        if self.api_tls.cert.is_some() != self.api_tls.key.is_some() {
+            return Err(ConfigError::ApiTlsHalf);
+        }
         if self.jobs.lanes == 0 {
             return Err(ConfigError::NoLanes);
         }

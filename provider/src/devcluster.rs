@@ -11,8 +11,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{
-    AccountsConfig, JobsConfig, ListenConfig, LogConfig, PeerConfig, PolicyConfig, ProviderConfig,
-    SecureSumConfig, SequencerSettings, TablesConfig, Timeouts,
+    AccountsConfig, ApiTlsConfig, JobsConfig, ListenConfig, LogConfig, PeerConfig, PolicyConfig,
+    ProviderConfig, SecureSumConfig, SequencerSettings, TablesConfig, Timeouts,
 };
 use crate::identity::{Fingerprint, Identity};
 use crate::server::ServerError;
@@ -28,6 +28,9 @@ pub struct DevOptions {
     pub accounts: AccountsConfig,
     /// SMC lanes per provider.
     pub lanes: u32,
+    /// Serve the public APIs as plain HTTP (`listen.api_plaintext_insecure`).
+    /// Default `false`: TLS with each provider's own certificate.
+    pub api_plaintext_insecure: bool,
 }
 
 impl DevOptions {
@@ -41,6 +44,7 @@ impl DevOptions {
                 ..AccountsConfig::default()
             },
             lanes: 6,
+            api_plaintext_insecure: false,
         }
     }
 }
@@ -63,6 +67,9 @@ pub struct DevCluster {
     pub api: [SocketAddr; 3],
     /// Each provider's configuration.
     pub configs: [ProviderConfig; 3],
+    /// The certificate fingerprint each public API presents (clients pin
+    /// it), or `None` for plain HTTP.
+    pub api_fingerprints: Option<[Fingerprint; 3]>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<Result<(), ServerError>>>,
 }
@@ -104,6 +111,7 @@ impl DevCluster {
                 smc: ports[4 * i + 1],
                 admin: ports[4 * i + 2],
                 api: ports[4 * i + 3],
+                api_plaintext_insecure: options.api_plaintext_insecure,
             })
             .collect();
         let mut routed: Vec<(SocketAddr, SocketAddr, SocketAddr)> = Vec::with_capacity(3);
@@ -141,6 +149,7 @@ impl DevCluster {
             tables: options.tables.clone(),
             accounts: options.accounts.clone(),
             log: LogConfig::default(),
+            api_tls: ApiTlsConfig::default(),
         });
         let stop = CancellationToken::new();
         let mut tasks = Vec::with_capacity(3);
@@ -154,14 +163,20 @@ impl DevCluster {
         Ok(DevCluster {
             api: [routed[0].2, routed[1].2, routed[2].2],
             configs,
+            api_fingerprints: (!options.api_plaintext_insecure)
+                .then(|| [fingerprints[0], fingerprints[1], fingerprints[2]]),
             stop,
             tasks,
         })
     }
 
-    /// Base URLs of the three REST APIs.
+    /// Base URLs of the three REST APIs: `https://ADDR#sha256=FINGERPRINT`
+    /// (the pinned form clients take), or `http://ADDR` for plain HTTP.
     pub fn urls(&self) -> [String; 3] {
-        self.api.map(|a| format!("http://{a}"))
+        std::array::from_fn(|i| match &self.api_fingerprints {
+            Some(fps) => format!("https://{}#sha256={}", self.api[i], fps[i]),
+            None => format!("http://{}", self.api[i]),
+        })
     }
 
     /// Stops the providers and waits for them.

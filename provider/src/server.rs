@@ -86,6 +86,9 @@ pub enum ServerError {
     /// The requester key could not be loaded or created.
     #[error(transparent)]
     RequesterKey(#[from] TaskError),
+    /// The public API's certificate or key could not be used.
+    #[error(transparent)]
+    ApiTls(#[from] http::tls::ApiTlsError),
     /// A local development cluster could not be set up (files, ports).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -128,6 +131,19 @@ pub async fn run(
     let smc_listener = bind("smc", config.listen.smc).await?;
     let admin_listener = bind("admin", config.listen.admin).await?;
     let api_listener = bind("api", config.listen.api).await?;
+    // Built before anything runs, so a bad `[api_tls]` stops the start.
+    let api_tls = if config.listen.api_plaintext_insecure {
+        warn!(
+            api = %config.listen.api,
+            "INSECURE: listen.api_plaintext_insecure is set; the public API is served as \
+             plain HTTP and anyone on the path reads every share and request id"
+        );
+        None
+    } else {
+        let cert = http::tls::ApiCert::load(&config.api_tls, &identity)?;
+        info!(api = %config.listen.api, fingerprint = %cert.fingerprint, "public API over TLS");
+        Some(cert.server_config()?)
+    };
 
     // Who is who, by pinned certificate (this provider included: its own
     // gateway talks to its own peer service like to the others).
@@ -373,11 +389,16 @@ pub async fn run(
             let cancel = cancel.clone();
             let router = http::public::router(public);
             tasks.spawn(async move {
-                let result = axum::serve(api_listener, router)
-                    .with_graceful_shutdown(cancel.cancelled_owned())
-                    .await;
-                if let Err(e) = result {
-                    warn!("api server stopped: {e}");
+                match api_tls {
+                    Some(tls) => http::tls::serve(api_listener, tls, router, cancel).await,
+                    None => {
+                        let result = axum::serve(api_listener, router)
+                            .with_graceful_shutdown(cancel.cancelled_owned())
+                            .await;
+                        if let Err(e) = result {
+                            warn!("api server stopped: {e}");
+                        }
+                    }
                 }
             });
         }

@@ -55,6 +55,9 @@ pub struct ClusterOptions {
     pub rate: (u32, u32),
     /// Accounts (hex public keys) allowed to bulk-import.
     pub importers: Vec<String>,
+    /// Serve the public APIs as plain HTTP
+    /// (`listen.api_plaintext_insecure`); default TLS.
+    pub api_plaintext_insecure: bool,
 }
 
 impl Default for ClusterOptions {
@@ -70,6 +73,7 @@ impl Default for ClusterOptions {
             enrollment: "open",
             rate: (10_000, 10_000),
             importers: Vec::new(),
+            api_plaintext_insecure: false,
         }
     }
 }
@@ -97,6 +101,16 @@ pub struct Cluster {
     pub fingerprints: [String; 3],
     children: [Option<Child>; 3],
     options: ClusterOptions,
+    /// One HTTP agent per provider's public API, pinned to its certificate.
+    api_agents: [ureq::Agent; 3],
+}
+
+/// An HTTP agent that accepts only the certificate with fingerprint `fp`
+/// (connections are kept alive and reused).
+pub fn pinned_agent(fp: &str) -> ureq::Agent {
+    let pin: sharecall_client::client::tls::CertPin = fp.parse().expect("fingerprint");
+    let tls = sharecall_client::client::tls::pinned_config(&[pin]).expect("TLS config");
+    ureq::AgentBuilder::new().tls_config(tls).build()
 }
 
 fn fingerprint_of(stdout: &str) -> String {
@@ -156,12 +170,14 @@ impl Cluster {
             assert!(out.status.success(), "init failed: {stderr}");
             fingerprint_of(&stdout)
         });
+        let api_agents = std::array::from_fn(|i| pinned_agent(&fingerprints[i]));
         let mut cluster = Cluster {
             dir,
             addrs,
             fingerprints,
             children: [None, None, None],
             options,
+            api_agents,
         };
         for i in 0..3 {
             cluster.write_config(i);
@@ -191,12 +207,13 @@ impl Cluster {
         let a = self.addrs[i];
         let data = self.dir.path().join(format!("p{i}"));
         let mut s = format!(
-            "id = {i}\ndata_dir = {:?}\n\n[listen]\ncontrol = \"{}\"\nsmc = \"{}\"\nadmin = \"{}\"\napi = \"{}\"\n\n",
+            "id = {i}\ndata_dir = {:?}\n\n[listen]\ncontrol = \"{}\"\nsmc = \"{}\"\nadmin = \"{}\"\napi = \"{}\"\napi_plaintext_insecure = {}\n\n",
             data.to_str().expect("utf-8 path"),
             a.control,
             a.smc,
             a.admin,
-            a.api
+            a.api,
+            o.api_plaintext_insecure
         );
         for j in (0..3).filter(|j| *j != i) {
             s += &format!(
@@ -283,27 +300,51 @@ impl Cluster {
         self.children[i].as_mut()
     }
 
-    /// The URL of `path` at provider `i`: the public API for client
-    /// paths, the admin endpoint for everything else.
-    fn url(&self, i: usize, path: &str) -> String {
+    /// The URL of `path` at provider `i` and the agent to use: the public
+    /// API (TLS, pinned; plain HTTP with `api_plaintext_insecure`) for
+    /// client paths, the admin endpoint (plain HTTP, loopback) for
+    /// everything else.
+    fn url(&self, i: usize, path: &str) -> (ureq::Agent, String) {
         let public = ["/v1/requests", "/v1/accounts", "/v1/openapi.json"]
             .iter()
             .any(|p| path.starts_with(p));
-        let addr = if public {
-            self.addrs[i].api
+        if public && !self.options.api_plaintext_insecure {
+            (
+                self.api_agents[i].clone(),
+                format!("https://{}{path}", self.addrs[i].api),
+            )
         } else {
-            self.addrs[i].admin
-        };
-        format!("http://{addr}{path}")
+            let addr = if public {
+                self.addrs[i].api
+            } else {
+                self.addrs[i].admin
+            };
+            (ureq::agent(), format!("http://{addr}{path}"))
+        }
+    }
+
+    /// The agent for provider `i`'s public API (pinned to its certificate).
+    pub fn api_agent(&self, i: usize) -> &ureq::Agent {
+        &self.api_agents[i]
+    }
+
+    /// Provider `i`'s public API as clients name it:
+    /// `https://ADDR#sha256=FINGERPRINT`, or `http://ADDR` when plain.
+    pub fn api_url(&self, i: usize) -> String {
+        if self.options.api_plaintext_insecure {
+            format!("http://{}", self.addrs[i].api)
+        } else {
+            format!(
+                "https://{}#sha256={}",
+                self.addrs[i].api, self.fingerprints[i]
+            )
+        }
     }
 
     /// GET on provider `i`'s admin API: Ok(json) on 2xx, Err((status, body)).
     pub fn get(&self, i: usize, path: &str) -> Result<Value, (u16, String)> {
-        response(
-            ureq::get(&self.url(i, path))
-                .timeout(Duration::from_secs(5))
-                .call(),
-        )
+        let (agent, url) = self.url(i, path);
+        response(agent.get(&url).timeout(Duration::from_secs(5)).call())
     }
 
     /// GET on provider `i` with a request's signature (hex) in the
@@ -324,7 +365,9 @@ impl Cluster {
 
     /// GET returning the raw text (for /metrics).
     pub fn get_text(&self, i: usize, path: &str) -> String {
-        ureq::get(&self.url(i, path))
+        let (agent, url) = self.url(i, path);
+        agent
+            .get(&url)
             .timeout(Duration::from_secs(5))
             .call()
             .expect("GET")
@@ -334,8 +377,10 @@ impl Cluster {
 
     /// POSTs JSON to provider `i`'s admin API.
     pub fn post(&self, i: usize, path: &str, body: Value) -> Result<Value, (u16, String)> {
+        let (agent, url) = self.url(i, path);
         response(
-            ureq::post(&self.url(i, path))
+            agent
+                .post(&url)
                 .timeout(Duration::from_secs(60))
                 .send_json(body),
         )
@@ -357,8 +402,10 @@ impl Cluster {
 
     /// Submits a job through provider `i`.
     pub fn job(&self, i: usize, kind: &str, params: Value) -> Result<Value, (u16, String)> {
+        let (agent, url) = self.url(i, "/v1/admin/jobs");
         response(
-            ureq::post(&self.url(i, "/v1/admin/jobs"))
+            agent
+                .post(&url)
                 .timeout(Duration::from_secs(60))
                 .send_json(serde_json::json!({"kind": kind, "params": params, "purpose": "test"})),
         )

@@ -60,10 +60,8 @@ fn import_three_thousand_rows_resolve_and_reimport_skips() {
         importers: vec![account.clone()],
         ..Default::default()
     });
-    let providers = cluster
-        .addrs
-        .iter()
-        .map(|a| format!("http://{}", a.api))
+    let providers = (0..3)
+        .map(|i| cluster.api_url(i))
         .collect::<Vec<_>>()
         .join(",");
     let run = |args: &[&str]| sharecall(home.path(), &key, &providers, args);

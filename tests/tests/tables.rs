@@ -384,7 +384,9 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
             .is_some_and(|m| !m.is_empty()));
     };
     let raw = |body: &str| -> Result<serde_json::Value, (u16, String)> {
-        let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].api))
+        let r = cluster
+            .api_agent(0)
+            .post(&format!("https://{}/v1/requests", cluster.addrs[0].api))
             .set("content-type", "application/json")
             .send_string(body);
         match r {
@@ -482,7 +484,10 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
             100,
         )[0]
         .clone();
-        let r = ureq::post(&format!("http://{}/v1/requests", cluster.addrs[0].api)).send_json(b);
+        let r = cluster
+            .api_agent(0)
+            .post(&format!("https://{}/v1/requests", cluster.addrs[0].api))
+            .send_json(b);
         if let Err(ureq::Error::Status(429, r)) = r {
             limited = Some(r.header("retry-after").map(str::to_string));
             break;

@@ -48,9 +48,17 @@ impl KeyArg {
 /// Options of every subcommand that talks to the providers.
 #[derive(clap::Args)]
 pub struct Common {
-    /// The three providers' base URLs in order P0,P1,P2.
+    /// The three providers' base URLs in order P0,P1,P2, each
+    /// `https://HOST:PORT#sha256=FINGERPRINT` (pinned to the fingerprint
+    /// `sharecall-provider fingerprint` prints) or `https://HOST:PORT`
+    /// (a CA-issued certificate, checked against the system's roots).
     #[arg(long, env = "SHARECALL_PROVIDERS", value_name = "URL,URL,URL")]
     providers: Option<String>,
+    /// Allow plain `http://` provider URLs. INSECURE: anyone on the path
+    /// reads every share and request id. Only for tests or a
+    /// TLS-terminating proxy on the same host.
+    #[arg(long)]
+    insecure_plain_http: bool,
     #[command(flatten)]
     key: KeyArg,
     /// Longest time to wait for the providers (polling and retries
@@ -81,6 +89,14 @@ impl Common {
         let urls = parse_provider_list(list).map_err(|e| e.to_string())?;
         let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
         Client::new(&urls, key)
+            .map(|c| {
+                if self.insecure_plain_http {
+                    eprintln!("warning: --insecure-plain-http: plain HTTP URLs are used as given");
+                    c.allow_plain_http()
+                } else {
+                    c
+                }
+            })
             .and_then(|c| c.with_window_ms(window_ms))
             .map(|c| c.with_timeout(self.timeout))
             .map_err(|e| e.to_string())

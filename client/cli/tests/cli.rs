@@ -90,7 +90,7 @@ fn closed_ports() -> String {
     let urls: Vec<String> = (0..3)
         .map(|_| {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            format!("http://{}", l.local_addr().expect("addr"))
+            format!("https://{}", l.local_addr().expect("addr"))
         })
         .collect();
     urls.join(",")
@@ -285,7 +285,7 @@ fn unreachable_providers_are_named() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("resolve request c-"), "{err}");
-    assert!(err.contains("P0 (http://127.0.0.1:"), "{err}");
+    assert!(err.contains("P0 (https://127.0.0.1:"), "{err}");
     assert!(err.contains("unreachable after 5 attempts"), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(
@@ -298,7 +298,7 @@ fn unreachable_providers_are_named() {
     let (code, _, err) = run_in(h.path(), &[], &["enroll", "--providers", &urls]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("enrollment failed: P0 (http://127.0.0.1:"),
+        err.contains("enrollment failed: P0 (https://127.0.0.1:"),
         "{err}"
     );
 }
@@ -398,6 +398,10 @@ fn degraded_and_tampered_answers_against_stand_in_providers() {
     let run = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend(["--key", &key_s]);
+        // The stand-ins speak plain HTTP.
+        if all[0] != "keygen" {
+            all.push("--insecure-plain-http");
+        }
         run_in(h.path(), &env, &all)
     };
     assert_eq!(run(&["keygen"]).0, Some(0));

@@ -110,3 +110,71 @@ async fn cycle(urls: &[String; 3]) {
     let out = cl.update(&unknown, &ep, HOUR, None).await.expect("update");
     assert_eq!(out.code, ResultCode::NotFound);
 }
+
+/// The library over pinned TLS: a server at P1's address presenting
+/// another certificate than P1's pin (an impostor, run with the provider's
+/// own TLS serving code) is refused by name, and not one HTTP request
+/// reaches it; with the right pins the entry registers and resolves.
+#[test]
+fn pinned_tls_refuses_an_impostor_before_sending_anything() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use sharecall_provider::http::tls::{serve, ApiCert};
+    use sharecall_provider::identity::Identity;
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let (rt, cluster) = real::real_cluster(data.path(), &[]);
+    let urls = cluster.urls();
+    assert!(urls
+        .iter()
+        .all(|u| u.starts_with("https://") && u.contains("#sha256=")));
+
+    let seen = Arc::new(AtomicU64::new(0));
+    let impostor_url = rt.block_on(async {
+        let identity = Identity::generate("impostor").expect("identity");
+        let tls = ApiCert::load(&Default::default(), &identity)
+            .expect("cert")
+            .server_config()
+            .expect("config");
+        let counter = seen.clone();
+        let router = axum::Router::new().fallback(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { "impostor" }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(
+            listener,
+            tls,
+            router,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        // P1's real pin, the impostor's address.
+        let pin = urls[1].split_once('#').expect("pinned").1;
+        format!("https://{addr}#{pin}")
+    });
+    let mixed = [urls[0].clone(), impostor_url, urls[2].clone()];
+    let key = AccountKey::generate(&mut OsRng);
+    let err = rt
+        .block_on(client(&mixed, &key).enroll(None))
+        .expect_err("impostor")
+        .to_string();
+    assert!(err.contains("P1 (https://127.0.0.1:"), "{err}");
+    assert!(err.contains("is not the pinned"), "{err}");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "a request reached the impostor"
+    );
+
+    rt.block_on(async {
+        let cl = enrolled(&urls).await;
+        register_alice(&cl).await;
+        let r = cl.resolve(&alice().0).await.expect("resolve");
+        assert_eq!(r.endpoint, Some(alice().1));
+    });
+    rt.block_on(cluster.stop()).expect("stop providers");
+}

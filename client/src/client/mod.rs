@@ -42,6 +42,7 @@ use crate::registration::{reconstruct_endpoint, share_entry, share_query, Recons
 mod check;
 mod error;
 mod signing;
+pub mod tls;
 mod transport;
 
 pub use self::check::*;
@@ -92,8 +93,12 @@ pub enum EnrollStatus {
 /// A client of the three providers, acting for one account.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    /// One HTTP client per provider (own pool, own pin).
+    http: [reqwest::Client; 3],
+    /// Base URLs, without pins.
     providers: [String; 3],
+    /// Whether `http://` URLs may be used ([`Client::allow_plain_http`]).
+    plain_http_allowed: bool,
     key: AccountKey,
     timeout: Duration,
     window_ms: u64,
@@ -110,23 +115,34 @@ impl Client {
                 providers.len()
             )));
         };
-        let providers = [
-            check_url(0, a.as_ref())?,
-            check_url(1, b.as_ref())?,
-            check_url(2, c.as_ref())?,
+        let urls = [
+            split_url(0, a.as_ref())?,
+            split_url(1, b.as_ref())?,
+            split_url(2, c.as_ref())?,
         ];
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("sharecall-client/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Http(e.to_string()))?;
+        let http = [
+            http_client(urls[0].1)?,
+            http_client(urls[1].1)?,
+            http_client(urls[2].1)?,
+        ];
+        let providers = urls.map(|(base, _)| base);
         Ok(Client {
             http,
             providers,
+            plain_http_allowed: false,
             key,
             timeout: DEFAULT_TIMEOUT,
             window_ms: DEFAULT_WINDOW_MS,
         })
+    }
+
+    /// Allows `http://` provider URLs. Without it a plain-HTTP URL is
+    /// refused before anything is sent: whoever sees the three plain
+    /// connections reads every share and request id. For tests and a
+    /// TLS-terminating proxy on the same host only.
+    pub fn allow_plain_http(mut self) -> Client {
+        self.plain_http_allowed = true;
+        self
     }
 
     /// Sets how long one operation may take, polling and retries included.
@@ -142,7 +158,7 @@ impl Client {
         Ok(self)
     }
 
-    /// The providers' base URLs, in order.
+    /// The providers' base URLs (without pins), in order.
     pub fn providers(&self) -> &[String; 3] {
         &self.providers
     }
@@ -173,6 +189,7 @@ impl Client {
     /// Enrolls the account with all three providers (`POST /v1/accounts`,
     /// concurrently). `token` is sent to every provider when given.
     pub async fn enroll(&self, token: Option<&str>) -> Result<[EnrollStatus; 3], Error> {
+        self.check_transport()?;
         let timestamp_ms = now_ms();
         let account = self.key.public_key();
         let signature = self.key.sign(&enroll_message(&account, timestamp_ms));

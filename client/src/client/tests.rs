@@ -197,6 +197,68 @@ fn provider_lists_are_checked() {
     assert_eq!(c.with_window_ms(500).expect("window").window_ms(), 500);
 }
 
+#[test]
+fn pins_ride_in_the_url_fragment() {
+    let pin = "ab".repeat(32);
+    let colons = vec!["AB"; 32].join(":");
+    let list = format!(
+        "https://127.0.0.1:7403/#sha256={colons},https://p1.example:8443,https://[::1]:3#sha256={pin}"
+    );
+    let ok = parse_provider_list(&list).expect("valid");
+    assert_eq!(ok[0], format!("https://127.0.0.1:7403#sha256={pin}"));
+    assert_eq!(ok[1], "https://p1.example:8443");
+    let key = AccountKey::generate(&mut OsRng);
+    let c = Client::new(&ok, key).expect("client");
+    // The base URLs (what errors name and requests go to) carry no pin.
+    assert_eq!(c.providers()[0], "https://127.0.0.1:7403");
+    assert_eq!(c.providers()[2], "https://[::1]:3");
+    for (bad, why) in [
+        (
+            format!("https://a#sha256=12,https://b,https://c"),
+            "provider URL 0",
+        ),
+        (format!("https://a,https://b#x,https://c"), "#sha256="),
+        (
+            format!("https://a,https://b,http://c#sha256={pin}"),
+            "needs https://",
+        ),
+        (
+            format!("https://a#sha256=12,https://b,https://c"),
+            "64 hex digits",
+        ),
+    ] {
+        let err = parse_provider_list(&bad).expect_err(&bad).to_string();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_before_anything_is_sent() {
+    // A listener that would see any connection attempt.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let urls = [url.clone(), url.clone(), url];
+    let key = AccountKey::generate(&mut OsRng);
+    let c = Client::new(&urls, key).expect("client");
+    let err = c.enroll(None).await.expect_err("plain HTTP").to_string();
+    assert!(
+        err.contains("provider URL 0") && err.contains("plain HTTP"),
+        "{err}"
+    );
+    assert!(err.contains("allow_plain_http"), "{err}");
+    let (ps, ep) = entry();
+    let err = c
+        .register(&ps, &ep, Duration::from_secs(60), None)
+        .await
+        .expect_err("plain HTTP")
+        .to_string();
+    assert!(err.contains("plain HTTP"), "{err}");
+    let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(accepted.is_err(), "the client connected");
+}
+
 fn done(code: ResultCode) -> ProviderReply {
     ProviderReply::Done {
         seq: Some(1),

@@ -4,8 +4,11 @@
 
 use super::*;
 
-/// Parses a comma-separated list of exactly three provider base URLs
-/// (`http://` or `https://`), in provider order P0, P1, P2.
+/// Parses a comma-separated list of exactly three provider base URLs, in
+/// provider order P0, P1, P2. Each is `https://HOST:PORT`, optionally
+/// pinned as `https://HOST:PORT#sha256=FINGERPRINT` (see [`super::tls`]);
+/// `http://` parses, but a [`Client`] refuses to use it unless
+/// [`Client::allow_plain_http`].
 pub fn parse_provider_list(list: &str) -> Result<[String; 3], Error> {
     let urls: Vec<&str> = list
         .split(',')
@@ -21,19 +24,52 @@ pub fn parse_provider_list(list: &str) -> Result<[String; 3], Error> {
     Ok([check_url(0, a)?, check_url(1, b)?, check_url(2, c)?])
 }
 
+/// The URL in normal form, its pin (if any) kept as `#sha256=hex`.
 pub(super) fn check_url(i: usize, s: &str) -> Result<String, Error> {
+    Ok(match split_url(i, s)? {
+        (base, Some(pin)) => format!("{base}#{}{pin}", tls::PIN_PREFIX),
+        (base, None) => base,
+    })
+}
+
+/// The base URL (no trailing slash, no fragment) and its pin.
+pub(super) fn split_url(i: usize, s: &str) -> Result<(String, Option<tls::CertPin>), Error> {
     let bad = |why: &str| Error::Config(format!("provider URL {} ({:?}): {why}", i, short(s)));
-    let url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+    let mut url = Url::parse(s).map_err(|e| bad(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("must start with http:// or https://"));
+        return Err(bad(
+            "must start with https:// (or http:// where plain HTTP is explicitly allowed)",
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("has no host"));
     }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("must not have a query or fragment"));
+    if url.query().is_some() {
+        return Err(bad("must not have a query"));
     }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    let pin = tls::pin_of_fragment(url.fragment()).map_err(|e| bad(&e))?;
+    if pin.is_some() && url.scheme() == "http" {
+        return Err(bad("a certificate pin needs https://"));
+    }
+    url.set_fragment(None);
+    Ok((url.as_str().trim_end_matches('/').to_owned(), pin))
+}
+
+/// The HTTP client for one provider: its own pool (connections are kept
+/// alive and reused, one TLS handshake per connection) and, when pinned,
+/// its own verifier.
+pub(super) fn http_client(pin: Option<tls::CertPin>) -> Result<reqwest::Client, Error> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(concat!("sharecall-client/", env!("CARGO_PKG_VERSION")));
+    let builder = match pin {
+        Some(pin) => builder.use_preconfigured_tls(
+            (*tls::pinned_config(&[pin]).map_err(|e| Error::Http(e.to_string()))?).clone(),
+        ),
+        None => builder,
+    };
+    builder.build().map_err(|e| Error::Http(e.to_string()))
 }
 
 /// An HTTP answer as read.
@@ -86,6 +122,7 @@ impl Client {
     /// [`SignedRequest`] again is safe: providers answer a repeated request
     /// from its recorded outcome.
     pub async fn send(&self, request: &SignedRequest) -> Result<Submission, Error> {
+        self.check_transport()?;
         let deadline = Instant::now() + self.timeout;
         let (cancel, _keep) = watch::channel(None::<PartyId>);
         let cancel = &cancel;
@@ -291,7 +328,16 @@ impl Client {
         signature: Option<&[u8; 64]>,
         timeout: Duration,
     ) -> Result<Exchange, String> {
-        let mut rb = self.http.request(method.clone(), url).timeout(timeout);
+        // The provider whose base URL this is (each has its own pool and pin).
+        let http = self
+            .providers
+            .iter()
+            .position(|base| {
+                url.strip_prefix(base.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map_or(&self.http[0], |i| &self.http[i]);
+        let mut rb = http.request(method.clone(), url).timeout(timeout);
         if let (true, Some(sig)) = (method == Method::GET, signature) {
             // Polling needs the request's signature (docs/API.md).
             rb = rb.header("Sharecall-Signature", hex::encode(sig));
@@ -321,6 +367,25 @@ impl Client {
             retry_after,
             body,
         })
+    }
+}
+
+impl Client {
+    /// Refuses, before anything is sent, a plain `http://` provider URL
+    /// unless [`Client::allow_plain_http`] was called.
+    pub(super) fn check_transport(&self) -> Result<(), Error> {
+        if self.plain_http_allowed {
+            return Ok(());
+        }
+        match self.providers.iter().position(|u| u.starts_with("http://")) {
+            Some(i) => Err(Error::Config(format!(
+                "provider URL {i} ({}) is plain HTTP: anyone on the path would read its \
+                 shares and request ids; use https:// (pinned: https://HOST:PORT#sha256=FINGERPRINT), \
+                 or allow plain HTTP explicitly (--insecure-plain-http, Client::allow_plain_http)",
+                short(&self.providers[i])
+            ))),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP layer: two routers on two listeners.
 //!
-//! - [`public`]: what an internet client can reach on `listen.api` (submit a
+//! - [`public`]: what an internet client can reach on `listen.api`, over
+//!   TLS ([`tls`]) unless `listen.api_plaintext_insecure` (submit a
 //!   request part, fetch its outcome, enroll an account, read the OpenAPI
 //!   document). Its state, [`PublicState`], holds no gateway, link or peer
 //!   directory: a client request cannot reach the orchestration core
@@ -23,6 +24,7 @@ pub mod request_id;
 pub mod requests;
 pub mod routes;
 pub mod signed;
+pub mod tls;
 
 pub use admin::AdminState;
 pub use public::PublicState;
