@@ -51,6 +51,8 @@ pub struct ClusterOptions {
     pub sweep_interval: &'static str,
     /// Account enrollment mode.
     pub enrollment: &'static str,
+    /// `accounts.tokens` as a TOML value.
+    pub tokens: &'static str,
     /// Per-account sustained request rate and burst.
     pub rate: (u32, u32),
     /// Accounts (hex public keys) allowed to bulk-import.
@@ -68,6 +70,7 @@ impl Default for ClusterOptions {
             variant: "hash",
             sweep_interval: "60s",
             enrollment: "open",
+            tokens: "[]",
             rate: (10_000, 10_000),
             importers: Vec::new(),
         }
@@ -213,8 +216,8 @@ impl Cluster {
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
         s += &format!(
-            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
-            o.variant, o.sweep_interval, o.enrollment, o.rate.0, o.rate.1, o.importers
+            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\ntokens = {}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
+            o.variant, o.sweep_interval, o.enrollment, o.tokens, o.rate.0, o.rate.1, o.importers
         );
         std::fs::write(self.config_path(i), s).expect("write config");
     }

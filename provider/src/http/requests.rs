@@ -64,9 +64,11 @@ struct PartRequest {
 
 /// Fault injection for tests: with `SHARECALL_FAULT_TAMPER_ANSWERS` set,
 /// this provider alters the answer shares it returns (the client must
-/// notice and name it).
+/// notice and name it). Only with the `fault-injection` feature.
 fn tampered(shares: &[sharecall_proto::Share]) -> Vec<sharecall_proto::Share> {
+    #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
     let mut out = shares.to_vec();
+    #[cfg(feature = "fault-injection")]
     if std::env::var_os("SHARECALL_FAULT_TAMPER_ANSWERS").is_some() {
         if let Some(s) = out.first_mut() {
             s.first += sharecall_proto::Fp::ONE;
