@@ -226,7 +226,10 @@ async fn degraded_resolution_is_retried_marked_and_refusable() {
         matches!(&err, Error::Degraded { degraded, .. } if degraded.missing == p(0)),
         "{err:?}"
     );
-    assert!(err.to_string().contains("refused a degraded answer"), "{err}");
+    assert!(
+        err.to_string().contains("refused a degraded answer"),
+        "{err}"
+    );
     // With all three answering nothing is marked, and no retry is made.
     c.set_behaviour(0, Behaviour::default());
     let before = resolve_ids(&c).len();

@@ -155,7 +155,15 @@ impl Accounts {
             _ => return Err(EnrollError::Closed),
         };
         let txn = db.begin_write().map_err(redb::Error::from)?;
-        let new = enroll_in(&txn, account, counted, nonce, timestamp_ms, window_ms, now_ms)?;
+        let new = enroll_in(
+            &txn,
+            account,
+            counted,
+            nonce,
+            timestamp_ms,
+            window_ms,
+            now_ms,
+        )?;
         if new {
             txn.commit().map_err(redb::Error::from)?;
         }

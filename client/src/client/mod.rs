@@ -193,7 +193,11 @@ impl Client {
     /// none can replay the enrollment to another.
     pub async fn enroll(&self, token: Option<&str>) -> Result<[EnrollStatus; 3], Error> {
         let body = |p: PartyId| self.enroll_body(p, token);
-        let (b0, b1, b2) = (body(PartyId::ALL[0]), body(PartyId::ALL[1]), body(PartyId::ALL[2]));
+        let (b0, b1, b2) = (
+            body(PartyId::ALL[0]),
+            body(PartyId::ALL[1]),
+            body(PartyId::ALL[2]),
+        );
         let deadline = Instant::now() + self.timeout;
         let (a, b, c) = tokio::join!(
             self.enroll_one(PartyId::ALL[0], &b0, deadline),

@@ -456,9 +456,8 @@ fn wire_layout_of_answers_matches_parts() {
 /// (reconstructed from the three parts, as the three providers together
 /// could).
 fn import_key_order(request: &SignedRequest) -> Vec<Fp> {
-    let parsed = PartyId::ALL.map(|p| {
-        crate::parts::parse_import_part(request.part(p)).expect("import part parses")
-    });
+    let parsed = PartyId::ALL
+        .map(|p| crate::parts::parse_import_part(request.part(p)).expect("import part parses"));
     (0..parsed[0].len())
         .map(|i| {
             let keys = [0, 1, 2].map(|k| parsed[k][i].0.key);

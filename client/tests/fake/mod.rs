@@ -322,12 +322,8 @@ async fn enroll(State(s): State<Me>, body: Bytes) -> Response {
         &nonce,
         w.token.as_deref(),
     );
-    let ok = VerifyingKey::from_bytes(&account).and_then(|k| {
-        k.verify_strict(
-            &message,
-            &Signature::from_bytes(&sig),
-        )
-    });
+    let ok = VerifyingKey::from_bytes(&account)
+        .and_then(|k| k.verify_strict(&message, &Signature::from_bytes(&sig)));
     if ok.is_err() {
         return error(StatusCode::UNAUTHORIZED, "bad_signature", "does not verify");
     }
