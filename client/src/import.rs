@@ -23,6 +23,40 @@ use sharecall_proto::encoding::{Endpoint, Pseudonym};
 use crate::client::ImportRow;
 use crate::parts::ttl_seconds;
 
+/// The order of the rows inside one `import` request. Slots follow row
+/// order, so in a hash or list deployment the providers would learn the
+/// key order of the rows if they came sorted: there they are shuffled
+/// (fresh, with `OsRng`, per request). Only a tree deployment profits from
+/// sorted rows (its run check then compares neighbours only; another
+/// order only slows the import down), and a tree reveals each key's rank
+/// anyway. The table variant is the deployment's public configuration;
+/// the client does not ask the providers for it, so no provider can make
+/// a client sort for a hash table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ImportOrder {
+    /// Rows in a fresh random order per request (hash and list tables).
+    #[default]
+    Shuffled,
+    /// Rows sorted by pseudonym key (tree tables only).
+    SortedForTree,
+}
+
+impl ImportOrder {
+    /// `rows` in this order (a shuffle draws from `rng`).
+    pub fn arrange<'a, R: rand::RngCore + rand::CryptoRng>(
+        self,
+        rows: &'a [ImportRow],
+        rng: &mut R,
+    ) -> Vec<&'a ImportRow> {
+        let mut out: Vec<&ImportRow> = rows.iter().collect();
+        match self {
+            ImportOrder::Shuffled => rand::seq::SliceRandom::shuffle(out.as_mut_slice(), rng),
+            ImportOrder::SortedForTree => out.sort_by_key(|r| r.pseudonym.key()),
+        }
+        out
+    }
+}
+
 /// Most bad rows listed in one [`CsvError`].
 pub const MAX_REPORTED: usize = 20;
 

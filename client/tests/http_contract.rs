@@ -190,6 +190,69 @@ async fn unavailable_provider_leaves_the_other_two() {
     );
 }
 
+/// One provider can force a two-answer resolution (it withholds its
+/// answer), and then only one share component is compared: the client
+/// retries once with a fresh request, marks what stays degraded, names the
+/// unchecked components, and refuses it when told to.
+#[tokio::test]
+async fn degraded_resolution_is_retried_marked_and_refusable() {
+    let c = Cluster::start().await;
+    let cl = enrolled(&c).await;
+    register_alice(&cl).await;
+    c.set_behaviour(
+        0,
+        Behaviour {
+            unavailable: true,
+            ..Default::default()
+        },
+    );
+    let resolves_before = resolve_ids(&c).len();
+    let r = cl.resolve(&alice().0).await.expect("two providers suffice");
+    assert_eq!(r.endpoint, Some(alice().1));
+    let d = r.degraded.clone().expect("marked degraded");
+    let first = d.retried_from.clone().expect("retried");
+    assert_ne!(first, r.request_id, "the retry is a fresh request");
+    let ids = resolve_ids(&c);
+    assert_eq!(ids.len(), resolves_before + 2, "exactly one retry");
+    assert!(ids.contains(&first) && ids.contains(&r.request_id));
+    // P1 and P2 both hold component x2 only (holders_of): x0, x1 unchecked.
+    assert_eq!(d.unchecked, vec![0, 1]);
+    let text = d.to_string();
+    assert!(
+        text.contains("x0 and x1 NOT checked") && text.contains(&first),
+        "{text}"
+    );
+    let strict = cl.clone().with_refuse_degraded(true);
+    let err = strict.resolve(&alice().0).await.expect_err("refused");
+    assert!(
+        matches!(&err, Error::Degraded { degraded, .. } if degraded.missing == p(0)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("refused a degraded answer"),
+        "{err}"
+    );
+    // With all three answering nothing is marked, and no retry is made.
+    c.set_behaviour(0, Behaviour::default());
+    let before = resolve_ids(&c).len();
+    let r = strict.resolve(&alice().0).await.expect("three answers");
+    assert_eq!(r.degraded, None);
+    assert_eq!(resolve_ids(&c).len(), before + 1);
+}
+
+/// The ids of the resolve requests the stand-ins saw, at P1.
+fn resolve_ids(c: &Cluster) -> Vec<String> {
+    let inner = c.shared.lock();
+    let mut ids: Vec<String> = inner
+        .posts
+        .keys()
+        .filter(|(p, _)| *p == 1)
+        .map(|(_, id)| id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
 #[tokio::test]
 async fn failing_provider_leaves_the_other_two() {
     let c = Cluster::start().await;

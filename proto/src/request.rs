@@ -109,16 +109,38 @@ pub struct SignedFields<'a> {
     pub answer_key: &'a [u8; 32],
 }
 
-/// Domain separation for enrollment signatures.
-const ENROLL_CONTEXT: &[u8] = b"sharecall 2026 enroll v1\0";
+/// Domain separation for enrollment signatures (v2: names the provider,
+/// a client nonce and the token).
+const ENROLL_CONTEXT: &[u8] = b"sharecall 2026 enroll v2\0";
 
-/// The bytes an account signs to enroll its public key with a provider
-/// (proves it holds the private key; the timestamp bounds replay).
-pub fn enroll_message(account: &[u8; 32], timestamp_ms: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(ENROLL_CONTEXT.len() + 40);
+/// Shortest enrollment nonce, in bytes.
+pub const ENROLL_NONCE_MIN: usize = 16;
+/// Longest enrollment nonce, in bytes.
+pub const ENROLL_NONCE_MAX: usize = 64;
+
+/// The bytes an account signs to enroll its public key with provider
+/// `provider` (0..=2): proves it holds the private key; the provider id
+/// keeps a signature for one provider from being replayed to another, the
+/// fresh `nonce` (16..=64 random bytes, refused when seen again) and the
+/// timestamp bound replay at the same provider, and `token` is bound so a
+/// captured signature cannot be used with another token.
+pub fn enroll_message(
+    provider: u8,
+    account: &[u8; 32],
+    timestamp_ms: u64,
+    nonce: &[u8],
+    token: Option<&str>,
+) -> Vec<u8> {
+    let token = token.unwrap_or("").as_bytes();
+    let mut m = Vec::with_capacity(ENROLL_CONTEXT.len() + 64 + nonce.len() + token.len());
     m.extend_from_slice(ENROLL_CONTEXT);
+    m.push(provider);
     m.extend_from_slice(account);
     m.extend_from_slice(&timestamp_ms.to_le_bytes());
+    for field in [nonce, token] {
+        m.extend_from_slice(&(field.len() as u64).to_le_bytes());
+        m.extend_from_slice(field);
+    }
     m
 }
 

@@ -16,12 +16,22 @@ use std::time::Duration;
 use ed25519_dalek::{Verifier, VerifyingKey};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use redb::TableDefinition;
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::config::AccountsConfig;
 use crate::sequencer::applied::read_table;
 
 const ACCOUNTS: TableDefinition<&[u8], u64> = TableDefinition::new("accounts");
+/// Enrollment nonces seen, with their signed timestamps: kept while a
+/// replay would still be inside the timestamp window.
+const ENROLL_NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("enroll_nonces");
+/// Accounts enrolled per token, keyed by blake3 of the token (the store
+/// does not keep the secret).
+const TOKEN_USES: TableDefinition<&[u8], u64> = TableDefinition::new("token_uses");
+
+/// Most enrollment nonces kept at once; past it new enrollments wait
+/// (429) until old nonces leave the window.
+const MAX_NONCES: u64 = 1 << 16;
 
 /// Why an enrollment was refused.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +42,15 @@ pub enum EnrollError {
     /// A token is required and the one given is missing or wrong.
     #[error("enrollment needs a valid token")]
     BadToken,
+    /// The token has enrolled as many accounts as it may.
+    #[error("this enrollment token is used up")]
+    TokenUsedUp,
+    /// The nonce was seen before: a replayed enrollment.
+    #[error("this enrollment nonce was seen before")]
+    Replayed,
+    /// Too many enrollments inside the timestamp window.
+    #[error("too many enrollments at once")]
+    Busy,
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] redb::Error),
@@ -99,34 +118,56 @@ impl Accounts {
             .is_ok()
     }
 
-    /// Enrolls `account` (signature already checked); true if it is new.
+    /// Enrolls `account` (signature, provider id and timestamp already
+    /// checked); true if it is new. An account already enrolled is not
+    /// new, whatever the rest (so a client's retry is harmless). For a new
+    /// one, in one store transaction: `nonce` must not have been seen
+    /// within `window_ms` of its `timestamp_ms`, the token (mode
+    /// `"token"`) must match and have a use left, which it then spends.
+    #[allow(clippy::too_many_arguments)]
     pub fn enroll(
         &self,
         db: &redb::Database,
         account: &[u8; 32],
         token: Option<&str>,
+        nonce: &[u8],
+        timestamp_ms: u64,
+        window_ms: u64,
         now_ms: u64,
     ) -> Result<bool, EnrollError> {
         if is_enrolled(db, account)? {
             return Ok(false);
         }
-        match self.config.enrollment.as_str() {
-            "open" => {}
+        let counted = match self.config.enrollment.as_str() {
+            "open" => None,
             "token" => {
-                let ok = token.is_some_and(|t| {
+                let found = token.and_then(|t| {
                     self.config
                         .tokens
                         .iter()
-                        .any(|k| constant_time_eq(k.as_bytes(), t.as_bytes()))
+                        .find(|k| constant_time_eq(k.token().as_bytes(), t.as_bytes()))
                 });
-                if !ok {
-                    return Err(EnrollError::BadToken);
+                match found {
+                    Some(k) => Some((blake3::hash(k.token().as_bytes()), k.uses())),
+                    None => return Err(EnrollError::BadToken),
                 }
             }
             _ => return Err(EnrollError::Closed),
+        };
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        let new = enroll_in(
+            &txn,
+            account,
+            counted,
+            nonce,
+            timestamp_ms,
+            window_ms,
+            now_ms,
+        )?;
+        if new {
+            txn.commit().map_err(redb::Error::from)?;
         }
-        store(db, account, now_ms)?;
-        Ok(true)
+        Ok(new)
     }
 
     /// Whether `account` is enrolled here ([`is_enrolled`], remembering
@@ -168,12 +209,57 @@ impl Accounts {
     }
 }
 
-fn store(db: &redb::Database, account: &[u8; 32], now_ms: u64) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    txn.open_table(ACCOUNTS)?
-        .insert(account.as_slice(), now_ms)?;
-    txn.commit()?;
-    Ok(())
+/// The checks and writes of [`Accounts::enroll`] inside `txn`; false if
+/// the account turned out to be enrolled already (nothing written).
+fn enroll_in(
+    txn: &redb::WriteTransaction,
+    account: &[u8; 32],
+    token: Option<(blake3::Hash, u64)>,
+    nonce: &[u8],
+    timestamp_ms: u64,
+    window_ms: u64,
+    now_ms: u64,
+) -> Result<bool, EnrollError> {
+    let mut accounts = txn.open_table(ACCOUNTS).map_err(redb::Error::from)?;
+    if accounts
+        .get(account.as_slice())
+        .map_err(redb::Error::from)?
+        .is_some()
+    {
+        return Ok(false);
+    }
+    let mut nonces = txn.open_table(ENROLL_NONCES).map_err(redb::Error::from)?;
+    if nonces.get(nonce).map_err(redb::Error::from)?.is_some() {
+        return Err(EnrollError::Replayed);
+    }
+    // A nonce whose timestamp left the window cannot be replayed (the
+    // timestamp check refuses it first): forget it, which bounds the table.
+    nonces
+        .retain(|_, ts| ts.saturating_add(window_ms) >= now_ms)
+        .map_err(redb::Error::from)?;
+    if nonces.len().map_err(redb::Error::from)? >= MAX_NONCES {
+        return Err(EnrollError::Busy);
+    }
+    if let Some((key, uses)) = token {
+        let mut counts = txn.open_table(TOKEN_USES).map_err(redb::Error::from)?;
+        let used = counts
+            .get(key.as_bytes().as_slice())
+            .map_err(redb::Error::from)?
+            .map_or(0, |v| v.value());
+        if used >= uses {
+            return Err(EnrollError::TokenUsedUp);
+        }
+        counts
+            .insert(key.as_bytes().as_slice(), used + 1)
+            .map_err(redb::Error::from)?;
+    }
+    nonces
+        .insert(nonce, timestamp_ms)
+        .map_err(redb::Error::from)?;
+    accounts
+        .insert(account.as_slice(), now_ms)
+        .map_err(redb::Error::from)?;
+    Ok(true)
 }
 
 /// Whether `account` is enrolled here.
@@ -193,11 +279,31 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TokenConfig;
+
+    const W: u64 = 1_000;
+
+    /// `enroll` with a nonce made from `n`, signed at time 1, now 1.
+    fn enroll(
+        a: &Accounts,
+        db: &redb::Database,
+        account: &[u8; 32],
+        token: Option<&str>,
+        n: u8,
+    ) -> Result<bool, EnrollError> {
+        a.enroll(db, account, token, &[n; 16], 1, W, 1)
+    }
 
     fn config(enrollment: &str) -> AccountsConfig {
         AccountsConfig {
             enrollment: enrollment.into(),
-            tokens: vec!["s3cret".into()],
+            tokens: vec![
+                TokenConfig::Single("s3cret".into()),
+                TokenConfig::Counted {
+                    token: "twice".into(),
+                    uses: 2,
+                },
+            ],
             rate_per_second: 1,
             burst: 2,
             importers: Vec::new(),
@@ -230,17 +336,17 @@ mod tests {
         let a = [1u8; 32];
         let closed = Accounts::new(config("closed"));
         assert!(matches!(
-            closed.enroll(&db, &a, None, 1),
+            enroll(&closed, &db, &a, None, 1),
             Err(EnrollError::Closed)
         ));
         let token = Accounts::new(config("token"));
         assert!(matches!(
-            token.enroll(&db, &a, Some("wrong"), 1),
+            enroll(&token, &db, &a, Some("wrong"), 2),
             Err(EnrollError::BadToken)
         ));
         assert!(!is_enrolled(&db, &a).expect("read"));
         assert!(!token.is_enrolled(&db, &a).expect("read"));
-        assert!(token.enroll(&db, &a, Some("s3cret"), 1).expect("enroll"));
+        assert!(enroll(&token, &db, &a, Some("s3cret"), 3).expect("enroll"));
         assert!(is_enrolled(&db, &a).expect("read"));
         assert!(
             token.is_enrolled(&db, &a).expect("read"),
@@ -248,9 +354,58 @@ mod tests {
         );
         assert!(token.is_enrolled(&db, &a).expect("read"), "a hit is");
         // Again: already enrolled, not new, whatever the mode.
-        assert!(!closed.enroll(&db, &a, None, 2).expect("again"));
+        assert!(!enroll(&closed, &db, &a, None, 4).expect("again"));
         let open = Accounts::new(config("open"));
-        assert!(open.enroll(&db, &[2u8; 32], None, 3).expect("open"));
+        assert!(enroll(&open, &db, &[2u8; 32], None, 5).expect("open"));
+    }
+
+    #[test]
+    fn tokens_are_counted_durably_and_nonces_refused_when_seen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.redb");
+        {
+            let db = redb::Database::create(&path).expect("db");
+            let token = Accounts::new(config("token"));
+            // A plain-string token enrolls one account.
+            assert!(enroll(&token, &db, &[1; 32], Some("s3cret"), 1).expect("first"));
+            assert!(matches!(
+                enroll(&token, &db, &[2; 32], Some("s3cret"), 2),
+                Err(EnrollError::TokenUsedUp)
+            ));
+            // A counted token enrolls `uses` accounts.
+            assert!(enroll(&token, &db, &[3; 32], Some("twice"), 3).expect("1 of 2"));
+            // The same nonce again, for another account: a replay.
+            assert!(matches!(
+                enroll(&token, &db, &[4; 32], Some("twice"), 3),
+                Err(EnrollError::Replayed)
+            ));
+            // Refusals spend nothing.
+            assert!(enroll(&token, &db, &[4; 32], Some("twice"), 4).expect("2 of 2"));
+        }
+        // After a restart the counts and nonces are still there.
+        let db = redb::Database::create(&path).expect("reopen");
+        let token = Accounts::new(config("token"));
+        assert!(matches!(
+            enroll(&token, &db, &[5; 32], Some("twice"), 5),
+            Err(EnrollError::TokenUsedUp)
+        ));
+        assert!(matches!(
+            enroll(&token, &db, &[5; 32], Some("s3cret"), 6),
+            Err(EnrollError::TokenUsedUp)
+        ));
+        let open = Accounts::new(config("open"));
+        assert!(matches!(
+            enroll(&open, &db, &[5; 32], None, 4),
+            Err(EnrollError::Replayed)
+        ));
+        // Once out of the window a nonce is forgotten (the timestamp check
+        // refuses such a replay before it gets here).
+        assert!(open
+            .enroll(&db, &[6; 32], None, &[9; 16], 10 * W, W, 10 * W)
+            .expect("fresh"));
+        let left = db.begin_read().expect("read");
+        let nonces = left.open_table(ENROLL_NONCES).expect("nonces");
+        assert_eq!(nonces.len().expect("len"), 1, "old nonces pruned");
     }
 
     #[test]

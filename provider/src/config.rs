@@ -272,9 +272,10 @@ pub struct AccountsConfig {
     /// `"open"`: any key may enroll itself; `"token"`: enrollment needs one
     /// of `tokens`; `"closed"`: no new enrollments. Default `"token"`.
     pub enrollment: String,
-    /// Enrollment tokens accepted when `enrollment = "token"`. Default
-    /// none.
-    pub tokens: Vec<String>,
+    /// Enrollment tokens accepted when `enrollment = "token"`, each either
+    /// `{ token = "...", uses = N }` or a plain string (one use). Uses are
+    /// counted durably. Default none.
+    pub tokens: Vec<TokenConfig>,
     /// Requests per second one account may send to this provider
     /// (sustained). Default `50`.
     pub rate_per_second: u32,
@@ -294,6 +295,44 @@ impl Default for AccountsConfig {
             rate_per_second: 50,
             burst: 100,
             importers: Vec::new(),
+        }
+    }
+}
+
+/// One enrollment token: a plain string (single use) or a table with a
+/// number of uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenConfig {
+    /// A token that enrolls one account.
+    Single(String),
+    /// A token that enrolls up to `uses` accounts.
+    Counted {
+        /// The secret the client presents.
+        token: String,
+        /// How many accounts it may enroll (at least 1). Default `1`.
+        #[serde(default = "one_use")]
+        uses: u64,
+    },
+}
+
+fn one_use() -> u64 {
+    1
+}
+
+impl TokenConfig {
+    /// The secret.
+    pub fn token(&self) -> &str {
+        match self {
+            TokenConfig::Single(t) | TokenConfig::Counted { token: t, .. } => t,
+        }
+    }
+
+    /// How many accounts it may enroll.
+    pub fn uses(&self) -> u64 {
+        match self {
+            TokenConfig::Single(_) => 1,
+            TokenConfig::Counted { uses, .. } => *uses,
         }
     }
 }
@@ -592,6 +631,17 @@ impl ProviderConfig {
             return Err(ConfigError::BadAccounts(format!(
                 "enrollment must be \"open\", \"token\" or \"closed\", not {:?}",
                 self.accounts.enrollment
+            )));
+        }
+        if let Some(t) = self
+            .accounts
+            .tokens
+            .iter()
+            .find(|t| t.token().is_empty() || t.uses() == 0)
+        {
+            return Err(ConfigError::BadAccounts(format!(
+                "every enrollment token must be non-empty with at least 1 use (one has {} uses)",
+                t.uses()
             )));
         }
         if self.accounts.rate_per_second == 0 || self.accounts.burst == 0 {

@@ -54,3 +54,17 @@ pub mod server;
 pub mod smc;
 pub mod tables;
 pub mod tls;
+
+/// Whether this build has the test-only fault hooks (cargo feature
+/// `fault-injection`; off in release builds, reported by
+/// `sharecall-provider build-info`).
+pub const FAULT_INJECTION: bool = cfg!(feature = "fault-injection");
+
+#[cfg(all(test, not(feature = "fault-injection")))]
+mod no_fault_hooks {
+    /// Without the feature the hooks read nothing from the environment.
+    #[test]
+    fn fault_hooks_are_compiled_out() {
+        assert!(!super::FAULT_INJECTION);
+    }
+}

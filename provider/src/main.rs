@@ -64,6 +64,8 @@ enum Command {
         #[arg(long, default_value = "operator request")]
         purpose: String,
     },
+    /// Print what this binary was built with (`fault-injection: on|off`).
+    BuildInfo,
     /// Show a running provider's view of its peers (JSON).
     Peers {
         /// The provider's admin address.
@@ -118,6 +120,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let body = serde_json::json!({"kind": kind, "params": params, "purpose": purpose});
             let url = format!("http://{admin}/v1/admin/jobs");
             print_response(ureq::post(&url).send_json(body), &url)?;
+        }
+        Command::BuildInfo => {
+            println!("version: {}", env!("CARGO_PKG_VERSION"));
+            let on = sharecall_provider::FAULT_INJECTION;
+            println!("fault-injection: {}", if on { "on" } else { "off" });
         }
         Command::Peers { admin } => {
             let url = format!("http://{admin}/v1/admin/peers");

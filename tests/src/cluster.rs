@@ -51,6 +51,8 @@ pub struct ClusterOptions {
     pub sweep_interval: &'static str,
     /// Account enrollment mode.
     pub enrollment: &'static str,
+    /// `accounts.tokens` as a TOML value.
+    pub tokens: &'static str,
     /// Per-account sustained request rate and burst.
     pub rate: (u32, u32),
     /// Accounts (hex public keys) allowed to bulk-import.
@@ -71,6 +73,7 @@ impl Default for ClusterOptions {
             variant: "hash",
             sweep_interval: "60s",
             enrollment: "open",
+            tokens: "[]",
             rate: (10_000, 10_000),
             importers: Vec::new(),
             api_plaintext_insecure: false,
@@ -230,8 +233,8 @@ impl Cluster {
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
         s += &format!(
-            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
-            o.variant, o.sweep_interval, o.enrollment, o.rate.0, o.rate.1, o.importers
+            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\ntokens = {}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
+            o.variant, o.sweep_interval, o.enrollment, o.tokens, o.rate.0, o.rate.1, o.importers
         );
         std::fs::write(self.config_path(i), s).expect("write config");
     }
@@ -355,8 +358,10 @@ impl Cluster {
         path: &str,
         signature: &str,
     ) -> Result<Value, (u16, String)> {
+        let (agent, url) = self.url(i, path);
         response(
-            ureq::get(&self.url(i, path))
+            agent
+                .get(&url)
                 .set("Sharecall-Signature", signature)
                 .timeout(Duration::from_secs(5))
                 .call(),

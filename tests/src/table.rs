@@ -132,19 +132,32 @@ impl<'a> TestClient<'a> {
     /// Enrolls the account at all three providers.
     pub fn enroll(&self) {
         for i in 0..3 {
-            let ts = now_ms();
-            let account = self.account();
-            let sig = self
-                .key
-                .sign(&sharecall_proto::request::enroll_message(&account, ts));
             self.cluster
-                .post(
-                    i,
-                    "/v1/accounts",
-                    json!({"account": hex::encode(account), "timestamp_ms": ts, "signature": hex::encode(sig.to_bytes())}),
-                )
+                .post(i, "/v1/accounts", self.enroll_body(i as u8, None))
                 .expect("enroll");
         }
+    }
+
+    /// A signed enrollment body for provider `provider` with a fresh
+    /// nonce.
+    pub fn enroll_body(&self, provider: u8, token: Option<&str>) -> serde_json::Value {
+        let ts = now_ms();
+        let account = self.account();
+        let nonce: [u8; 16] = rand::random();
+        let sig = self.key.sign(&sharecall_proto::request::enroll_message(
+            provider, &account, ts, &nonce, token,
+        ));
+        let mut body = json!({
+            "account": hex::encode(account),
+            "provider": provider,
+            "timestamp_ms": ts,
+            "nonce": hex::encode(nonce),
+            "signature": hex::encode(sig.to_bytes()),
+        });
+        if let Some(t) = token {
+            body["token"] = json!(t);
+        }
+        body
     }
 
     /// A fresh request id.

@@ -452,7 +452,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         cluster.post(
             0,
             "/v1/accounts",
-            serde_json::json!({"account": "zz", "timestamp_ms": 1, "signature": "00"}),
+            serde_json::json!({"account": "zz", "provider": 0, "timestamp_ms": 1, "nonce": hex::encode([1u8; 16]), "signature": "00"}),
         ),
         400,
         "bad_account",
@@ -461,7 +461,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         cluster.post(
             0,
             "/v1/accounts",
-            serde_json::json!({"account": hex::encode(stranger.account()), "timestamp_ms": 1, "signature": hex::encode([0u8; 64])}),
+            serde_json::json!({"account": hex::encode(stranger.account()), "provider": 0, "timestamp_ms": 1, "nonce": hex::encode([1u8; 16]), "signature": hex::encode([0u8; 64])}),
         ),
         401,
         "bad_signature",

@@ -72,6 +72,10 @@ pub struct Common {
     /// Print one JSON object on stdout instead of text.
     #[arg(long)]
     json: bool,
+    /// Fail a resolution that only two providers answered (twice), since
+    /// then not every endpoint share could be checked.
+    #[arg(long)]
+    refuse_degraded: bool,
 }
 
 impl Common {
@@ -98,7 +102,10 @@ impl Common {
                 }
             })
             .and_then(|c| c.with_window_ms(window_ms))
-            .map(|c| c.with_timeout(self.timeout))
+            .map(|c| {
+                c.with_timeout(self.timeout)
+                    .with_refuse_degraded(self.refuse_degraded)
+            })
             .map_err(|e| e.to_string())
     }
 }
@@ -176,7 +183,8 @@ impl From<Error> for Failure {
             Error::Failed { request_id, .. }
             | Error::Disagreement { request_id, .. }
             | Error::Reconstruct { request_id, .. }
-            | Error::ReconstructTwo { request_id, .. } => Some(request_id.clone()),
+            | Error::ReconstructTwo { request_id, .. }
+            | Error::Degraded { request_id, .. } => Some(request_id.clone()),
             _ => None,
         };
         Failure {
@@ -231,6 +239,8 @@ fn degraded_json(d: &Option<Degraded>) -> Value {
             "missing": d.missing.to_string(),
             "reason": d.reason.to_string(),
             "from": d.from.map(|p| p.to_string()),
+            "unchecked_components": d.unchecked,
+            "retried_from": d.retried_from,
         }),
     }
 }
@@ -402,6 +412,10 @@ pub async fn resolve(args: PseudonymArgs) -> ExitCode {
             _ => {}
         }
         text.push_str(&format!("  request {}\n", r.request_id));
+        if let Some(d) = &r.degraded {
+            // On stdout too: this answer is not fully checked.
+            text.push_str(&format!("  DEGRADED: {d}\n"));
+        }
         warn_degraded(&r.degraded);
         Ok::<_, Failure>((
             json!({
@@ -475,6 +489,11 @@ pub struct ImportArgs {
     /// transient failure.
     #[arg(long, value_name = "N", default_value_t = 3)]
     retries: u32,
+    /// Send rows sorted by key (faster for a tree deployment only; in a
+    /// hash or list deployment it tells the providers the rows' key
+    /// order, so rows are shuffled unless this is given).
+    #[arg(long)]
+    sorted_for_tree: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -498,7 +517,12 @@ pub async fn import(args: ImportArgs) -> ExitCode {
     use sharecall_client::import::{default_resume_path, parse_csv, Fingerprint, ResumeState};
     let json_out = args.common.json;
     let result = async {
-        let client = args.common.client()?;
+        let order = if args.sorted_for_tree {
+            sharecall_client::import::ImportOrder::SortedForTree
+        } else {
+            sharecall_client::import::ImportOrder::Shuffled
+        };
+        let client = args.common.client()?.with_import_order(order);
         let ttl_default = Duration::from_secs(args.ttl_default);
         ttl_seconds(ttl_default).map_err(|e| Failure::from(format!("--ttl-default: {e}")))?;
         let bytes = std::fs::read(&args.file)

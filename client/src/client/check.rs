@@ -28,6 +28,13 @@ pub struct Degraded {
     pub reason: ProviderError,
     /// The two providers the answer comes from.
     pub from: [PartyId; 2],
+    /// The endpoint share components (0..=2) that could not be compared
+    /// between two holders: with two answers only the one component both
+    /// hold is checked (set on an `ok` resolution, empty otherwise).
+    pub unchecked: Vec<usize>,
+    /// The request id of the earlier attempt that was also degraded, when
+    /// the client retried ([`Client::resolve`] retries once).
+    pub retried_from: Option<String>,
 }
 
 impl fmt::Display for Degraded {
@@ -36,8 +43,31 @@ impl fmt::Display for Degraded {
             f,
             "answer from {} and {} only; {} {}",
             self.from[0], self.from[1], self.missing, self.reason
-        )
+        )?;
+        if !self.unchecked.is_empty() {
+            let names: Vec<String> = self.unchecked.iter().map(|c| format!("x{c}")).collect();
+            write!(
+                f,
+                "; endpoint share components {} NOT checked (a provider could have altered them)",
+                names.join(" and ")
+            )?;
+        }
+        if let Some(id) = &self.retried_from {
+            write!(f, "; also degraded on the first attempt (request {id})")?;
+        }
+        Ok(())
     }
+}
+
+/// The components no two of `from` both hold, i.e. the ones a
+/// two-provider reconstruction cannot compare.
+pub(super) fn unchecked_components(from: [PartyId; 2]) -> Vec<usize> {
+    (0..3)
+        .filter(|&c| {
+            let h = holders_of(c);
+            !(h.contains(&from[0]) && h.contains(&from[1]))
+        })
+        .collect()
 }
 
 /// The checked outcome of a request at all three providers.
@@ -246,6 +276,8 @@ pub fn decide(
             missing: f.provider,
             reason: f.error,
             from: [*a, *b],
+            unchecked: Vec::new(),
+            retried_from: None,
         }),
         _ => None,
     };
@@ -301,6 +333,9 @@ pub fn resolution(s: Submission) -> Result<Resolution, Error> {
             }
         }
         [(pa, a), (pb, b)] => {
+            if let Some(d) = r.degraded.as_mut() {
+                d.unchecked = unchecked_components([*pa, *pb]);
+            }
             let missing = s
                 .degraded
                 .as_ref()

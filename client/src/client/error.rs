@@ -198,6 +198,19 @@ pub enum Error {
         /// What did not fit.
         reason: String,
     },
+    /// A resolution was degraded twice (two answers only, so not every
+    /// share component could be checked) and the client refuses such
+    /// answers ([`Client::with_refuse_degraded`](super::Client::with_refuse_degraded)).
+    #[error(
+        "request {request_id}: refused a degraded answer ({degraded}); \
+         not every endpoint share could be checked, so no endpoint is returned"
+    )]
+    Degraded {
+        /// The request id of the last attempt.
+        request_id: String,
+        /// Why it was degraded.
+        degraded: Box<Degraded>,
+    },
     /// Enrollment failed at one or more providers (it may have succeeded at
     /// others; enrolling again is harmless).
     #[error("enrollment failed: {}{}", list(failures),

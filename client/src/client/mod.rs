@@ -33,6 +33,7 @@ use sharecall_proto::{Fp, PartyId, Share, ShareError};
 use tokio::sync::watch;
 
 use crate::account::AccountKey;
+use crate::import::ImportOrder;
 use crate::parts::{
     clip, entry_parts, import_parts, parse_answer, parse_error, query_parts, short, Answer,
     ImportEntry, Kind, Opener, Part, PartError, RequestResult, ResultCode,
@@ -102,6 +103,8 @@ pub struct Client {
     key: AccountKey,
     timeout: Duration,
     window_ms: u64,
+    import_order: ImportOrder,
+    refuse_degraded: bool,
 }
 
 impl Client {
@@ -133,6 +136,8 @@ impl Client {
             key,
             timeout: DEFAULT_TIMEOUT,
             window_ms: DEFAULT_WINDOW_MS,
+            import_order: ImportOrder::default(),
+            refuse_degraded: false,
         })
     }
 
@@ -156,6 +161,21 @@ impl Client {
         check_window(window_ms)?;
         self.window_ms = window_ms;
         Ok(self)
+    }
+
+    /// Sets the row order of imports (default [`ImportOrder::Shuffled`];
+    /// [`ImportOrder::SortedForTree`] only for a tree deployment).
+    pub fn with_import_order(mut self, order: ImportOrder) -> Client {
+        self.import_order = order;
+        self
+    }
+
+    /// Refuses answers that come from two providers only
+    /// ([`Error::Degraded`]) instead of returning them marked
+    /// [`Degraded`] (default: returned, marked).
+    pub fn with_refuse_degraded(mut self, refuse: bool) -> Client {
+        self.refuse_degraded = refuse;
+        self
     }
 
     /// The providers' base URLs (without pins), in order.
@@ -187,26 +207,22 @@ impl Client {
     }
 
     /// Enrolls the account with all three providers (`POST /v1/accounts`,
-    /// concurrently). `token` is sent to every provider when given.
+    /// concurrently). `token` is sent to every provider when given. Each
+    /// provider gets its own signature, naming it and a fresh nonce, so
+    /// none can replay the enrollment to another.
     pub async fn enroll(&self, token: Option<&str>) -> Result<[EnrollStatus; 3], Error> {
         self.check_transport()?;
-        let timestamp_ms = now_ms();
-        let account = self.key.public_key();
-        let signature = self.key.sign(&enroll_message(&account, timestamp_ms));
-        let mut body = serde_json::json!({
-            "account": hex::encode(account),
-            "timestamp_ms": timestamp_ms,
-            "signature": hex::encode(signature),
-        });
-        if let (Some(t), Some(obj)) = (token, body.as_object_mut()) {
-            obj.insert("token".into(), t.into());
-        }
-        let body = body.to_string().into_bytes();
+        let body = |p: PartyId| self.enroll_body(p, token);
+        let (b0, b1, b2) = (
+            body(PartyId::ALL[0]),
+            body(PartyId::ALL[1]),
+            body(PartyId::ALL[2]),
+        );
         let deadline = Instant::now() + self.timeout;
         let (a, b, c) = tokio::join!(
-            self.enroll_one(PartyId::ALL[0], &body, deadline),
-            self.enroll_one(PartyId::ALL[1], &body, deadline),
-            self.enroll_one(PartyId::ALL[2], &body, deadline),
+            self.enroll_one(PartyId::ALL[0], &b0, deadline),
+            self.enroll_one(PartyId::ALL[1], &b1, deadline),
+            self.enroll_one(PartyId::ALL[2], &b2, deadline),
         );
         let results = [a, b, c];
         let mut enrolled = Vec::new();
@@ -226,6 +242,29 @@ impl Client {
         } else {
             Err(Error::Enroll { enrolled, failures })
         }
+    }
+
+    /// The signed enrollment body for provider `p` (wire form in
+    /// `docs/API.md`).
+    fn enroll_body(&self, p: PartyId, token: Option<&str>) -> Vec<u8> {
+        let timestamp_ms = now_ms();
+        let account = self.key.public_key();
+        let mut nonce = [0u8; 16];
+        OsRng.fill_bytes(&mut nonce);
+        let provider = p.index() as u8;
+        let message = enroll_message(provider, &account, timestamp_ms, &nonce, token);
+        let signature = self.key.sign(&message);
+        let mut body = serde_json::json!({
+            "account": hex::encode(account),
+            "provider": provider,
+            "timestamp_ms": timestamp_ms,
+            "nonce": hex::encode(nonce),
+            "signature": hex::encode(signature),
+        });
+        if let (Some(t), Some(obj)) = (token, body.as_object_mut()) {
+            obj.insert("token".into(), t.into());
+        }
+        body.to_string().into_bytes()
     }
 
     async fn enroll_one(
@@ -303,8 +342,34 @@ impl Client {
     }
 
     /// Looks up the endpoint of `pseudonym` and reconstructs it from the
-    /// providers' shares, checking them against each other.
+    /// providers' shares, checking them against each other. An answer
+    /// from two providers only (one provider can force that by
+    /// withholding its answer, and then not every share component is
+    /// checked) is retried once as a fresh request; if still degraded it
+    /// is returned marked ([`Resolution::degraded`]), or refused with
+    /// [`Error::Degraded`] under [`Client::with_refuse_degraded`].
     pub async fn resolve(&self, pseudonym: &Pseudonym) -> Result<Resolution, Error> {
+        let first = self.resolve_once(pseudonym).await?;
+        if first.degraded.is_none() {
+            return Ok(first);
+        }
+        let mut again = self.resolve_once(pseudonym).await?;
+        let Some(d) = again.degraded.as_mut() else {
+            return Ok(again);
+        };
+        d.retried_from = Some(first.request_id);
+        if self.refuse_degraded {
+            let degraded = Box::new(d.clone());
+            return Err(Error::Degraded {
+                request_id: again.request_id,
+                degraded,
+            });
+        }
+        Ok(again)
+    }
+
+    /// One resolution attempt: fresh shares, fresh request id.
+    async fn resolve_once(&self, pseudonym: &Pseudonym) -> Result<Resolution, Error> {
         let parts = query_parts(share_query(pseudonym, &mut OsRng));
         let submission = self.submit(Kind::Resolve, parts).await?;
         resolution(submission)
@@ -328,11 +393,11 @@ impl Client {
     /// with [`Client::send`] (again, to retry) and read the answer with
     /// [`import_outcome`].
     pub fn prepare_import(&self, rows: &[ImportRow]) -> Result<SignedRequest, Error> {
-        // Rows go in key order: a tree table then checks each neighbouring
-        // pair once instead of comparing every pair of new keys.
-        let mut sorted: Vec<&ImportRow> = rows.iter().collect();
-        sorted.sort_by_key(|r| r.pseudonym.key());
-        let entries: Vec<ImportEntry> = sorted
+        // Shuffled unless this is a tree deployment (see ImportOrder): slot
+        // order must not tell a hash or list provider the key order.
+        let entries: Vec<ImportEntry> = self
+            .import_order
+            .arrange(rows, &mut OsRng)
             .into_iter()
             .map(|r| ImportEntry {
                 shares: share_entry(&r.pseudonym, &r.endpoint, &mut OsRng),

@@ -214,16 +214,16 @@ fn pins_ride_in_the_url_fragment() {
     assert_eq!(c.providers()[2], "https://[::1]:3");
     for (bad, why) in [
         (
-            format!("https://a#sha256=12,https://b,https://c"),
+            "https://a#sha256=12,https://b,https://c".to_string(),
             "provider URL 0",
         ),
-        (format!("https://a,https://b#x,https://c"), "#sha256="),
+        ("https://a,https://b#x,https://c".to_string(), "#sha256="),
         (
             format!("https://a,https://b,http://c#sha256={pin}"),
             "needs https://",
         ),
         (
-            format!("https://a#sha256=12,https://b,https://c"),
+            "https://a#sha256=12,https://b,https://c".to_string(),
             "64 hex digits",
         ),
     ] {
@@ -537,4 +537,75 @@ fn wire_layout_of_answers_matches_parts() {
         panic!("not done");
     };
     assert_eq!(result.endpoint.as_ref(), Some(&shares[2]));
+}
+
+/// The pseudonym keys of an import request's rows, in slot order
+/// (reconstructed from the three parts, as the three providers together
+/// could).
+fn import_key_order(request: &SignedRequest) -> Vec<Fp> {
+    let parsed = PartyId::ALL
+        .map(|p| crate::parts::parse_import_part(request.part(p)).expect("import part parses"));
+    (0..parsed[0].len())
+        .map(|i| {
+            let keys = [0, 1, 2].map(|k| parsed[k][i].0.key);
+            sharecall_proto::sharing::reconstruct_all(&keys).expect("key")
+        })
+        .collect()
+}
+
+fn import_rows(n: usize) -> Vec<ImportRow> {
+    let mut rows: Vec<ImportRow> = (0..n)
+        .map(|i| ImportRow {
+            pseudonym: Pseudonym::parse(&format!("+4930123{i:04}")).expect("p"),
+            endpoint: Endpoint::parse(&format!("sip:u{i}@192.0.2.1")).expect("e"),
+            ttl: Duration::from_secs(60),
+            owner: [7; 32],
+            extra: None,
+        })
+        .collect();
+    // The caller's rows come in ascending key order (a sorted export).
+    rows.sort_by_key(|r| r.pseudonym.key());
+    rows
+}
+
+#[test]
+fn hash_and_list_imports_shuffle_rows_whatever_their_key_order() {
+    let key = AccountKey::generate(&mut OsRng);
+    let client = Client::new(&urls(), key).expect("client");
+    let rows = import_rows(24);
+    let sorted: Vec<Fp> = rows.iter().map(|r| r.pseudonym.key().to_field()).collect();
+    let mut orders = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let order = import_key_order(&client.prepare_import(&rows).expect("import"));
+        // Every row is there once ...
+        let mut same = order.clone();
+        same.sort_by_key(|f| sorted.iter().position(|s| s == f));
+        assert_eq!(same, sorted, "a permutation of the rows");
+        // ... but not in key order (24! orders: a sorted one by chance is
+        // out of the question).
+        assert_ne!(order, sorted, "rows in key order");
+        orders.insert(format!("{order:?}"));
+    }
+    assert_eq!(orders.len(), 4, "a fresh order per request");
+    // Reversed input gives no order away either.
+    let mut reversed = rows.clone();
+    reversed.reverse();
+    let order = import_key_order(&client.prepare_import(&reversed).expect("import"));
+    let mut desc = sorted.clone();
+    desc.reverse();
+    assert_ne!(order, desc);
+    assert_ne!(order, sorted);
+}
+
+#[test]
+fn tree_imports_sort_rows_by_key() {
+    let key = AccountKey::generate(&mut OsRng);
+    let client = Client::new(&urls(), key)
+        .expect("client")
+        .with_import_order(ImportOrder::SortedForTree);
+    let mut rows = import_rows(24);
+    let sorted: Vec<Fp> = rows.iter().map(|r| r.pseudonym.key().to_field()).collect();
+    rows.reverse();
+    let order = import_key_order(&client.prepare_import(&rows).expect("import"));
+    assert_eq!(order, sorted);
 }

@@ -296,7 +296,9 @@ fn fp(b: &[u8]) -> Option<Fp> {
 #[serde(deny_unknown_fields)]
 struct EnrollWire {
     account: String,
+    provider: u8,
     timestamp_ms: u64,
+    nonce: String,
     signature: String,
     #[serde(default)]
     token: Option<String>,
@@ -313,12 +315,19 @@ async fn enroll(State(s): State<Me>, body: Bytes) -> Response {
     let Some(sig) = hex_n(&w.signature, 64).and_then(|a| <[u8; 64]>::try_from(a).ok()) else {
         return error(StatusCode::BAD_REQUEST, "bad_signature", "128 hex digits");
     };
-    let ok = VerifyingKey::from_bytes(&account).and_then(|k| {
-        k.verify_strict(
-            &enroll_message(&account, w.timestamp_ms),
-            &Signature::from_bytes(&sig),
-        )
-    });
+    if usize::from(w.provider) != s.me {
+        return error(StatusCode::FORBIDDEN, "wrong_provider", "another provider");
+    }
+    let nonce = hex::decode(&w.nonce).unwrap_or_default();
+    let message = enroll_message(
+        w.provider,
+        &account,
+        w.timestamp_ms,
+        &nonce,
+        w.token.as_deref(),
+    );
+    let ok = VerifyingKey::from_bytes(&account)
+        .and_then(|k| k.verify_strict(&message, &Signature::from_bytes(&sig)));
     if ok.is_err() {
         return error(StatusCode::UNAUTHORIZED, "bad_signature", "does not verify");
     }

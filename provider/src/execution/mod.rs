@@ -37,7 +37,7 @@ use sharecall_proto::reads::reads_client::ReadsClient;
 use sharecall_proto::transcripts::transcripts_client::TranscriptsClient;
 use tokio::sync::{mpsc, watch, RwLock};
 use tonic::transport::Channel;
-use tracing::{info, warn};
+use tracing::info;
 
 use self::batch::{BatchError, Held, Op, Outcome, Request, Transcript};
 pub use self::catch_up::TranscriptsService;
@@ -404,17 +404,23 @@ pub struct TableSummary {
 /// Fault injection for crash tests: with `SHARECALL_FAULT_EXIT_BEFORE_COMMIT`
 /// set to a sequence number, the process exits just before committing the
 /// live batch that contains it, as a crash at the worst moment would.
+/// Only with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
 fn fault_exit_before_commit(t: &Transcript) {
     let Ok(v) = std::env::var("SHARECALL_FAULT_EXIT_BEFORE_COMMIT") else {
         return;
     };
     if let Ok(seq) = v.parse::<u64>() {
         if (t.from..=t.to).contains(&seq) {
-            warn!(seq, "fault injection: exiting before commit");
+            tracing::warn!(seq, "fault injection: exiting before commit");
             std::process::exit(86);
         }
     }
 }
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+fn fault_exit_before_commit(_: &Transcript) {}
 
 /// A short digest of a transcript, compared across the three providers.
 pub fn transcript_digest(t: &Transcript) -> String {

@@ -52,9 +52,11 @@ pub fn signature_proof(signature: &[u8; 64]) -> blake3::Hash {
 
 /// Fault injection for tests: with `SHARECALL_FAULT_TAMPER_ANSWERS` set,
 /// this provider alters the answer shares it returns (the client must
-/// notice and name it).
+/// notice and name it). Only with the `fault-injection` feature.
 fn tampered(shares: &[Share]) -> Vec<Share> {
+    #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
     let mut out = shares.to_vec();
+    #[cfg(feature = "fault-injection")]
     if std::env::var_os("SHARECALL_FAULT_TAMPER_ANSWERS").is_some() {
         if let Some(s) = out.first_mut() {
             s.first += sharecall_proto::Fp::ONE;

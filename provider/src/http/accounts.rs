@@ -21,7 +21,11 @@ use sharecall_proto::clock::now_ms;
 #[serde(deny_unknown_fields)]
 struct EnrollRequest {
     account: String,
+    /// The provider this enrollment is for (0..=2), signed.
+    provider: u8,
     timestamp_ms: u64,
+    /// 16..=64 fresh random bytes, hex, signed; refused when seen again.
+    nonce: String,
     signature: String,
     #[serde(default)]
     token: Option<String>,
@@ -47,7 +51,34 @@ pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response 
             "signature must be 128 hex digits",
         );
     };
-    let message = sharecall_proto::request::enroll_message(&account, req.timestamp_ms);
+    use sharecall_proto::request::{ENROLL_NONCE_MAX, ENROLL_NONCE_MIN};
+    let nonce = match hex::decode(&req.nonce) {
+        Ok(n) if (ENROLL_NONCE_MIN..=ENROLL_NONCE_MAX).contains(&n.len()) => n,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_nonce",
+                format!("nonce must be {ENROLL_NONCE_MIN} to {ENROLL_NONCE_MAX} random bytes, hex"),
+            )
+        }
+    };
+    if req.provider != s.me {
+        return error(
+            StatusCode::FORBIDDEN,
+            "wrong_provider",
+            format!(
+                "this enrollment is signed for provider {}, this is provider {}",
+                req.provider, s.me
+            ),
+        );
+    }
+    let message = sharecall_proto::request::enroll_message(
+        req.provider,
+        &account,
+        req.timestamp_ms,
+        &nonce,
+        req.token.as_deref(),
+    );
     if !s.accounts.verify(&account, &message, &signature) {
         return error(
             StatusCode::UNAUTHORIZED,
@@ -64,10 +95,16 @@ pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response 
         );
     }
     let db = s.sequencer.store().database();
-    match s
-        .accounts
-        .enroll(db, &account, req.token.as_deref(), now_ms())
-    {
+    use crate::accounts::EnrollError;
+    match s.accounts.enroll(
+        db,
+        &account,
+        req.token.as_deref(),
+        &nonce,
+        req.timestamp_ms,
+        MAX_REQUEST_SKEW_MS,
+        now_ms(),
+    ) {
         Ok(true) => {
             info!(account = %req.account, "account enrolled");
             (
@@ -77,15 +114,30 @@ pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response 
                 .into_response()
         }
         Ok(false) => Json(json!({"account": req.account, "enrolled": true})).into_response(),
-        Err(crate::accounts::EnrollError::Closed) => error(
+        Err(EnrollError::Closed) => error(
             StatusCode::FORBIDDEN,
             "enrollment_closed",
             "this provider takes no new accounts",
         ),
-        Err(crate::accounts::EnrollError::BadToken) => error(
+        Err(EnrollError::BadToken) => error(
             StatusCode::FORBIDDEN,
             "bad_token",
             "enrollment at this provider needs a valid token",
+        ),
+        Err(EnrollError::TokenUsedUp) => error(
+            StatusCode::FORBIDDEN,
+            "token_used_up",
+            "this enrollment token has enrolled as many accounts as it may",
+        ),
+        Err(EnrollError::Replayed) => error(
+            StatusCode::UNAUTHORIZED,
+            "replayed_enrollment",
+            "this enrollment nonce was seen before; sign a new enrollment",
+        ),
+        Err(EnrollError::Busy) => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "enrollment_busy",
+            "too many enrollments at once; try again in a minute",
         ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }

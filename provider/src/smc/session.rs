@@ -187,8 +187,9 @@ impl<C: DerefMut<Target = Channel>> Session<C> {
 
     /// Makes this party deviate from the protocol: its additive openings
     /// to `victim` carry a wrong value. Only for tests of the checks that
-    /// must catch such a party.
+    /// must catch such a party; only with the `fault-injection` feature.
     #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     pub fn debug_equivocate_to(&mut self, victim: PartyId) {
         self.equivocate_to = Some(victim);
     }
