@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::error::error;
 use super::public::PublicState;
-use super::signed::{decode_hex, MAX_REQUEST_SKEW_MS};
+use super::signed::{decode_hex, stale, MAX_REQUEST_SKEW_MS};
 use sharecall_proto::clock::now_ms;
 
 #[derive(Deserialize)]
@@ -86,13 +86,8 @@ pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response 
             "the enrollment signature does not verify for this account",
         );
     }
-    let skew = now_ms().abs_diff(req.timestamp_ms);
-    if skew > MAX_REQUEST_SKEW_MS {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "stale_timestamp",
-            format!("enrollment timestamp is {skew} ms away from this provider's clock"),
-        );
+    if let Some(refusal) = stale("enrollment", req.timestamp_ms) {
+        return refusal;
     }
     let db = s.sequencer.store().database();
     use crate::accounts::EnrollError;

@@ -29,7 +29,7 @@ use tracing::{info, info_span, Instrument};
 use super::error::error;
 use super::public::PublicState;
 use super::request_id::bad_request_id;
-use super::signed::{decode_hex, MAX_REQUEST_SKEW_MS};
+use super::signed::{decode_hex, stale};
 use crate::execution::batch::Answer;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
@@ -213,13 +213,8 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
             "the request signature does not verify for this account",
         );
     }
-    let skew = now_ms().abs_diff(req.timestamp_ms);
-    if skew > MAX_REQUEST_SKEW_MS {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "stale_timestamp",
-            format!("request timestamp is {skew} ms away from this provider's clock"),
-        );
+    if let Some(refusal) = stale("request", req.timestamp_ms) {
+        return refusal;
     }
     let max = if kind == Kind::Import {
         MAX_IMPORT_PART

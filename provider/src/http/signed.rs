@@ -9,3 +9,17 @@ pub(crate) fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).ok().map(|_| out)
 }
+
+/// The `401 stale_timestamp` answer when a signed message's timestamp is
+/// further than [`MAX_REQUEST_SKEW_MS`] from this provider's clock
+/// (`what` names the message: "request", "enrollment").
+pub(crate) fn stale(what: &str, timestamp_ms: u64) -> Option<axum::response::Response> {
+    let skew = sharecall_proto::clock::now_ms().abs_diff(timestamp_ms);
+    (skew > MAX_REQUEST_SKEW_MS).then(|| {
+        super::error::error(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "stale_timestamp",
+            format!("{what} timestamp is {skew} ms away from this provider's clock"),
+        )
+    })
+}
