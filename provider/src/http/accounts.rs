@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::error::error;
 use super::public::PublicState;
-use super::signed::{decode_hex, stale, MAX_REQUEST_SKEW_MS};
+use super::signed::{account_and_signature, stale, MAX_REQUEST_SKEW_MS};
 use sharecall_proto::clock::now_ms;
 
 #[derive(Deserialize)]
@@ -37,19 +37,9 @@ pub async fn enroll(State(s): State<Arc<PublicState>>, body: Bytes) -> Response 
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_json", e.to_string()),
     };
-    let Some(account) = decode_hex::<32>(&req.account) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_account",
-            "account must be a 64-digit hex ed25519 public key",
-        );
-    };
-    let Some(signature) = decode_hex::<64>(&req.signature) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_signature",
-            "signature must be 128 hex digits",
-        );
+    let (account, signature) = match account_and_signature(&req.account, &req.signature) {
+        Ok(both) => both,
+        Err(refusal) => return refusal,
     };
     use sharecall_proto::request::{ENROLL_NONCE_MAX, ENROLL_NONCE_MIN};
     let nonce = match hex::decode(&req.nonce) {

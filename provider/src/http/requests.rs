@@ -29,7 +29,7 @@ use tracing::{info, info_span, Instrument};
 use super::error::error;
 use super::public::PublicState;
 use super::request_id::bad_request_id;
-use super::signed::{decode_hex, stale};
+use super::signed::{account_and_signature, decode_hex, stale};
 use crate::execution::batch::Answer;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
@@ -175,19 +175,9 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
             "part_hashes must be three 64-digit hex blake3 hashes",
         );
     };
-    let Some(account) = decode_hex::<32>(&req.account) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_account",
-            "account must be a 64-digit hex ed25519 public key",
-        );
-    };
-    let Some(signature) = decode_hex::<64>(&req.signature) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_signature",
-            "signature must be 128 hex digits",
-        );
+    let (account, signature) = match account_and_signature(&req.account, &req.signature) {
+        Ok(both) => both,
+        Err(refusal) => return refusal,
     };
     let Some(answer_key) = decode_hex::<32>(&req.answer_key) else {
         return error(

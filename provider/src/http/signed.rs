@@ -23,3 +23,28 @@ pub(crate) fn stale(what: &str, timestamp_ms: u64) -> Option<axum::response::Res
         )
     })
 }
+
+/// The account key and signature of a signed client message, decoded from
+/// hex, or the `400 bad_account` / `400 bad_signature` answer.
+#[allow(clippy::result_large_err)] // the error is the HTTP answer itself
+pub(crate) fn account_and_signature(
+    account: &str,
+    signature: &str,
+) -> Result<([u8; 32], [u8; 64]), axum::response::Response> {
+    use axum::http::StatusCode;
+    let Some(account) = decode_hex::<32>(account) else {
+        return Err(super::error::error(
+            StatusCode::BAD_REQUEST,
+            "bad_account",
+            "account must be a 64-digit hex ed25519 public key",
+        ));
+    };
+    let Some(signature) = decode_hex::<64>(signature) else {
+        return Err(super::error::error(
+            StatusCode::BAD_REQUEST,
+            "bad_signature",
+            "signature must be 128 hex digits",
+        ));
+    };
+    Ok((account, signature))
+}
