@@ -193,6 +193,7 @@ impl Executor {
         super::fault::alter_outcome(&mut outcome.transcript);
         // Nothing is written unless all three computed the same outcome.
         agree(session, &outcome.transcript).await?;
+        super::fault::exit_before_commit(&outcome.transcript).await;
         let digest = self.commit(&mut index, outcome)?;
         debug!(from = p.from, to = p.to, "batch executed");
         Ok(digest.into_bytes())

@@ -10,6 +10,9 @@
 //! - `SHARECALL_FAULT_ALTER_OUTCOME=1`: this provider's outcome of every
 //!   write batch differs from the others' (its transcript's log time is
 //!   shifted) just before the pre-commit agreement.
+//! - `SHARECALL_FAULT_EXIT_BEFORE_COMMIT=<seq>`: the process exits after
+//!   the pre-commit agreement of the live batch holding `seq` and before
+//!   committing it, as a crash at the worst moment would.
 
 use super::batch::Transcript;
 
@@ -78,4 +81,29 @@ fn tamper(t: &mut Transcript) {
         }
     }
     t.log_time_ms = t.log_time_ms.wrapping_add(1);
+}
+
+/// Exits the process (code 86) between the pre-commit agreement and the
+/// commit of the live batch holding the configured sequence number.
+pub async fn exit_before_commit(t: &Transcript) {
+    #[cfg(feature = "fault-injection")]
+    {
+        let Some(seq) = std::env::var("SHARECALL_FAULT_EXIT_BEFORE_COMMIT")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
+            return;
+        };
+        if (t.from..=t.to).contains(&seq) {
+            tracing::warn!(seq, "fault injection: exiting before commit");
+            // The crash modelled is one after our digest reached the
+            // peers (they commit without us): the agreement round only
+            // queued the frames, so give the mesh writers time to send
+            // them before the process goes.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            std::process::exit(86);
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = t;
 }

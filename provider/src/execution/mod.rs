@@ -313,7 +313,6 @@ impl Executor {
 
     /// Commits a batch's outcome durably, then to the index.
     fn commit(&self, index: &mut Index, outcome: Outcome) -> Result<String, BatchError> {
-        fault_exit_before_commit(&outcome.transcript);
         let txn = self.db().begin_write().map_err(store_err)?;
         index.write(&txn, &outcome.changes).map_err(store_err)?;
         store::record_batch(&txn, &outcome.answers, &outcome.transcript).map_err(store_err)?;
@@ -400,27 +399,6 @@ pub struct TableSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catch_up_refused: Option<String>,
 }
-
-/// Fault injection for crash tests: with `SHARECALL_FAULT_EXIT_BEFORE_COMMIT`
-/// set to a sequence number, the process exits just before committing the
-/// live batch that contains it, as a crash at the worst moment would.
-/// Only with the `fault-injection` feature.
-#[cfg(feature = "fault-injection")]
-fn fault_exit_before_commit(t: &Transcript) {
-    let Ok(v) = std::env::var("SHARECALL_FAULT_EXIT_BEFORE_COMMIT") else {
-        return;
-    };
-    if let Ok(seq) = v.parse::<u64>() {
-        if (t.from..=t.to).contains(&seq) {
-            tracing::warn!(seq, "fault injection: exiting before commit");
-            std::process::exit(86);
-        }
-    }
-}
-
-/// Without the `fault-injection` feature: nothing.
-#[cfg(not(feature = "fault-injection"))]
-fn fault_exit_before_commit(_: &Transcript) {}
 
 /// A short digest of a transcript, compared across the three providers.
 pub fn transcript_digest(t: &Transcript) -> String {
