@@ -40,5 +40,22 @@ pub fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Runs the `sharecall` CLI with `HOME` = `home` and `providers` as
+/// `SHARECALL_PROVIDERS` (no `SHARECALL_KEY` from the environment), and
+/// returns its exit code, stdout and stderr; a panic in it fails the test.
+pub fn sharecall(home: &std::path::Path, providers: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("sharecall"))
+        .args(args)
+        .env("HOME", home)
+        .env("SHARECALL_PROVIDERS", providers)
+        .env_remove("SHARECALL_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run sharecall");
+    let (stdout, stderr) = text(&out);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
 pub mod cluster;
 pub mod table;

@@ -9,27 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use sharecall_tests::bin;
 use sharecall_tests::cluster::{Cluster, ClusterOptions};
 use sharecall_tests::table::TestClient;
-
-fn sharecall(home: &Path, providers: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("sharecall"))
-        .args(args)
-        .env("HOME", home)
-        .env("SHARECALL_PROVIDERS", providers)
-        .env_remove("SHARECALL_KEY")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run sharecall");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
-}
+use sharecall_tests::{bin, sharecall};
 
 fn entries(cluster: &Cluster) -> [u64; 3] {
     std::array::from_fn(|i| {

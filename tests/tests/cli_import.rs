@@ -12,23 +12,10 @@ use sharecall_tests::cluster::{Cluster, ClusterOptions};
 const ROWS: usize = 3000;
 
 fn sharecall(home: &Path, key: &Path, providers: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("sharecall"))
-        .args(args)
-        .arg("--key")
-        .arg(key)
-        .env("HOME", home)
-        .env("SHARECALL_PROVIDERS", providers)
-        .env_remove("SHARECALL_KEY")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run sharecall");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
+    let key = key.display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--key", key.as_str()]);
+    sharecall_tests::sharecall(home, providers, &all)
 }
 
 fn json(out: &str) -> serde_json::Value {
