@@ -41,4 +41,5 @@ pub fn text(out: &Output) -> (String, String) {
 }
 
 pub mod cluster;
+pub mod proxy;
 pub mod table;
