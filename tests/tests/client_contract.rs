@@ -329,10 +329,31 @@ async fn retries_reuse_the_id_and_the_signed_body_and_execute_once() {
     let key = AccountKey::generate(&mut OsRng);
     let cl = client_at(&via(&c, 0, &proxy), &key);
     cl.enroll(None).await.expect("enroll");
-    // Uses up P1's budget: the register's first post there is refused (429).
-    let r = cl.resolve(&alice().0).await.expect("resolve");
-    assert_eq!(r.code, ResultCode::NotFound);
     proxy.set_mode(Mode::Drop(2));
+    // Uses up P1's budget just before the register, whose first post there
+    // is then refused (429): a resolution part sent to P1 alone (it
+    // expires unanswered; resolutions are not logged).
+    let spent = cl
+        .clone()
+        .with_window_ms(100)
+        .expect("window")
+        .prepare(
+            Kind::Resolve,
+            query_parts(share_query(&alice().0, &mut OsRng)),
+        )
+        .expect("signed");
+    let body: serde_json::Value = serde_json::from_slice(spent.body(p(1))).expect("json");
+    let (agent, url) = (
+        c.api_agent(1).clone(),
+        format!("https://{}/v1/requests", c.addrs[1].api),
+    );
+    // Its status: 0 for a transport failure.
+    let spender = std::thread::spawn(move || match agent.post(&url).send_json(body) {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(_) => 0,
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let (ps, ep) = alice();
     let request = cl
         .prepare(
@@ -361,6 +382,10 @@ async fn retries_reuse_the_id_and_the_signed_body_and_execute_once() {
         );
     }
     assert_eq!(cursors(&c, 1), [1; 3], "executed once");
+    // The spending part was taken at P1 (pending, or aborted once its
+    // window passed), not refused.
+    let spent = blocking(|| spender.join()).expect("thread");
+    assert!(spent == 202 || spent == 409, "{spent}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,8 +473,9 @@ async fn unreachable_provider_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_never_finishes_is_left_out_at_the_timeout() {
     let mut c = start(ClusterOptions::default());
-    let cl = enrolled(&c).await.with_timeout(Duration::from_millis(1500));
+    let cl = enrolled(&c).await;
     register_alice(&cl).await;
+    let cl = cl.with_timeout(Duration::from_millis(1500));
     // P1 executes and then answers `202 pending` for ever.
     c.set_env(1, env("SHARECALL_FAULT_ANSWER_STATUS", "202"));
     blocking(|| c.restart(1));
@@ -510,7 +536,7 @@ async fn lost_responses_leave_the_other_two() {
     // Each attempt reached P2 and lost its answer; the request executed.
     assert!(proxy.dropped() >= 5, "{}", proxy.dropped());
     let id = d.retried_from.expect("retried");
-    assert_eq!(logged(&c, 2, &id, "read held"), 1);
+    assert!(logged(&c, 2, &id, "read held") >= 1);
 }
 
 /// Altered bodies are refused by real providers with the codes docs/API.md
@@ -593,7 +619,10 @@ fn cli_marks_degraded_answers_and_names_a_tampering_provider() {
     let (code, out, err) = run(&["resolve", "+49301234567"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("sip:alice@198.51.100.1"), "{out}");
-    assert!(out.contains("DEGRADED: answer from P0 and P2 only"), "{out}");
+    assert!(
+        out.contains("DEGRADED: answer from P0 and P2 only"),
+        "{out}"
+    );
     assert!(
         err.contains("warning: answer from P0 and P2 only; P1 answered `unavailable`"),
         "{err}"
@@ -602,7 +631,11 @@ fn cli_marks_degraded_answers_and_names_a_tampering_provider() {
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["degraded"]["missing"], "P1", "{out}");
-    assert_eq!(v["degraded"]["unchecked_components"], serde_json::json!([1, 2]), "{out}");
+    assert_eq!(
+        v["degraded"]["unchecked_components"],
+        serde_json::json!([1, 2]),
+        "{out}"
+    );
     assert!(v["degraded"]["retried_from"].is_string(), "{out}");
     let (code, _, err) = run(&["resolve", "+49301234567", "--refuse-degraded"]);
     assert_ne!(code, Some(0), "{err}");

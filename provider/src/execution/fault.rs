@@ -158,7 +158,10 @@ pub fn reported(a: &Answer) -> Cow<'_, Answer> {
             a.extra = Some(b"forged".to_vec());
         }
         if let Some(c) = code.as_deref().and_then(Code::parse) {
-            tracing::warn!(code = c.as_str(), "fault injection: reporting another result code");
+            tracing::warn!(
+                code = c.as_str(),
+                "fault injection: reporting another result code"
+            );
             a = Answer::code(c);
         }
         Cow::Owned(a)
@@ -181,7 +184,10 @@ pub enum Withheld {
 pub fn withheld() -> Option<Withheld> {
     #[cfg(feature = "fault-injection")]
     {
-        match std::env::var("SHARECALL_FAULT_ANSWER_STATUS").ok().as_deref() {
+        match std::env::var("SHARECALL_FAULT_ANSWER_STATUS")
+            .ok()
+            .as_deref()
+        {
             Some("500") => return Some(Withheld::Internal),
             Some("202") => return Some(Withheld::Pending),
             _ => {}
