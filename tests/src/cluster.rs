@@ -20,6 +20,11 @@ pub struct ProviderOptions {
     pub allowed_kinds: Vec<String>,
     /// Extra environment (e.g. fault injection) for its process.
     pub env: Vec<(String, String)>,
+    /// This provider's per-account rate and burst, if not the cluster's.
+    pub rate: Option<(u32, u32)>,
+    /// `tables.answer_wait` (how long a request waits to execute before
+    /// `202 pending`), if not the default.
+    pub answer_wait: Option<&'static str>,
 }
 
 impl Default for ProviderOptions {
@@ -28,6 +33,8 @@ impl Default for ProviderOptions {
             value: 0,
             allowed_kinds: vec!["secure-sum".into(), "noop".into(), "execute".into()],
             env: Vec::new(),
+            rate: None,
+            answer_wait: None,
         }
     }
 }
@@ -232,9 +239,17 @@ impl Cluster {
             "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n\n",
             o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
         );
+        let rate = p.rate.unwrap_or(o.rate);
         s += &format!(
-            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n\n[accounts]\nenrollment = {:?}\ntokens = {}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
-            o.variant, o.sweep_interval, o.enrollment, o.tokens, o.rate.0, o.rate.1, o.importers
+            "[tables]\nvariant = {:?}\nsweep_interval = {:?}\n",
+            o.variant, o.sweep_interval
+        );
+        if let Some(w) = p.answer_wait {
+            s += &format!("answer_wait = {w:?}\n");
+        }
+        s += &format!(
+            "\n[accounts]\nenrollment = {:?}\ntokens = {}\nrate_per_second = {}\nburst = {}\nimporters = {:?}\n",
+            o.enrollment, o.tokens, rate.0, rate.1, o.importers
         );
         std::fs::write(self.config_path(i), s).expect("write config");
     }

@@ -58,4 +58,5 @@ pub fn sharecall(home: &std::path::Path, providers: &str, args: &[&str]) -> (i32
 }
 
 pub mod cluster;
+pub mod proxy;
 pub mod table;

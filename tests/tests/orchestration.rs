@@ -112,7 +112,7 @@ fn refusing_peer_makes_the_job_fail_with_denied_naming_it() {
     o.providers[2] = ProviderOptions {
         value: 3,
         allowed_kinds: vec!["noop".into()],
-        env: Vec::new(),
+        ..Default::default()
     };
     let cluster = Cluster::start(o);
     let (code, body) = cluster
@@ -399,7 +399,7 @@ fn a_task_refused_inline_is_denied_like_a_prepared_one() {
     o.providers[2] = ProviderOptions {
         value: 3,
         allowed_kinds: vec!["noop".into()],
-        env: Vec::new(),
+        ..Default::default()
     };
     let cluster = Cluster::start(o);
     // Nothing known yet: the denial comes from the Prepare broadcast.

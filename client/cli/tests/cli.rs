@@ -47,11 +47,8 @@ fn unknown_subcommand_is_a_usage_error() {
     assert!(err.contains("Usage") || err.contains("usage"), "{err}");
 }
 
-// The stand-in providers of the library's contract tests, for what real
-// providers cannot be made to do (answer `unavailable`, tamper with one
-// provider's shares).
-#[path = "../../tests/fake/mod.rs"]
-mod fake;
+// Degraded and tampered answers, which need provider processes with
+// fault hooks, are tested in tests/tests/client_contract.rs.
 mod real;
 
 use std::path::Path;
@@ -382,68 +379,6 @@ fn full_cycle_against_real_providers() {
     assert_eq!(code, Some(3));
     assert!(out.contains("+49301234567 is not registered"), "{out}");
     rt.block_on(cluster.stop()).expect("stop providers");
-}
-
-/// What real providers cannot be made to do, against stand-ins: one
-/// answers `unavailable`, one tampers with its shares.
-#[test]
-fn degraded_and_tampered_answers_against_stand_in_providers() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let cluster = rt.block_on(fake::Cluster::start());
-    let urls = cluster.urls.join(",");
-    let h = home();
-    let key = h.path().join("alice.key");
-    let key_s = key.display().to_string();
-    let env = [("SHARECALL_PROVIDERS", urls.as_str())];
-    let run = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--key", &key_s]);
-        // The stand-ins speak plain HTTP.
-        if all[0] != "keygen" {
-            all.push("--insecure-plain-http");
-        }
-        run_in(h.path(), &env, &all)
-    };
-    assert_eq!(run(&["keygen"]).0, Some(0));
-    assert_eq!(run(&["enroll"]).0, Some(0));
-    let (code, _, err) = run(&["register", "+49301234567", "sip:alice@198.51.100.1"]);
-    assert_eq!(code, Some(0), "{err}");
-
-    // One provider answers `unavailable`: the answer comes from two, with
-    // a warning.
-    cluster.set_behaviour(
-        1,
-        fake::Behaviour {
-            unavailable: true,
-            ..Default::default()
-        },
-    );
-    let (code, out, err) = run(&["resolve", "+49301234567"]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("sip:alice@198.51.100.1"), "{out}");
-    assert!(
-        err.contains("warning: answer from P0 and P2 only; P1 answered `unavailable`"),
-        "{err}"
-    );
-
-    // A provider that tampers with its shares is named.
-    cluster.set_behaviour(
-        1,
-        fake::Behaviour {
-            tamper: fake::Tamper::FirstOfElement0,
-            ..Default::default()
-        },
-    );
-    let (code, out, err) = run(&["resolve", "+49301234567", "--json"]);
-    assert_eq!(code, Some(1));
-    assert!(
-        err.contains("P1 returned an inconsistent endpoint share"),
-        "{err}"
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
-    assert_eq!(v["error"]["provider"], "P1", "{out}");
-    cluster.set_behaviour(1, fake::Behaviour::default());
-    assert_eq!(cluster.violations(), Vec::<String>::new());
 }
 
 #[test]

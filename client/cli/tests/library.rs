@@ -1,6 +1,6 @@
 //! The client library against three real providers in this process: the
-//! whole life of an entry, as the stand-in contract tests
-//! (client/tests/http_contract.rs) do it against stand-ins.
+//! whole life of an entry. Failures, retries and lying providers are
+//! tested against provider processes in tests/tests/client_contract.rs.
 
 mod real;
 

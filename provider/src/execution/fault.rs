@@ -13,8 +13,24 @@
 //! - `SHARECALL_FAULT_EXIT_BEFORE_COMMIT=<seq>`: the process exits after
 //!   the pre-commit agreement of the live batch holding `seq` and before
 //!   committing it, as a crash at the worst moment would.
+//!
+//! Answers, for the client library's checks (tests/tests/client_contract.rs).
+//! Answers are sealed to the client, so a provider's lie must be told by
+//! the provider. The first three change a resolution's answer only:
+//!
+//! - `SHARECALL_FAULT_TAMPER_ANSWERS=1`: the first component of the first
+//!   endpoint share this provider returns is altered; `=both`: both
+//!   components of element 3 are.
+//! - `SHARECALL_FAULT_ANSWER_CODE=<code>`: it reports that result code
+//!   (`not_found`, ...; `unavailable` withholds its answer share), with no
+//!   endpoint share or extra data.
+//! - `SHARECALL_FAULT_ANSWER_EXTRA=1`: it reports other extra data.
+//! - `SHARECALL_FAULT_ANSWER_STATUS=500`: where it would answer `done` (any
+//!   request) it answers HTTP 500; `=202`: `202 pending`, for ever.
 
-use super::batch::Transcript;
+use std::borrow::Cow;
+
+use super::batch::{Answer, Transcript};
 
 /// The clock of a record this provider proposes, `now_ms` shifted by the
 /// test's offset.
@@ -106,4 +122,76 @@ pub async fn exit_before_commit(t: &Transcript) {
     }
     #[cfg(not(feature = "fault-injection"))]
     let _ = t;
+}
+
+/// The answer this provider reports for resolution answer `a`: `a`
+/// itself, or the lie the test configured (`SHARECALL_FAULT_TAMPER_ANSWERS`,
+/// `SHARECALL_FAULT_ANSWER_CODE`, `SHARECALL_FAULT_ANSWER_EXTRA`).
+pub fn reported(a: &Answer) -> Cow<'_, Answer> {
+    #[cfg(feature = "fault-injection")]
+    {
+        use super::batch::Code;
+        let tamper = std::env::var("SHARECALL_FAULT_TAMPER_ANSWERS").ok();
+        let code = std::env::var("SHARECALL_FAULT_ANSWER_CODE").ok();
+        let extra = std::env::var_os("SHARECALL_FAULT_ANSWER_EXTRA").is_some();
+        if tamper.is_none() && code.is_none() && !extra {
+            return Cow::Borrowed(a);
+        }
+        let mut a = a.clone();
+        if let Some(shares) = a.endpoint.as_mut() {
+            match tamper.as_deref() {
+                Some("both") => {
+                    if let Some(s) = shares.get_mut(3) {
+                        s.first += sharecall_proto::Fp::ONE;
+                        s.second += sharecall_proto::Fp::from_u64(7);
+                    }
+                }
+                Some(_) => {
+                    if let Some(s) = shares.first_mut() {
+                        s.first += sharecall_proto::Fp::ONE;
+                    }
+                }
+                None => {}
+            }
+        }
+        if extra && a.extra.is_some() {
+            a.extra = Some(b"forged".to_vec());
+        }
+        if let Some(c) = code.as_deref().and_then(Code::parse) {
+            tracing::warn!(
+                code = c.as_str(),
+                "fault injection: reporting another result code"
+            );
+            a = Answer::code(c);
+        }
+        Cow::Owned(a)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    Cow::Borrowed(a)
+}
+
+/// What this provider answers instead of a `done` answer
+/// (`SHARECALL_FAULT_ANSWER_STATUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withheld {
+    /// HTTP 500.
+    Internal,
+    /// `202 pending`, for ever.
+    Pending,
+}
+
+/// Whether this provider withholds its `done` answers, and how.
+pub fn withheld() -> Option<Withheld> {
+    #[cfg(feature = "fault-injection")]
+    {
+        match std::env::var("SHARECALL_FAULT_ANSWER_STATUS")
+            .ok()
+            .as_deref()
+        {
+            Some("500") => return Some(Withheld::Internal),
+            Some("202") => return Some(Withheld::Pending),
+            _ => {}
+        }
+    }
+    None
 }

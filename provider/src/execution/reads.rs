@@ -218,6 +218,8 @@ impl Reads {
         };
         // Seal outside the lock: one HPKE seal per answer.
         let kept = result.and_then(|a| {
+            // Unchanged outside fault-injection builds.
+            let a = super::fault::reported(&a);
             super::store::seal_answer(&a, &key, id, provider).map_err(|e| e.to_string())
         });
         if let Some(h) = self.store().held.get(id) {

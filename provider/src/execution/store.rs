@@ -13,7 +13,6 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use sharecall_proto::Share;
 
 use super::batch::{Answer, Code, Transcript};
 use crate::sequencer::applied::read_table;
@@ -50,27 +49,12 @@ pub fn signature_proof(signature: &[u8; 64]) -> blake3::Hash {
     blake3::hash(signature)
 }
 
-/// Fault injection for tests: with `SHARECALL_FAULT_TAMPER_ANSWERS` set,
-/// this provider alters the answer shares it returns (the client must
-/// notice and name it). Only with the `fault-injection` feature.
-fn tampered(shares: &[Share]) -> Vec<Share> {
-    #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
-    let mut out = shares.to_vec();
-    #[cfg(feature = "fault-injection")]
-    if std::env::var_os("SHARECALL_FAULT_TAMPER_ANSWERS").is_some() {
-        if let Some(s) = out.first_mut() {
-            s.first += sharecall_proto::Fp::ONE;
-        }
-    }
-    out
-}
-
 /// The `result` object of an answer (docs/API.md, "Answers"), in the
 /// clear: only ever an input to [`seal_answer`].
 fn result_json(a: &Answer) -> serde_json::Value {
     let mut r = serde_json::json!({"code": a.code.as_str()});
-    if let Some(e) = a.endpoint.as_deref().map(tampered) {
-        r["endpoint"] = serde_json::json!(hex::encode(encode_shares(&e)));
+    if let Some(e) = &a.endpoint {
+        r["endpoint"] = serde_json::json!(hex::encode(encode_shares(e)));
     }
     if let Some(x) = &a.extra {
         r["extra"] = serde_json::json!(hex::encode(x));

@@ -31,6 +31,7 @@ use super::public::PublicState;
 use super::request_id::bad_request_id;
 use super::signed::{account_and_signature, decode_hex, stale};
 use crate::execution::batch::Answer;
+use crate::execution::fault::Withheld;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
 use crate::sequencer::lifecycle::{self, Outcome};
@@ -86,6 +87,18 @@ fn done(
 }
 
 fn done_sealed(id: &str, seq: Option<u64>, sealed: Value) -> Response {
+    // Never set outside fault-injection builds.
+    match crate::execution::fault::withheld() {
+        Some(Withheld::Internal) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "fault injection: answer withheld",
+            )
+        }
+        Some(Withheld::Pending) => return pending(id, seq),
+        None => {}
+    }
     Json(json!({
         "request_id": id,
         "status": "done",
