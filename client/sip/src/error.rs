@@ -102,9 +102,9 @@ impl ParseError {
     pub fn status(&self) -> u16 {
         match self {
             Self::VersionNotSupported(_) => 505,
-            Self::HeadersTooLarge { .. } | Self::TooManyHeaders { .. } | Self::BodyTooLarge { .. } => {
-                513
-            }
+            Self::HeadersTooLarge { .. }
+            | Self::TooManyHeaders { .. }
+            | Self::BodyTooLarge { .. } => 513,
             _ => 400,
         }
     }

@@ -9,7 +9,7 @@
 //! bytes beyond Content-Length are dropped (RFC 4475 dblreq).
 
 use crate::error::ParseError;
-use crate::message::{find, parse_head, Message};
+use crate::message::{find, parse_head, Message, RawField};
 
 /// Size limits; a message over any of them is refused with a typed error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +24,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_header_bytes: 16 * 1024, max_body_bytes: 64 * 1024, max_headers: 128 }
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 64 * 1024,
+            max_headers: 128,
+        }
     }
 }
 
@@ -54,10 +58,7 @@ fn skip_crlfs(mut b: &[u8]) -> &[u8] {
     b
 }
 
-fn content_length(
-    fields: &[(String, std::ops::Range<usize>, std::ops::Range<usize>)],
-    head: &[u8],
-) -> Result<Option<usize>, ParseError> {
+fn content_length(fields: &[RawField], head: &[u8]) -> Result<Option<usize>, ParseError> {
     let mut found = None;
     for (name, line, value) in fields {
         if name != "Content-Length" {
@@ -90,26 +91,44 @@ pub fn parse_datagram(bytes: &[u8], limits: &Limits) -> Result<Option<Message>, 
     let end = match find(&b[..b.len().min(limits.max_header_bytes + 4)], b"\r\n\r\n") {
         Some(e) => e,
         None if b.len() > limits.max_header_bytes => {
-            return Err(ParseError::HeadersTooLarge { limit: limits.max_header_bytes })
+            return Err(ParseError::HeadersTooLarge {
+                limit: limits.max_header_bytes,
+            })
         }
         None => return Err(ParseError::NoEndOfHeaders),
     };
     if end > limits.max_header_bytes {
-        return Err(ParseError::HeadersTooLarge { limit: limits.max_header_bytes });
+        return Err(ParseError::HeadersTooLarge {
+            limit: limits.max_header_bytes,
+        });
     }
     let head = &b[..end];
     let (start, start_range, fields) = parse_head(head, limits.max_headers)?;
     let avail = b.len() - end - 4;
     let body_len = match content_length(&fields, head)? {
-        Some(n) if n > avail => return Err(ParseError::BodyTruncated { expected: n, got: avail }),
+        Some(n) if n > avail => {
+            return Err(ParseError::BodyTruncated {
+                expected: n,
+                got: avail,
+            })
+        }
         Some(n) => n,
         None => avail,
     };
     if body_len > limits.max_body_bytes {
-        return Err(ParseError::BodyTooLarge { len: body_len, limit: limits.max_body_bytes });
+        return Err(ParseError::BodyTooLarge {
+            len: body_len,
+            limit: limits.max_body_bytes,
+        });
     }
     let total = end + 4 + body_len;
-    Ok(Some(Message::from_parts(b[..total].to_vec(), start, start_range, fields, end + 4..total)))
+    Ok(Some(Message::from_parts(
+        b[..total].to_vec(),
+        start,
+        start_range,
+        fields,
+        end + 4..total,
+    )))
 }
 
 /// Incremental framer for one stream connection.
@@ -124,7 +143,12 @@ pub struct StreamFramer {
 impl StreamFramer {
     /// A framer with these limits.
     pub fn new(limits: Limits) -> Self {
-        StreamFramer { buf: Vec::new(), limits, failed: false, last_error: None }
+        StreamFramer {
+            buf: Vec::new(),
+            limits,
+            failed: false,
+            last_error: None,
+        }
     }
 
     /// Append bytes read from the connection.
@@ -157,7 +181,9 @@ impl StreamFramer {
     }
 
     fn fail_again(&self) -> ParseError {
-        self.last_error.clone().unwrap_or(ParseError::BadStartLine("stream failed"))
+        self.last_error
+            .clone()
+            .unwrap_or(ParseError::BadStartLine("stream failed"))
     }
 
     fn try_next(&mut self) -> Result<Option<StreamEvent>, ParseError> {
@@ -185,17 +211,25 @@ impl StreamFramer {
         let window = self.buf.len().min(self.limits.max_header_bytes + 4);
         let Some(end) = find(&self.buf[..window], b"\r\n\r\n") else {
             if self.buf.len() > self.limits.max_header_bytes {
-                return Err(ParseError::HeadersTooLarge { limit: self.limits.max_header_bytes });
+                return Err(ParseError::HeadersTooLarge {
+                    limit: self.limits.max_header_bytes,
+                });
             }
             return Ok(None);
         };
         if end > self.limits.max_header_bytes {
-            return Err(ParseError::HeadersTooLarge { limit: self.limits.max_header_bytes });
+            return Err(ParseError::HeadersTooLarge {
+                limit: self.limits.max_header_bytes,
+            });
         }
         let (start, start_range, fields) = parse_head(&self.buf[..end], self.limits.max_headers)?;
-        let len = content_length(&fields, &self.buf[..end])?.ok_or(ParseError::MissingContentLength)?;
+        let len =
+            content_length(&fields, &self.buf[..end])?.ok_or(ParseError::MissingContentLength)?;
         if len > self.limits.max_body_bytes {
-            return Err(ParseError::BodyTooLarge { len, limit: self.limits.max_body_bytes });
+            return Err(ParseError::BodyTooLarge {
+                len,
+                limit: self.limits.max_body_bytes,
+            });
         }
         let total = end + 4 + len;
         if self.buf.len() < total {
@@ -203,6 +237,12 @@ impl StreamFramer {
         }
         let rest = self.buf.split_off(total);
         let raw = std::mem::replace(&mut self.buf, rest);
-        Ok(Some(StreamEvent::Message(Message::from_parts(raw, start, start_range, fields, end + 4..total))))
+        Ok(Some(StreamEvent::Message(Message::from_parts(
+            raw,
+            start,
+            start_range,
+            fields,
+            end + 4..total,
+        ))))
     }
 }

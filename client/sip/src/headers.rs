@@ -11,7 +11,10 @@ use crate::error::ParseError;
 use crate::message::is_token_char;
 
 fn bad(header: &str, reason: &'static str) -> ParseError {
-    ParseError::BadHeaderValue { header: header.to_owned(), reason }
+    ParseError::BadHeaderValue {
+        header: header.to_owned(),
+        reason,
+    }
 }
 
 /// Byte offset of the first comma outside quotes and `<>` in a raw value.
@@ -49,7 +52,8 @@ pub fn uri_scheme(uri: &str) -> Option<&str> {
     let s = &uri[..colon];
     let mut chars = s.chars();
     let first = chars.next()?;
-    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))).then_some(s)
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+        .then_some(s)
 }
 
 /// `;name[=value]` parameters, names compared case-insensitively.
@@ -59,7 +63,10 @@ pub struct Params(pub Vec<(String, Option<String>)>);
 impl Params {
     /// The value of a parameter: `Some(None)` when present without value.
     pub fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
     }
 
     /// Parse `;a=b;c` (input starts at the first `;` or is empty).
@@ -74,7 +81,9 @@ impl Params {
         };
         loop {
             rest = rest.trim_start();
-            let name_end = rest.find(|c: char| !c.is_ascii() || !is_token_char(c as u8)).unwrap_or(rest.len());
+            let name_end = rest
+                .find(|c: char| !c.is_ascii() || !is_token_char(c as u8))
+                .unwrap_or(rest.len());
             if name_end == 0 {
                 return Err(bad(header, "empty parameter name"));
             }
@@ -89,7 +98,9 @@ impl Params {
                     rest = &q[end + 1..];
                 } else {
                     let end = r
-                        .find(|c: char| !(c.is_ascii() && (is_token_char(c as u8) || "[]:".contains(c))))
+                        .find(|c: char| {
+                            !(c.is_ascii() && (is_token_char(c as u8) || "[]:".contains(c)))
+                        })
                         .unwrap_or(r.len());
                     if end == 0 {
                         return Err(bad(header, "empty parameter value"));
@@ -103,7 +114,9 @@ impl Params {
             if rest.is_empty() {
                 return Ok(Params(out));
             }
-            rest = rest.strip_prefix(';').ok_or(bad(header, "junk after a parameter"))?;
+            rest = rest
+                .strip_prefix(';')
+                .ok_or(bad(header, "junk after a parameter"))?;
         }
     }
 }
@@ -152,7 +165,9 @@ impl Via {
             return Err(bad(h, "protocol is not SIP/2.0"));
         }
         let rest = rest.trim_start();
-        let t_end = rest.find(|c: char| !c.is_ascii() || !is_token_char(c as u8)).unwrap_or(rest.len());
+        let t_end = rest
+            .find(|c: char| !c.is_ascii() || !is_token_char(c as u8))
+            .unwrap_or(rest.len());
         if t_end == 0 {
             return Err(bad(h, "no transport"));
         }
@@ -165,7 +180,12 @@ impl Via {
         let sb_end = rest.find([';', ' ', '\t']).unwrap_or(rest.len());
         let (host, port) = parse_hostport(h, &rest[..sb_end])?;
         let params = Params::parse(h, &rest[sb_end..])?;
-        Ok(Via { transport, host, port, params })
+        Ok(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 
     /// The branch parameter.
@@ -176,7 +196,8 @@ impl Via {
     /// The branch when it is an RFC 3261 one (magic cookie plus at least one
     /// character; RFC 4475 badbranch's bare cookie is not).
     pub fn rfc3261_branch(&self) -> Option<&str> {
-        self.branch().filter(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+        self.branch()
+            .filter(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     /// The received parameter (RFC 3261 §18.2.1).
@@ -187,7 +208,9 @@ impl Via {
     /// The rport parameter (RFC 3581): `Some(None)` when present without a
     /// value (the client asks for it), `Some(Some(p))` once filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
     }
 }
 
@@ -202,10 +225,16 @@ fn parse_hostport(h: &str, s: &str) -> Result<(String, Option<u16>), ParseError>
             None => (s.to_owned(), None),
         }
     };
-    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c)) {
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c))
+    {
         return Err(bad(h, "bad host"));
     }
-    let port = port.map(|p| p.parse::<u16>().map_err(|_| bad(h, "bad port"))).transpose()?;
+    let port = port
+        .map(|p| p.parse::<u16>().map_err(|_| bad(h, "bad port")))
+        .transpose()?;
     Ok((host, port))
 }
 
@@ -250,7 +279,12 @@ impl NameAddr {
             }
             check_uri(header, uri)?;
             let params = Params::parse(header, &inner[end + 1..])?;
-            return Ok(NameAddr { display, uri: uri.to_owned(), bracketed: true, params });
+            return Ok(NameAddr {
+                display,
+                uri: uri.to_owned(),
+                bracketed: true,
+                params,
+            });
         }
         if display.is_some() {
             return Err(bad(header, "display name without <uri>"));
@@ -263,7 +297,12 @@ impl NameAddr {
             return Err(bad(header, "URI with headers outside <>"));
         }
         let params = Params::parse(header, &after_display[end..])?;
-        Ok(NameAddr { display, uri: uri.to_owned(), bracketed: false, params })
+        Ok(NameAddr {
+            display,
+            uri: uri.to_owned(),
+            bracketed: false,
+            params,
+        })
     }
 
     /// The tag parameter.
@@ -273,7 +312,10 @@ impl NameAddr {
 
     /// The expires parameter of a Contact, saturated to `u32::MAX`.
     pub fn expires(&self) -> Result<Option<u32>, ParseError> {
-        self.params.get("expires").map(|v| parse_delta("Contact", v.unwrap_or(""))).transpose()
+        self.params
+            .get("expires")
+            .map(|v| parse_delta("Contact", v.unwrap_or("")))
+            .transpose()
     }
 }
 
@@ -281,7 +323,10 @@ fn check_uri(header: &str, uri: &str) -> Result<(), ParseError> {
     if uri_scheme(uri).is_none() {
         return Err(bad(header, "URI without scheme"));
     }
-    if uri.chars().any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c)) {
+    if uri
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+    {
         return Err(bad(header, "bad character in URI"));
     }
     Ok(())
@@ -302,7 +347,11 @@ impl Contact {
         if v.trim() == "*" {
             return Ok(Contact::Star);
         }
-        split_list(v).into_iter().map(|p| NameAddr::parse("Contact", p)).collect::<Result<_, _>>().map(Contact::Addrs)
+        split_list(v)
+            .into_iter()
+            .map(|p| NameAddr::parse("Contact", p))
+            .collect::<Result<_, _>>()
+            .map(Contact::Addrs)
     }
 }
 
@@ -325,8 +374,13 @@ impl CSeq {
         if !n.bytes().all(|c| c.is_ascii_digit()) || !m.bytes().all(is_token_char) {
             return Err(bad("CSeq", "not number and method"));
         }
-        let seq = n.parse::<u32>().map_err(|_| bad("CSeq", "sequence number above 2^32-1"))?;
-        Ok(CSeq { seq, method: m.to_owned() })
+        let seq = n
+            .parse::<u32>()
+            .map_err(|_| bad("CSeq", "sequence number above 2^32-1"))?;
+        Ok(CSeq {
+            seq,
+            method: m.to_owned(),
+        })
     }
 }
 
@@ -349,7 +403,8 @@ pub fn parse_max_forwards(v: &str) -> Result<u8, ParseError> {
     if t.is_empty() {
         return Ok(0);
     }
-    t.parse::<u8>().map_err(|_| bad("Max-Forwards", "above 255"))
+    t.parse::<u8>()
+        .map_err(|_| bad("Max-Forwards", "above 255"))
 }
 
 fn parse_delta(header: &str, v: &str) -> Result<u32, ParseError> {
@@ -390,7 +445,9 @@ impl AuthParams {
         let rest = v[s_end..].trim();
         if !rest.is_empty() {
             for p in split_list(rest) {
-                let (n, val) = p.split_once('=').ok_or(bad(header, "auth-param without '='"))?;
+                let (n, val) = p
+                    .split_once('=')
+                    .ok_or(bad(header, "auth-param without '='"))?;
                 let n = n.trim();
                 if n.is_empty() || !n.bytes().all(is_token_char) {
                     return Err(bad(header, "bad auth-param name"));
@@ -408,7 +465,10 @@ impl AuthParams {
                 params.push((n.to_owned(), val));
             }
         }
-        Ok(AuthParams { scheme: scheme.to_owned(), params })
+        Ok(AuthParams {
+            scheme: scheme.to_owned(),
+            params,
+        })
     }
 
     /// Whether the scheme is Digest.
@@ -418,7 +478,10 @@ impl AuthParams {
 
     /// A parameter's value (names case-insensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -443,46 +506,79 @@ mod tests {
 
     #[test]
     fn via_with_lws_and_rport() {
-        let v = Via::parse("SIP  /   2.0 /UDP     192.0.2.2:5070 ; branch = z9hG4bKa ;rport;received=10.0.0.1").unwrap();
-        assert_eq!((v.transport.as_str(), v.host.as_str(), v.port), ("UDP", "192.0.2.2", Some(5070)));
+        let v = Via::parse(
+            "SIP  /   2.0 /UDP     192.0.2.2:5070 ; branch = z9hG4bKa ;rport;received=10.0.0.1",
+        )
+        .expect("parses");
+        assert_eq!(
+            (v.transport.as_str(), v.host.as_str(), v.port),
+            ("UDP", "192.0.2.2", Some(5070))
+        );
         assert_eq!(v.rfc3261_branch(), Some("z9hG4bKa"));
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.received(), Some("10.0.0.1"));
-        assert_eq!(Via::parse("SIP/2.0/UDP h;branch=z9hG4bK").unwrap().rfc3261_branch(), None);
+        assert_eq!(
+            Via::parse("SIP/2.0/UDP h;branch=z9hG4bK")
+                .expect("parses")
+                .rfc3261_branch(),
+            None
+        );
         assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());
         assert!(Via::parse("SIP/3.0/UDP h").is_err());
     }
 
     #[test]
     fn name_addr_forms() {
-        let n = NameAddr::parse("To", "\"A \\\"B\" <sip:a@b;lr>;tag=1").unwrap();
-        assert_eq!((n.uri.as_str(), n.tag(), n.bracketed), ("sip:a@b;lr", Some("1"), true));
-        let n = NameAddr::parse("Contact", "sip:+1@gw;unknownparam").unwrap();
+        let n = NameAddr::parse("To", "\"A \\\"B\" <sip:a@b;lr>;tag=1").expect("parses");
+        assert_eq!(
+            (n.uri.as_str(), n.tag(), n.bracketed),
+            ("sip:a@b;lr", Some("1"), true)
+        );
+        let n = NameAddr::parse("Contact", "sip:+1@gw;unknownparam").expect("parses");
         assert_eq!(n.uri, "sip:+1@gw");
         assert_eq!(n.params.get("unknownparam"), Some(None));
         assert!(NameAddr::parse("To", "\"open <sip:a@b>").is_err());
         assert!(NameAddr::parse("To", "Watson, Thomas <sip:a@b>").is_err());
         assert!(NameAddr::parse("To", "< sip:a@b >").is_err());
         assert!(NameAddr::parse("Contact", "sip:u@h?Route=x").is_err());
-        assert_eq!(NameAddr::parse("From", "caller<sip:c@e>;tag=3").unwrap().display.as_deref(), Some("caller"));
-        let c = NameAddr::parse("Contact", "<sip:a@b>;expires=99999999999").unwrap();
-        assert_eq!(c.expires().unwrap(), Some(u32::MAX));
+        assert_eq!(
+            NameAddr::parse("From", "caller<sip:c@e>;tag=3")
+                .expect("parses")
+                .display
+                .as_deref(),
+            Some("caller")
+        );
+        let c = NameAddr::parse("Contact", "<sip:a@b>;expires=99999999999").expect("parses");
+        assert_eq!(c.expires().expect("parses"), Some(u32::MAX));
     }
 
     #[test]
     fn contact_star_and_list() {
-        assert_eq!(Contact::parse(" * ").unwrap(), Contact::Star);
-        let Contact::Addrs(a) = Contact::parse("<sip:a@b>;q=0.5, \"x, y\" <sip:c@d>").unwrap() else { panic!() };
+        assert_eq!(Contact::parse(" * ").expect("parses"), Contact::Star);
+        let Contact::Addrs(a) =
+            Contact::parse("<sip:a@b>;q=0.5, \"x, y\" <sip:c@d>").expect("parses")
+        else {
+            panic!()
+        };
         assert_eq!(a.len(), 2);
     }
 
     #[test]
     fn scalars() {
-        assert_eq!(CSeq::parse("0009  INVITE").unwrap(), CSeq { seq: 9, method: "INVITE".into() });
+        assert_eq!(
+            CSeq::parse("0009  INVITE").expect("parses"),
+            CSeq {
+                seq: 9,
+                method: "INVITE".into()
+            }
+        );
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
-        assert_eq!(parse_max_forwards("0068").unwrap(), 68);
+        assert_eq!(parse_max_forwards("0068").expect("parses"), 68);
         assert!(parse_max_forwards("300").is_err());
-        assert_eq!(parse_expires("100000000000000000000").unwrap(), u32::MAX);
+        assert_eq!(
+            parse_expires("100000000000000000000").expect("parses"),
+            u32::MAX
+        );
     }
 
     #[test]
@@ -491,13 +587,21 @@ mod tests {
             "Authorization",
             "Digest username=\"bob\", realm=\"x.org\", nonce=\"n\", uri=\"sip:x.org\", response=\"abc\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c\"",
         )
-        .unwrap();
+        .expect("parses");
         assert!(a.is_digest());
         assert_eq!(a.get("USERNAME"), Some("bob"));
         assert_eq!(a.get("nc"), Some("00000001"));
         assert_eq!(a.get("algorithm"), Some("SHA-256"));
-        let w = AuthParams::parse("WWW-Authenticate", "Digest realm=\"r\", nonce=\"n\", qop=\"auth\", stale=true").unwrap();
+        let w = AuthParams::parse(
+            "WWW-Authenticate",
+            "Digest realm=\"r\", nonce=\"n\", qop=\"auth\", stale=true",
+        )
+        .expect("parses");
         assert_eq!(w.get("stale"), Some("true"));
-        assert!(!AuthParams::parse("Authorization", "NoOneKnowsThisScheme opaque-data=here").unwrap().is_digest());
+        assert!(
+            !AuthParams::parse("Authorization", "NoOneKnowsThisScheme opaque-data=here")
+                .expect("parses")
+                .is_digest()
+        );
     }
 }

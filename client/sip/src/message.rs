@@ -182,11 +182,15 @@ pub struct Message {
     body: Range<usize>,
 }
 
+/// A parsed field before it joins a message: canonical name, its whole
+/// line range (continuations included), value range relative to the line.
+pub(crate) type RawField = (String, Range<usize>, Range<usize>);
+
+/// A parsed header section: start line, its range, the fields.
+pub(crate) type Head = (StartLine, Range<usize>, Vec<RawField>);
+
 /// Parse the start line and header fields of `head` (no final CRLFCRLF).
-pub(crate) fn parse_head(
-    head: &[u8],
-    max_headers: usize,
-) -> Result<(StartLine, Range<usize>, Vec<(String, Range<usize>, Range<usize>)>), ParseError> {
+pub(crate) fn parse_head(head: &[u8], max_headers: usize) -> Result<Head, ParseError> {
     let mut lines = Vec::new();
     let mut pos = 0;
     while pos <= head.len() {
@@ -197,7 +201,7 @@ pub(crate) fn parse_head(
     let first = lines.first().cloned().unwrap_or(0..0);
     let start = parse_start_line(&head[first.clone()])?;
     // (name, whole line range, value range relative to line start)
-    let mut fields: Vec<(String, Range<usize>, Range<usize>)> = Vec::new();
+    let mut fields: Vec<RawField> = Vec::new();
     for l in lines.into_iter().skip(1) {
         let bytes = &head[l.clone()];
         match bytes.first() {
@@ -213,7 +217,10 @@ pub(crate) fn parse_head(
                 if fields.len() >= max_headers {
                     return Err(ParseError::TooManyHeaders { limit: max_headers });
                 }
-                let name_end = bytes.iter().position(|c| !is_token_char(*c)).unwrap_or(bytes.len());
+                let name_end = bytes
+                    .iter()
+                    .position(|c| !is_token_char(*c))
+                    .unwrap_or(bytes.len());
                 if name_end == 0 {
                     return Err(ParseError::BadHeaderLine("header name is not a token"));
                 }
@@ -260,7 +267,9 @@ fn parse_version(v: &[u8]) -> Result<(), ParseError> {
     if v.eq_ignore_ascii_case(b"SIP/2.0") {
         Ok(())
     } else if ok {
-        Err(ParseError::VersionNotSupported(String::from_utf8_lossy(v).into_owned()))
+        Err(ParseError::VersionNotSupported(
+            String::from_utf8_lossy(v).into_owned(),
+        ))
     } else {
         Err(ParseError::BadStartLine("bad SIP-Version"))
     }
@@ -268,7 +277,10 @@ fn parse_version(v: &[u8]) -> Result<(), ParseError> {
 
 fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
-        let sp = line.iter().position(|c| *c == b' ').ok_or(ParseError::BadStartLine("no status code"))?;
+        let sp = line
+            .iter()
+            .position(|c| *c == b' ')
+            .ok_or(ParseError::BadStartLine("no status code"))?;
         parse_version(&line[..sp])?;
         let rest = &line[sp + 1..];
         let code_end = rest.iter().position(|c| *c == b' ').unwrap_or(rest.len());
@@ -276,14 +288,20 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
             return Err(ParseError::BadStatusCode);
         }
-        let code: u16 = std::str::from_utf8(code).ok().and_then(|s| s.parse().ok()).ok_or(ParseError::BadStatusCode)?;
+        let code: u16 = std::str::from_utf8(code)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(ParseError::BadStatusCode)?;
         if !(100..=699).contains(&code) {
             return Err(ParseError::BadStatusCode);
         }
         if code_end == rest.len() {
             return Err(ParseError::BadStartLine("no space after the status code"));
         }
-        return Ok(StartLine::Response { code, reason: rest[code_end + 1..].to_vec() });
+        return Ok(StartLine::Response {
+            code,
+            reason: rest[code_end + 1..].to_vec(),
+        });
     }
     // Strict: exactly one SP between the three parts (RFC 4475 lwsstart,
     // trws and lwsruri are rejected, which the RFC allows).
@@ -292,7 +310,9 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
         if parts.len() >= 3 && parse_version(parts[parts.len() - 1]).is_ok() {
             return Err(ParseError::BadRequestUri("whitespace in the request line"));
         }
-        return Err(ParseError::BadStartLine("not Method SP Request-URI SP SIP-Version"));
+        return Err(ParseError::BadStartLine(
+            "not Method SP Request-URI SP SIP-Version",
+        ));
     }
     parse_version(parts[2])?;
     if !parts[0].iter().all(|c| is_token_char(*c)) {
@@ -301,7 +321,10 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, ParseError> {
     let method = String::from_utf8_lossy(parts[0]).into_owned();
     let uri = std::str::from_utf8(parts[1]).map_err(|_| ParseError::BadRequestUri("not ASCII"))?;
     check_request_uri(uri)?;
-    Ok(StartLine::Request { method, uri: uri.to_owned() })
+    Ok(StartLine::Request {
+        method,
+        uri: uri.to_owned(),
+    })
 }
 
 /// Request-URI checks that need no application knowledge: a scheme, no
@@ -319,7 +342,9 @@ fn check_request_uri(uri: &str) -> Result<(), ParseError> {
         let rest = &uri[scheme.len() + 1..];
         let host_part = rest.rfind('@').map_or(rest, |at| &rest[at + 1..]);
         if host_part.contains('?') {
-            return Err(ParseError::BadRequestUri("escaped headers in the Request-URI"));
+            return Err(ParseError::BadRequestUri(
+                "escaped headers in the Request-URI",
+            ));
         }
     }
     Ok(())
@@ -332,7 +357,7 @@ impl Message {
         raw: Vec<u8>,
         start: StartLine,
         start_range: Range<usize>,
-        fields: Vec<(String, Range<usize>, Range<usize>)>,
+        fields: Vec<RawField>,
         body: Range<usize>,
     ) -> Self {
         Message {
@@ -341,7 +366,11 @@ impl Message {
             start_line: Line::Orig(start_range),
             fields: fields
                 .into_iter()
-                .map(|(name, line, value)| Field { name, line: Line::Orig(line), value })
+                .map(|(name, line, value)| Field {
+                    name,
+                    line: Line::Orig(line),
+                    value,
+                })
                 .collect(),
             body,
         }
@@ -395,7 +424,11 @@ impl Message {
 
     fn view<'a>(&'a self, f: &'a Field) -> HeaderRef<'a> {
         let line = self.line_bytes(&f.line);
-        HeaderRef { name: &f.name, line, raw_value: &line[f.value.clone()] }
+        HeaderRef {
+            name: &f.name,
+            line,
+            raw_value: &line[f.value.clone()],
+        }
     }
 
     /// All header fields in wire order.
@@ -416,7 +449,12 @@ impl Message {
     /// values alike), unfolded, in order.
     pub fn values(&self, name: &str) -> Vec<String> {
         self.headers_named(name)
-            .flat_map(|h| headers::split_list(&h.value()).into_iter().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|h| {
+                headers::split_list(&h.value())
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -446,12 +484,17 @@ impl Message {
 
     /// The Max-Forwards value, `None` when absent.
     pub fn max_forwards(&self) -> Result<Option<u8>, ParseError> {
-        self.single("Max-Forwards")?.map(|v| headers::parse_max_forwards(&v)).transpose()
+        self.single("Max-Forwards")?
+            .map(|v| headers::parse_max_forwards(&v))
+            .transpose()
     }
 
     /// The Via values, top first.
     pub fn vias(&self) -> Result<Vec<headers::Via>, ParseError> {
-        self.values("Via").iter().map(|v| headers::Via::parse(v)).collect()
+        self.values("Via")
+            .iter()
+            .map(|v| headers::Via::parse(v))
+            .collect()
     }
 
     /// The To header.
@@ -524,7 +567,11 @@ impl Message {
     fn new_field(name: &str, value: &str) -> Field {
         let line = format!("{name}: {value}").into_bytes();
         let len = line.len();
-        Field { name: name.to_owned(), line: Line::New(line), value: name.len() + 2..len }
+        Field {
+            name: name.to_owned(),
+            line: Line::New(line),
+            value: name.len() + 2..len,
+        }
     }
 
     fn position(&self, name: &str) -> Option<usize> {
@@ -564,7 +611,11 @@ impl Message {
                 let len = new.len();
                 let vstart = prefix.len();
                 let name = f.name.clone();
-                self.fields[idx] = Field { name, line: Line::New(new), value: vstart..len };
+                self.fields[idx] = Field {
+                    name,
+                    line: Line::New(new),
+                    value: vstart..len,
+                };
                 Some(removed)
             }
         }
@@ -609,9 +660,15 @@ impl Message {
                 new.extend_from_slice(n.to_string().as_bytes());
                 let len = new.len();
                 let name = f.name.clone();
-                self.fields[idx] = Field { name, line: Line::New(new), value: vstart..len };
+                self.fields[idx] = Field {
+                    name,
+                    line: Line::New(new),
+                    value: vstart..len,
+                };
             }
-            None => self.fields.insert(0, Self::new_field("Max-Forwards", &n.to_string())),
+            None => self
+                .fields
+                .insert(0, Self::new_field("Max-Forwards", &n.to_string())),
         }
     }
 
@@ -619,7 +676,10 @@ impl Message {
     /// when absent, §16.6). Fails with the value 0 when the request must be
     /// answered 483 instead, and with a parse error when the value is bad.
     pub fn decrement_max_forwards(&mut self) -> Result<u8, MaxForwardsError> {
-        let cur = self.max_forwards().map_err(MaxForwardsError::Invalid)?.unwrap_or(70);
+        let cur = self
+            .max_forwards()
+            .map_err(MaxForwardsError::Invalid)?
+            .unwrap_or(70);
         if cur == 0 {
             return Err(MaxForwardsError::TooManyHops);
         }
@@ -635,7 +695,10 @@ impl Message {
         };
         let method = method.clone();
         self.start_line = Line::New(format!("{method} {uri} SIP/2.0").into_bytes());
-        self.start = StartLine::Request { method, uri: uri.to_owned() };
+        self.start = StartLine::Request {
+            method,
+            uri: uri.to_owned(),
+        };
         Ok(())
     }
 }
@@ -665,7 +728,13 @@ impl MaxForwardsError {
 /// CSeq copied as written, a To tag added when `to_tag` is given and To has
 /// none, `Content-Length: 0`. Extra header lines (`Name: value`) go before
 /// Content-Length.
-pub fn build_response(req: &Message, code: u16, reason: &str, to_tag: Option<&str>, extra: &[String]) -> Vec<u8> {
+pub fn build_response(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra: &[String],
+) -> Vec<u8> {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n").into_bytes();
     for h in req.headers() {
         match h.name {
@@ -675,7 +744,9 @@ pub fn build_response(req: &Message, code: u16, reason: &str, to_tag: Option<&st
             }
             "To" => {
                 out.extend_from_slice(h.line);
-                let has_tag = headers::NameAddr::parse("To", &h.value()).map(|n| n.tag().is_some()).unwrap_or(true);
+                let has_tag = headers::NameAddr::parse("To", &h.value())
+                    .map(|n| n.tag().is_some())
+                    .unwrap_or(true);
                 if let (Some(tag), false) = (to_tag, has_tag) {
                     out.extend_from_slice(format!(";tag={tag}").as_bytes());
                 }

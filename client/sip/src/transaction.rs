@@ -31,7 +31,11 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        TimerConfig { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) }
+        TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
     }
 }
 
@@ -141,19 +145,36 @@ fn class(code: u16) -> u16 {
 impl Transaction {
     /// Start a client transaction for `request` (INVITE or not). The first
     /// actions send it.
-    pub fn client(request: Message, reliability: Reliability, cfg: TimerConfig, now: Instant) -> (Self, Vec<Action>) {
+    pub fn client(
+        request: Message,
+        reliability: Reliability,
+        cfg: TimerConfig,
+        now: Instant,
+    ) -> (Self, Vec<Action>) {
         let invite = request.method().as_deref() == Some("INVITE");
         let bytes = request.to_bytes();
         let mut t = Transaction {
-            kind: if invite { Kind::ClientInvite } else { Kind::ClientNonInvite },
-            state: if invite { State::Calling } else { State::Trying },
+            kind: if invite {
+                Kind::ClientInvite
+            } else {
+                Kind::ClientNonInvite
+            },
+            state: if invite {
+                State::Calling
+            } else {
+                State::Trying
+            },
             reliability,
             cfg,
             request,
             last_sent: bytes.clone(),
             timers: Vec::new(),
         };
-        let (retransmit, timeout) = if invite { (Timer::A, Timer::B) } else { (Timer::E, Timer::F) };
+        let (retransmit, timeout) = if invite {
+            (Timer::A, Timer::B)
+        } else {
+            (Timer::E, Timer::F)
+        };
         if reliability == Reliability::Unreliable {
             t.arm(retransmit, cfg.t1, now);
         }
@@ -164,7 +185,11 @@ impl Transaction {
     /// Start a server transaction for a received `request`. The request goes
     /// to the TU; an INVITE is answered 100 Trying at once (§17.2.1), so the
     /// previous hop stops retransmitting.
-    pub fn server(request: Message, reliability: Reliability, cfg: TimerConfig) -> (Self, Vec<Action>) {
+    pub fn server(
+        request: Message,
+        reliability: Reliability,
+        cfg: TimerConfig,
+    ) -> (Self, Vec<Action>) {
         let invite = request.method().as_deref() == Some("INVITE");
         let mut actions = Vec::new();
         let mut last_sent = Vec::new();
@@ -174,8 +199,16 @@ impl Transaction {
         }
         actions.push(Action::PassToTu(request.clone()));
         let t = Transaction {
-            kind: if invite { Kind::ServerInvite } else { Kind::ServerNonInvite },
-            state: if invite { State::Proceeding } else { State::Trying },
+            kind: if invite {
+                Kind::ServerInvite
+            } else {
+                Kind::ServerNonInvite
+            },
+            state: if invite {
+                State::Proceeding
+            } else {
+                State::Trying
+            },
             reliability,
             cfg,
             request,
@@ -228,7 +261,13 @@ impl Transaction {
 
     /// Enter a waiting state: arm `timer` on an unreliable transport,
     /// terminate at once on a reliable one (the timer is zero).
-    fn wait_or_terminate(&mut self, timer: Timer, after: Duration, now: Instant, actions: &mut Vec<Action>) {
+    fn wait_or_terminate(
+        &mut self,
+        timer: Timer,
+        after: Duration,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
         match self.reliability {
             Reliability::Unreliable => self.arm(timer, after, now),
             Reliability::Reliable => self.terminate(actions),
@@ -263,8 +302,12 @@ impl Transaction {
                     }
                 }
             }
-            (Kind::ClientInvite, State::Accepted) if class(code) == 2 => a.push(Action::PassToTu(resp)),
-            (Kind::ClientInvite, State::Completed) if code >= 300 => a.push(Action::Send(self.last_sent.clone())),
+            (Kind::ClientInvite, State::Accepted) if class(code) == 2 => {
+                a.push(Action::PassToTu(resp))
+            }
+            (Kind::ClientInvite, State::Completed) if code >= 300 => {
+                a.push(Action::Send(self.last_sent.clone()))
+            }
             (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
                 if class(code) == 1 {
                     self.state = State::Proceeding;
@@ -331,7 +374,9 @@ impl Transaction {
                 }
             }
             // RFC 6026: the TU's 2xx retransmissions pass through.
-            (Kind::ServerInvite, State::Accepted) if class(code) == 2 => a.push(Action::Send(bytes)),
+            (Kind::ServerInvite, State::Accepted) if class(code) == 2 => {
+                a.push(Action::Send(bytes))
+            }
             (Kind::ServerNonInvite, State::Trying | State::Proceeding) => {
                 a.push(Action::Send(bytes.clone()));
                 self.last_sent = bytes;
@@ -352,17 +397,29 @@ impl Transaction {
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
         let mut a = Vec::new();
         loop {
-            let due = self.timers.iter().filter(|(_, at, _)| *at <= now).min_by_key(|(_, at, _)| *at).copied();
-            let Some((timer, at, interval)) = due else { break };
+            let due = self
+                .timers
+                .iter()
+                .filter(|(_, at, _)| *at <= now)
+                .min_by_key(|(_, at, _)| *at)
+                .copied();
+            let Some((timer, at, interval)) = due else {
+                break;
+            };
             self.disarm(timer);
             match timer {
                 Timer::A => {
                     a.push(Action::Send(self.last_sent.clone()));
-                    self.timers.push((Timer::A, at + interval * 2, interval * 2));
+                    self.timers
+                        .push((Timer::A, at + interval * 2, interval * 2));
                 }
                 Timer::E => {
                     a.push(Action::Send(self.last_sent.clone()));
-                    let next = if self.state == State::Proceeding { self.cfg.t2 } else { (interval * 2).min(self.cfg.t2) };
+                    let next = if self.state == State::Proceeding {
+                        self.cfg.t2
+                    } else {
+                        (interval * 2).min(self.cfg.t2)
+                    };
                     self.timers.push((Timer::E, at + next, next));
                 }
                 Timer::G => {
@@ -374,7 +431,9 @@ impl Transaction {
                     a.push(Action::Timeout);
                     self.terminate(&mut a);
                 }
-                Timer::D | Timer::I | Timer::J | Timer::K | Timer::L | Timer::M => self.terminate(&mut a),
+                Timer::D | Timer::I | Timer::J | Timer::K | Timer::L | Timer::M => {
+                    self.terminate(&mut a)
+                }
             }
             if self.state == State::Terminated {
                 break;
@@ -444,6 +503,10 @@ impl TransactionKey {
         if method == "ACK" {
             method = "INVITE".to_owned();
         }
-        Some(TransactionKey { branch, sent_by, method })
+        Some(TransactionKey {
+            branch,
+            sent_by,
+            method,
+        })
     }
 }

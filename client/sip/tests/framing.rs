@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 use sharecall_sip::framer::PONG;
 use sharecall_sip::message::build_response;
-use sharecall_sip::{parse_datagram, Disposition, Limits, Message, ParseError, StreamEvent, StreamFramer};
+use sharecall_sip::{
+    parse_datagram, Disposition, Limits, Message, ParseError, StreamEvent, StreamFramer,
+};
 
 const REQ: &str = "OPTIONS sip:b@example.com SIP/2.0\r\nv: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\nf: <sip:a@example.com>;tag=1\r\nt: <sip:b@example.com>\r\ni: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nl: 4\r\n\r\nbody";
 
@@ -18,9 +20,22 @@ fn drain(f: &mut StreamFramer) -> Result<Vec<StreamEvent>, ParseError> {
 
 #[test]
 fn compact_names_are_canonical() {
-    let m = parse_datagram(REQ.as_bytes(), &Limits::default()).expect("ok").expect("msg");
+    let m = parse_datagram(REQ.as_bytes(), &Limits::default())
+        .expect("ok")
+        .expect("msg");
     let names: Vec<&str> = m.headers().map(|h| h.name).collect();
-    assert_eq!(names, ["Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length"]);
+    assert_eq!(
+        names,
+        [
+            "Via",
+            "From",
+            "To",
+            "Call-ID",
+            "CSeq",
+            "Max-Forwards",
+            "Content-Length"
+        ]
+    );
     assert_eq!(m.body(), b"body");
     m.validate().expect("valid");
     assert_eq!(m.headers_named("call-id").count(), 1);
@@ -40,7 +55,9 @@ fn stream_keepalives_and_back_to_back_messages() {
     let ev = drain(&mut f).expect("ok");
     assert_eq!(ev.len(), 2);
     for e in ev {
-        let StreamEvent::Message(m) = e else { panic!("{e:?}") };
+        let StreamEvent::Message(m) = e else {
+            panic!("{e:?}")
+        };
         assert_eq!(m.to_bytes(), REQ.as_bytes());
     }
     assert_eq!(f.buffered(), 0);
@@ -54,22 +71,48 @@ fn stream_requires_content_length_and_stays_failed() {
     assert_eq!(e, ParseError::MissingContentLength);
     assert_eq!(e.disposition(false, true), Disposition::ReplyAndClose(400));
     f.feed(REQ.as_bytes());
-    assert_eq!(f.next_event(), Err(ParseError::MissingContentLength), "a failed stream stays failed");
+    assert_eq!(
+        f.next_event(),
+        Err(ParseError::MissingContentLength),
+        "a failed stream stays failed"
+    );
 }
 
 #[test]
 fn limits_are_enforced_with_typed_errors() {
-    let small = Limits { max_header_bytes: 64, max_body_bytes: 3, max_headers: 4 };
+    let small = Limits {
+        max_header_bytes: 64,
+        max_body_bytes: 3,
+        max_headers: 4,
+    };
     assert_eq!(
-        parse_datagram(REQ.as_bytes(), &Limits { max_header_bytes: 64, ..Limits::default() }),
+        parse_datagram(
+            REQ.as_bytes(),
+            &Limits {
+                max_header_bytes: 64,
+                ..Limits::default()
+            }
+        ),
         Err(ParseError::HeadersTooLarge { limit: 64 })
     );
     assert_eq!(
-        parse_datagram(REQ.as_bytes(), &Limits { max_headers: 4, ..Limits::default() }),
+        parse_datagram(
+            REQ.as_bytes(),
+            &Limits {
+                max_headers: 4,
+                ..Limits::default()
+            }
+        ),
         Err(ParseError::TooManyHeaders { limit: 4 })
     );
     assert_eq!(
-        parse_datagram(REQ.as_bytes(), &Limits { max_body_bytes: 3, ..Limits::default() }),
+        parse_datagram(
+            REQ.as_bytes(),
+            &Limits {
+                max_body_bytes: 3,
+                ..Limits::default()
+            }
+        ),
         Err(ParseError::BodyTooLarge { len: 4, limit: 3 })
     );
     // On a stream an endless header section is refused once it passes the
@@ -81,9 +124,15 @@ fn limits_are_enforced_with_typed_errors() {
     let e = f.next_event().expect_err("too large");
     assert_eq!(e.status(), 513);
     // A body announced beyond the limit is refused before it arrives.
-    let mut f = StreamFramer::new(Limits { max_body_bytes: 10, ..Limits::default() });
+    let mut f = StreamFramer::new(Limits {
+        max_body_bytes: 10,
+        ..Limits::default()
+    });
     f.feed(REQ.replace("l: 4", "l: 11").as_bytes());
-    assert_eq!(f.next_event(), Err(ParseError::BodyTooLarge { len: 11, limit: 10 }));
+    assert_eq!(
+        f.next_event(),
+        Err(ParseError::BodyTooLarge { len: 11, limit: 10 })
+    );
 }
 
 #[test]
@@ -91,22 +140,41 @@ fn datagram_body_rules() {
     let l = Limits::default();
     assert_eq!(parse_datagram(b"\r\n\r\n", &l), Ok(None), "keep-alive");
     let short = REQ.replace("l: 4", "l: 5");
-    assert_eq!(parse_datagram(short.as_bytes(), &l), Err(ParseError::BodyTruncated { expected: 5, got: 4 }));
+    assert_eq!(
+        parse_datagram(short.as_bytes(), &l),
+        Err(ParseError::BodyTruncated {
+            expected: 5,
+            got: 4
+        })
+    );
     let extra = format!("{REQ}trailing");
-    let m = parse_datagram(extra.as_bytes(), &l).expect("ok").expect("msg");
+    let m = parse_datagram(extra.as_bytes(), &l)
+        .expect("ok")
+        .expect("msg");
     assert_eq!(m.to_bytes(), REQ.as_bytes(), "extra bytes dropped");
-    assert_eq!(parse_datagram(b"OPTIONS sip:x SIP/2.0\r\nVia: x", &l), Err(ParseError::NoEndOfHeaders));
+    assert_eq!(
+        parse_datagram(b"OPTIONS sip:x SIP/2.0\r\nVia: x", &l),
+        Err(ParseError::NoEndOfHeaders)
+    );
 }
 
 #[test]
 fn route_record_route_and_uri_edits() {
     let text = "INVITE sip:svc@p.example SIP/2.0\r\nRoute: <sip:p.example;lr>,\r\n <sip:q.example;lr>\r\nRecord-Route: <sip:x.example;lr>\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2\r\nl: 0\r\n\r\n";
-    let mut m = parse_datagram(text.as_bytes(), &Limits::default()).expect("ok").expect("msg");
+    let mut m = parse_datagram(text.as_bytes(), &Limits::default())
+        .expect("ok")
+        .expect("msg");
     assert_eq!(m.pop_top_route().as_deref(), Some("<sip:p.example;lr>"));
     assert_eq!(m.values("Route"), ["<sip:q.example;lr>"]);
     m.add_record_route("<sip:me.example;lr>");
-    assert_eq!(m.values("Record-Route"), ["<sip:me.example;lr>", "<sip:x.example;lr>"]);
-    assert_eq!(m.remove_top_via().as_deref(), Some("SIP/2.0/UDP a;branch=z9hG4bK1"));
+    assert_eq!(
+        m.values("Record-Route"),
+        ["<sip:me.example;lr>", "<sip:x.example;lr>"]
+    );
+    assert_eq!(
+        m.remove_top_via().as_deref(),
+        Some("SIP/2.0/UDP a;branch=z9hG4bK1")
+    );
     assert_eq!(m.vias().expect("via").len(), 1);
     m.set_request_uri("sip:bob@10.0.0.2:5060").expect("uri");
     assert_eq!(m.request_uri(), Some("sip:bob@10.0.0.2:5060"));
@@ -122,9 +190,19 @@ fn route_record_route_and_uri_edits() {
 
 #[test]
 fn build_response_copies_and_tags() {
-    let m = parse_datagram(REQ.as_bytes(), &Limits::default()).expect("ok").expect("msg");
-    let r = build_response(&m, 404, "Not Found", Some("xyz"), &["Retry-After: 5".into()]);
-    let r = parse_datagram(&r, &Limits::default()).expect("ok").expect("msg");
+    let m = parse_datagram(REQ.as_bytes(), &Limits::default())
+        .expect("ok")
+        .expect("msg");
+    let r = build_response(
+        &m,
+        404,
+        "Not Found",
+        Some("xyz"),
+        &["Retry-After: 5".into()],
+    );
+    let r = parse_datagram(&r, &Limits::default())
+        .expect("ok")
+        .expect("msg");
     r.validate().expect("valid response");
     assert_eq!(r.status(), Some(404));
     assert_eq!(r.to().expect("to").tag(), Some("xyz"));
@@ -134,7 +212,11 @@ fn build_response_copies_and_tags() {
 
 #[test]
 fn garbage_and_truncations_never_panic() {
-    let base = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rfc4475/wsinv.dat")).expect("file");
+    let base = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/rfc4475/wsinv.dat"
+    ))
+    .expect("file");
     for cut in 0..base.len() {
         let b = &base[..cut];
         if let Ok(Some(m)) = parse_datagram(b, &Limits::default()) {

@@ -8,10 +8,14 @@ use sharecall_sip::framer::looks_like_response;
 use sharecall_sip::headers::Contact;
 use sharecall_sip::message::MaxForwardsError;
 use sharecall_sip::transaction::TransactionKey;
-use sharecall_sip::{parse_datagram, Disposition, Limits, Message, ParseError, StreamEvent, StreamFramer};
+use sharecall_sip::{
+    parse_datagram, Disposition, Limits, Message, ParseError, StreamEvent, StreamFramer,
+};
 
 fn data(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475").join(format!("{name}.dat"));
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/rfc4475")
+        .join(format!("{name}.dat"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -108,7 +112,13 @@ fn every_file_is_listed_once() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/rfc4475");
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .expect("data dir")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".dat").map(str::to_owned))
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".dat")
+                .map(str::to_owned)
+        })
         .collect();
     files.sort();
     let mut listed: Vec<String> = EXPECTED.iter().map(|(n, _)| (*n).to_owned()).collect();
@@ -183,7 +193,9 @@ fn stream_framing_of_every_file() {
                 "inv2543" => assert_eq!(err, Some(ParseError::MissingContentLength)),
                 // Content-Length beyond the bytes: wait (then the idle
                 // timeout closes the connection).
-                "clerr" => assert!(err.is_none() && events.is_empty() && f.buffered() == bytes.len()),
+                "clerr" => {
+                    assert!(err.is_none() && events.is_empty() && f.buffered() == bytes.len())
+                }
                 "ncl" => {
                     let e = err.expect("error");
                     assert_eq!(e, ParseError::InvalidContentLength);
@@ -196,7 +208,9 @@ fn stream_framing_of_every_file() {
                 "dblreq" => assert!(matches!(events.first(), Some(StreamEvent::Message(_)))),
                 _ if matches!(want, Outcome::Accept) => {
                     assert!(err.is_none(), "{name}: {err:?}");
-                    let [StreamEvent::Message(m)] = events.as_slice() else { panic!("{name}: {events:?}") };
+                    let [StreamEvent::Message(m)] = events.as_slice() else {
+                        panic!("{name}: {events:?}")
+                    };
                     assert_eq!(m.to_bytes(), bytes, "{name}");
                     assert_eq!(f.buffered(), 0);
                 }
@@ -225,37 +239,62 @@ fn wsinv_values_and_proxy_edits() {
     assert_eq!(vias[2].host, "192.168.255.111");
     assert_eq!(m.to().expect("to").tag(), Some("1918181833n"));
     assert_eq!(m.from().expect("from").tag(), Some("98asjd8"));
-    assert_eq!(m.headers_named("s").count(), 1, "compact Subject, empty value");
+    assert_eq!(
+        m.headers_named("s").count(),
+        1,
+        "compact Subject, empty value"
+    );
     // A proxy's edits: only the Max-Forwards line changes and a Via line is
     // added; the unknown headers and the rest pass byte for byte.
     m.decrement_max_forwards().expect("forwardable");
     m.prepend_via("SIP/2.0/UDP proxy.example;branch=z9hG4bKp1");
     let out = m.to_bytes();
-    let text = String::from_utf8_lossy(&bytes).replace("MaX-fOrWaRdS: 0068", "MaX-fOrWaRdS: 67").replace(
-        "Via  : SIP  /   2.0",
-        "Via: SIP/2.0/UDP proxy.example;branch=z9hG4bKp1\r\nVia  : SIP  /   2.0",
-    );
+    let text = String::from_utf8_lossy(&bytes)
+        .replace("MaX-fOrWaRdS: 0068", "MaX-fOrWaRdS: 67")
+        .replace(
+            "Via  : SIP  /   2.0",
+            "Via: SIP/2.0/UDP proxy.example;branch=z9hG4bKp1\r\nVia  : SIP  /   2.0",
+        );
     assert_eq!(out, text.into_bytes());
-    assert!(String::from_utf8_lossy(&out).contains("NewFangledHeader:   newfangled value\r\n continued newfangled value\r\n"));
+    assert!(String::from_utf8_lossy(&out)
+        .contains("NewFangledHeader:   newfangled value\r\n continued newfangled value\r\n"));
 }
 
 #[test]
 fn semantic_details() {
     let m = accepted("esc01");
-    assert_eq!(m.request_uri(), Some("sip:sips%3Auser%40example.com@example.net"));
-    let Some(Contact::Addrs(c)) = accepted("escnull").contact().expect("contact") else { panic!() };
+    assert_eq!(
+        m.request_uri(),
+        Some("sip:sips%3Auser%40example.com@example.net")
+    );
+    let Some(Contact::Addrs(c)) = accepted("escnull").contact().expect("contact") else {
+        panic!()
+    };
     assert_eq!(
         c.iter().map(|a| a.uri.as_str()).collect::<Vec<_>>(),
         ["sip:%00@host5.example.com", "sip:%00%00@host5.example.com"]
     );
     let m = accepted("esc02");
     assert_eq!(m.method().as_deref(), Some("RE%47IST%45R"));
-    let Some(Contact::Addrs(c)) = m.contact().expect("contact") else { panic!() };
+    let Some(Contact::Addrs(c)) = m.contact().expect("contact") else {
+        panic!()
+    };
     assert_eq!(c.len(), 2, "C%6Fntact is not Contact");
     assert_eq!(m.headers_named("C%6Fntact").count(), 1);
-    assert_eq!(accepted("lwsdisp").from().expect("from").display.as_deref(), Some("caller"));
-    assert_eq!(accepted("semiuri").request_uri(), Some("sip:user;par=u%40example.net@example.com"));
-    let t: Vec<String> = accepted("transports").vias().expect("vias").into_iter().map(|v| v.transport).collect();
+    assert_eq!(
+        accepted("lwsdisp").from().expect("from").display.as_deref(),
+        Some("caller")
+    );
+    assert_eq!(
+        accepted("semiuri").request_uri(),
+        Some("sip:user;par=u%40example.net@example.com")
+    );
+    let t: Vec<String> = accepted("transports")
+        .vias()
+        .expect("vias")
+        .into_iter()
+        .map(|v| v.transport)
+        .collect();
     assert_eq!(t, ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]);
     assert_eq!(accepted("mpart01").body().len(), 553);
     assert_eq!(accepted("unreason").status(), Some(200));
@@ -266,28 +305,66 @@ fn semantic_details() {
     // 3.3: semantic answers are the TU's; the facts it needs are here.
     for n in ["unkscm", "novelsc"] {
         let uri = accepted(n).request_uri().map(str::to_owned).expect("uri");
-        let scheme = sharecall_sip::headers::uri_scheme(&uri).expect("scheme").to_ascii_lowercase();
-        assert!(scheme != "sip" && scheme != "sips", "{n}: 416 is the TU's answer");
+        let scheme = sharecall_sip::headers::uri_scheme(&uri)
+            .expect("scheme")
+            .to_ascii_lowercase();
+        assert!(
+            scheme != "sip" && scheme != "sips",
+            "{n}: 416 is the TU's answer"
+        );
     }
     assert_eq!(accepted("unksm2").to().expect("to").uri, "isbn:2983792873");
-    assert_eq!(accepted("bext01").values("Require").is_empty(), false);
+    assert!(
+        !accepted("bext01").values("Require").is_empty(),
+        "420 is the TU's answer"
+    );
     let a = accepted("regaut01");
-    let auth = a.headers_named("Authorization").next().expect("auth").value();
-    assert!(!sharecall_sip::headers::AuthParams::parse("Authorization", &auth).expect("parses").is_digest());
-    assert_eq!(accepted("bcast").vias().expect("vias")[1].host, "255.255.255.255");
+    let auth = a
+        .headers_named("Authorization")
+        .next()
+        .expect("auth")
+        .value();
+    assert!(
+        !sharecall_sip::headers::AuthParams::parse("Authorization", &auth)
+            .expect("parses")
+            .is_digest()
+    );
+    assert_eq!(
+        accepted("bcast").vias().expect("vias")[1].host,
+        "255.255.255.255"
+    );
     let mut z = accepted("zeromf");
     assert_eq!(z.max_forwards().expect("mf"), Some(0));
     let e = z.decrement_max_forwards().expect_err("483");
-    assert_eq!((e.clone(), e.status()), (MaxForwardsError::TooManyHops, 483));
-    let Some(Contact::Addrs(c)) = accepted("cparam01").contact().expect("c") else { panic!() };
+    assert_eq!(
+        (e.clone(), e.status()),
+        (MaxForwardsError::TooManyHops, 483)
+    );
+    let Some(Contact::Addrs(c)) = accepted("cparam01").contact().expect("c") else {
+        panic!()
+    };
     assert_eq!(c[0].uri, "sip:+19725552222@gw1.example.net");
-    assert_eq!(c[0].params.get("unknownparam"), Some(None), "a contact-param");
-    let Some(Contact::Addrs(c)) = accepted("cparam02").contact().expect("c") else { panic!() };
+    assert_eq!(
+        c[0].params.get("unknownparam"),
+        Some(None),
+        "a contact-param"
+    );
+    let Some(Contact::Addrs(c)) = accepted("cparam02").contact().expect("c") else {
+        panic!()
+    };
     assert_eq!(c[0].uri, "sip:+19725552222@gw1.example.net;unknownparam");
-    let Some(Contact::Addrs(c)) = accepted("regescrt").contact().expect("c") else { panic!() };
-    assert_eq!(c[0].uri, "sip:user@example.com?Route=%3Csip:sip.example.com%3E");
+    let Some(Contact::Addrs(c)) = accepted("regescrt").contact().expect("c") else {
+        panic!()
+    };
+    assert_eq!(
+        c[0].uri,
+        "sip:user@example.com?Route=%3Csip:sip.example.com%3E"
+    );
     let m = accepted("inv2543");
-    assert!(!m.body().is_empty(), "no Content-Length on UDP: body is the rest");
+    assert!(
+        !m.body().is_empty(),
+        "no Content-Length on UDP: body is the rest"
+    );
     assert_eq!(TransactionKey::of(&m), None, "RFC 2543: no branch");
     assert_eq!(m.max_forwards().expect("mf"), None);
 }
@@ -310,11 +387,18 @@ fn differential_against_rsip() {
                 both += 1;
                 let (start, headers, body) = match &r {
                     rsip::SipMessage::Request(q) => (q.method.to_string(), &q.headers, &q.body),
-                    rsip::SipMessage::Response(p) => (p.status_code.code().to_string(), &p.headers, &p.body),
+                    rsip::SipMessage::Response(p) => {
+                        (p.status_code.code().to_string(), &p.headers, &p.body)
+                    }
                 };
-                let our_start = m.method().filter(|_| m.is_request()).or(m.status().map(|s| s.to_string()));
+                let our_start = m
+                    .method()
+                    .filter(|_| m.is_request())
+                    .or(m.status().map(|s| s.to_string()));
                 let call_id = headers.iter().find_map(|h| match h {
-                    rsip::Header::CallId(c) => Some(c.to_string().trim_start_matches("Call-ID:").to_owned()),
+                    rsip::Header::CallId(c) => {
+                        Some(c.to_string().trim_start_matches("Call-ID:").to_owned())
+                    }
                     _ => None,
                 });
                 let same = our_start.as_deref() == Some(start.as_str())
@@ -339,7 +423,10 @@ fn differential_against_rsip() {
         }
     }
     eprintln!("both {both}; disagree {disagree:?}; rsip accepts invalid {rsip_accepts_invalid:?}; rsip rejects valid {rsip_rejects_valid:?}");
-    assert!(both >= 10, "rsip handled too few messages to be an oracle: {both}");
+    assert!(
+        both >= 10,
+        "rsip handled too few messages to be an oracle: {both}"
+    );
     // rsip ignores Content-Length: dblreq's trailing INVITE becomes body.
     assert_eq!(disagree, ["dblreq"]);
     // The account of rsip, pinned: it accepts wrong Content-Lengths

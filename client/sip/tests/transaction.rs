@@ -2,11 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use sharecall_sip::transaction::{Action, Reliability, State, Timer, TimerConfig, Transaction, TransactionKey};
+use sharecall_sip::transaction::{
+    Action, Reliability, State, Timer, TimerConfig, Transaction, TransactionKey,
+};
 use sharecall_sip::{parse_datagram, Limits, Message};
 
 fn msg(text: &str) -> Message {
-    parse_datagram(text.as_bytes(), &Limits::default()).expect("valid").expect("not keep-alive")
+    parse_datagram(text.as_bytes(), &Limits::default())
+        .expect("valid")
+        .expect("not keep-alive")
 }
 
 fn request(method: &str) -> Message {
@@ -32,7 +36,12 @@ fn ms(n: u64) -> Duration {
 #[test]
 fn client_invite_retransmits_with_doubling_and_times_out_with_b() {
     let t0 = Instant::now();
-    let (mut t, a) = Transaction::client(request("INVITE"), Reliability::Unreliable, TimerConfig::default(), t0);
+    let (mut t, a) = Transaction::client(
+        request("INVITE"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+        t0,
+    );
     assert_eq!(sends(&a), 1);
     // Timer A: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s: six retransmissions before B at 32 s.
     let mut at = Vec::new();
@@ -56,14 +65,21 @@ fn client_invite_retransmits_with_doubling_and_times_out_with_b() {
 #[test]
 fn client_invite_provisional_stops_a_and_non2xx_sends_ack_then_d() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::client(request("INVITE"), Reliability::Unreliable, TimerConfig::default(), t0);
+    let (mut t, _) = Transaction::client(
+        request("INVITE"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+        t0,
+    );
     let a = t.on_response(response(180, "INVITE"), t0 + ms(100));
     assert!(matches!(a.as_slice(), [Action::PassToTu(_)]));
     assert_eq!(t.state(), State::Proceeding);
     assert!(!t.is_armed(Timer::A));
     assert!(t.is_armed(Timer::B));
     let a = t.on_response(response(486, "INVITE"), t0 + ms(200));
-    let Some(Action::Send(ack)) = a.first() else { panic!("no ACK: {a:?}") };
+    let Some(Action::Send(ack)) = a.first() else {
+        panic!("no ACK: {a:?}")
+    };
     let ack = msg(std::str::from_utf8(ack).expect("ascii"));
     assert_eq!(ack.method().as_deref(), Some("ACK"));
     assert_eq!(ack.cseq().expect("cseq").seq, 7);
@@ -84,7 +100,12 @@ fn client_invite_provisional_stops_a_and_non2xx_sends_ack_then_d() {
 #[test]
 fn client_invite_reliable_no_retransmit_and_d_zero() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::client(request("INVITE"), Reliability::Reliable, TimerConfig::default(), t0);
+    let (mut t, _) = Transaction::client(
+        request("INVITE"),
+        Reliability::Reliable,
+        TimerConfig::default(),
+        t0,
+    );
     assert!(!t.is_armed(Timer::A));
     assert!(t.is_armed(Timer::B));
     let a = t.on_response(response(404, "INVITE"), t0 + ms(10));
@@ -95,22 +116,41 @@ fn client_invite_reliable_no_retransmit_and_d_zero() {
 #[test]
 fn client_invite_2xx_enters_accepted_rfc6026() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::client(request("INVITE"), Reliability::Unreliable, TimerConfig::default(), t0);
+    let (mut t, _) = Transaction::client(
+        request("INVITE"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+        t0,
+    );
     let a = t.on_response(response(200, "INVITE"), t0 + ms(50));
-    assert!(matches!(a.as_slice(), [Action::PassToTu(_)]), "2xx is not ACKed by the transaction");
+    assert!(
+        matches!(a.as_slice(), [Action::PassToTu(_)]),
+        "2xx is not ACKed by the transaction"
+    );
     assert_eq!(t.state(), State::Accepted);
     // A retransmitted 2xx still reaches the TU (it ACKs it again).
-    assert!(matches!(t.on_response(response(200, "INVITE"), t0 + ms(60)).as_slice(), [Action::PassToTu(_)]));
-    assert_eq!(t.on_timer(t0 + ms(50) + ms(32_000)), vec![Action::Terminated]);
+    assert!(matches!(
+        t.on_response(response(200, "INVITE"), t0 + ms(60))
+            .as_slice(),
+        [Action::PassToTu(_)]
+    ));
+    assert_eq!(
+        t.on_timer(t0 + ms(50) + ms(32_000)),
+        vec![Action::Terminated]
+    );
 }
 
 #[test]
 fn client_non_invite_e_capped_at_t2_f_times_out() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::client(request("OPTIONS"), Reliability::Unreliable, TimerConfig::default(), t0);
+    let (mut t, _) = Transaction::client(
+        request("OPTIONS"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+        t0,
+    );
     let mut at = Vec::new();
-    loop {
-        let Some(d) = t.next_deadline() else { break };
+    while let Some(d) = t.next_deadline() {
         let acts = t.on_timer(d);
         if sends(&acts) > 0 {
             at.push((d - t0).as_millis());
@@ -122,37 +162,72 @@ fn client_non_invite_e_capped_at_t2_f_times_out() {
         }
     }
     // 0.5, 1.5, 3.5, 7.5 (cap 4 s), 11.5, ... 31.5.
-    assert_eq!(at, vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]);
+    assert_eq!(
+        at,
+        vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500]
+    );
 }
 
 #[test]
 fn client_non_invite_proceeding_uses_t2_and_k() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::client(request("REGISTER"), Reliability::Unreliable, TimerConfig::default(), t0);
+    let (mut t, _) = Transaction::client(
+        request("REGISTER"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+        t0,
+    );
     t.on_response(response(100, "REGISTER"), t0 + ms(100));
     assert_eq!(t.state(), State::Proceeding);
     assert_eq!(sends(&t.on_timer(t0 + ms(500))), 1);
-    assert_eq!(t.next_deadline(), Some(t0 + ms(4500)), "in Proceeding E fires every T2");
+    assert_eq!(
+        t.next_deadline(),
+        Some(t0 + ms(4500)),
+        "in Proceeding E fires every T2"
+    );
     let a = t.on_response(response(200, "REGISTER"), t0 + ms(600));
     assert!(matches!(a.as_slice(), [Action::PassToTu(_)]));
-    assert_eq!(t.next_deadline(), Some(t0 + ms(600) + ms(5000)), "timer K = T4");
-    assert!(t.on_response(response(200, "REGISTER"), t0 + ms(700)).is_empty());
+    assert_eq!(
+        t.next_deadline(),
+        Some(t0 + ms(600) + ms(5000)),
+        "timer K = T4"
+    );
+    assert!(t
+        .on_response(response(200, "REGISTER"), t0 + ms(700))
+        .is_empty());
     assert_eq!(t.on_timer(t0 + ms(5600)), vec![Action::Terminated]);
     // Reliable: K = 0.
-    let (mut r, _) = Transaction::client(request("REGISTER"), Reliability::Reliable, TimerConfig::default(), t0);
+    let (mut r, _) = Transaction::client(
+        request("REGISTER"),
+        Reliability::Reliable,
+        TimerConfig::default(),
+        t0,
+    );
     assert!(!r.is_armed(Timer::E));
-    assert_eq!(r.on_response(response(200, "REGISTER"), t0).last(), Some(&Action::Terminated));
+    assert_eq!(
+        r.on_response(response(200, "REGISTER"), t0).last(),
+        Some(&Action::Terminated)
+    );
 }
 
 #[test]
 fn server_invite_trying_non2xx_g_h_and_ack_i() {
     let t0 = Instant::now();
-    let (mut t, a) = Transaction::server(request("INVITE"), Reliability::Unreliable, TimerConfig::default());
-    let Some(Action::Send(trying)) = a.first() else { panic!("no 100") };
+    let (mut t, a) = Transaction::server(
+        request("INVITE"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+    );
+    let Some(Action::Send(trying)) = a.first() else {
+        panic!("no 100")
+    };
     assert!(trying.starts_with(b"SIP/2.0 100 Trying\r\n"));
     assert!(matches!(a.get(1), Some(Action::PassToTu(_))));
     // A retransmitted INVITE gets the 100 again.
-    assert_eq!(t.on_request(request("INVITE"), t0 + ms(400)), vec![Action::Send(trying.clone())]);
+    assert_eq!(
+        t.on_request(request("INVITE"), t0 + ms(400)),
+        vec![Action::Send(trying.clone())]
+    );
     let a = t.send_response(response(486, "INVITE"), t0 + ms(1000));
     assert_eq!(sends(&a), 1);
     assert_eq!(t.state(), State::Completed);
@@ -170,19 +245,34 @@ fn server_invite_trying_non2xx_g_h_and_ack_i() {
     }
     assert_eq!(&at[..6], &[500, 1500, 3500, 7500, 11500, 15500]);
 
-    let (mut t, _) = Transaction::server(request("INVITE"), Reliability::Unreliable, TimerConfig::default());
+    let (mut t, _) = Transaction::server(
+        request("INVITE"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+    );
     t.send_response(response(486, "INVITE"), t0);
     assert!(t.on_request(request("ACK"), t0 + ms(10)).is_empty());
     assert_eq!(t.state(), State::Confirmed);
     assert!(!t.is_armed(Timer::G) && !t.is_armed(Timer::H));
-    assert!(t.on_request(request("ACK"), t0 + ms(20)).is_empty(), "ACK retransmission absorbed");
-    assert_eq!(t.on_timer(t0 + ms(5010)), vec![Action::Terminated], "timer I = T4");
+    assert!(
+        t.on_request(request("ACK"), t0 + ms(20)).is_empty(),
+        "ACK retransmission absorbed"
+    );
+    assert_eq!(
+        t.on_timer(t0 + ms(5010)),
+        vec![Action::Terminated],
+        "timer I = T4"
+    );
 }
 
 #[test]
 fn server_invite_reliable_no_g_and_i_zero() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::server(request("INVITE"), Reliability::Reliable, TimerConfig::default());
+    let (mut t, _) = Transaction::server(
+        request("INVITE"),
+        Reliability::Reliable,
+        TimerConfig::default(),
+    );
     t.send_response(response(603, "INVITE"), t0);
     assert!(!t.is_armed(Timer::G));
     assert!(t.is_armed(Timer::H));
@@ -192,36 +282,83 @@ fn server_invite_reliable_no_g_and_i_zero() {
 #[test]
 fn server_invite_2xx_accepted_timer_l() {
     let t0 = Instant::now();
-    let (mut t, _) = Transaction::server(request("INVITE"), Reliability::Unreliable, TimerConfig::default());
+    let (mut t, _) = Transaction::server(
+        request("INVITE"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+    );
     assert_eq!(sends(&t.send_response(response(180, "INVITE"), t0)), 1);
     assert_eq!(t.state(), State::Proceeding);
-    assert_eq!(sends(&t.send_response(response(200, "INVITE"), t0 + ms(5))), 1);
+    assert_eq!(
+        sends(&t.send_response(response(200, "INVITE"), t0 + ms(5))),
+        1
+    );
     assert_eq!(t.state(), State::Accepted);
-    assert!(t.on_request(request("INVITE"), t0 + ms(6)).is_empty(), "INVITE retransmission absorbed");
-    assert_eq!(sends(&t.send_response(response(200, "INVITE"), t0 + ms(505))), 1, "TU's 2xx retransmit passes");
-    assert!(matches!(t.on_request(request("ACK"), t0 + ms(600)).as_slice(), [Action::PassToTu(_)]));
-    assert_eq!(t.on_timer(t0 + ms(5) + ms(32_000)), vec![Action::Terminated]);
+    assert!(
+        t.on_request(request("INVITE"), t0 + ms(6)).is_empty(),
+        "INVITE retransmission absorbed"
+    );
+    assert_eq!(
+        sends(&t.send_response(response(200, "INVITE"), t0 + ms(505))),
+        1,
+        "TU's 2xx retransmit passes"
+    );
+    assert!(matches!(
+        t.on_request(request("ACK"), t0 + ms(600)).as_slice(),
+        [Action::PassToTu(_)]
+    ));
+    assert_eq!(
+        t.on_timer(t0 + ms(5) + ms(32_000)),
+        vec![Action::Terminated]
+    );
 }
 
 #[test]
 fn server_non_invite_j() {
     let t0 = Instant::now();
-    let (mut t, a) = Transaction::server(request("REGISTER"), Reliability::Unreliable, TimerConfig::default());
-    assert!(matches!(a.as_slice(), [Action::PassToTu(_)]), "no 100 for non-INVITE");
-    assert!(t.on_request(request("REGISTER"), t0).is_empty(), "Trying absorbs retransmissions");
+    let (mut t, a) = Transaction::server(
+        request("REGISTER"),
+        Reliability::Unreliable,
+        TimerConfig::default(),
+    );
+    assert!(
+        matches!(a.as_slice(), [Action::PassToTu(_)]),
+        "no 100 for non-INVITE"
+    );
+    assert!(
+        t.on_request(request("REGISTER"), t0).is_empty(),
+        "Trying absorbs retransmissions"
+    );
     t.send_response(response(200, "REGISTER"), t0 + ms(10));
     assert_eq!(t.state(), State::Completed);
-    assert_eq!(sends(&t.on_request(request("REGISTER"), t0 + ms(20))), 1, "final resent");
+    assert_eq!(
+        sends(&t.on_request(request("REGISTER"), t0 + ms(20))),
+        1,
+        "final resent"
+    );
     assert_eq!(t.on_timer(t0 + ms(10) + ms(31_999)), vec![]);
-    assert_eq!(t.on_timer(t0 + ms(10) + ms(32_000)), vec![Action::Terminated]);
-    let (mut r, _) = Transaction::server(request("REGISTER"), Reliability::Reliable, TimerConfig::default());
-    assert_eq!(r.send_response(response(200, "REGISTER"), t0).last(), Some(&Action::Terminated));
+    assert_eq!(
+        t.on_timer(t0 + ms(10) + ms(32_000)),
+        vec![Action::Terminated]
+    );
+    let (mut r, _) = Transaction::server(
+        request("REGISTER"),
+        Reliability::Reliable,
+        TimerConfig::default(),
+    );
+    assert_eq!(
+        r.send_response(response(200, "REGISTER"), t0).last(),
+        Some(&Action::Terminated)
+    );
 }
 
 #[test]
 fn keys_match_request_response_and_ack() {
     let k = TransactionKey::of(&request("INVITE")).expect("key");
-    assert_eq!(TransactionKey::of(&response(180, "INVITE")), Some(k.clone()));
+    assert_eq!(
+        TransactionKey::of(&response(180, "INVITE")),
+        Some(k.clone())
+    );
     assert_eq!(TransactionKey::of(&request("ACK")), Some(k.clone()));
     assert_ne!(TransactionKey::of(&request("BYE")), Some(k));
 }
