@@ -1,11 +1,19 @@
 //! Parsers for the header values the front end acts on.
 //!
-//! All of these are our own small parsers over the unfolded value text.
-//! rsip 0.4's typed headers were not used: it splits Via's sent-protocol on
-//! `/` without allowing LWS around it (RFC 4475 wsinv), keeps URI and header
-//! parameters apart only inside `<>`, and accepts the broken values of
-//! badinv01/badaspec/baddn; it serves as a differential oracle in
-//! `tests/rfc4475.rs` instead.
+//! All of these are our own small parsers over the unfolded value text;
+//! rsip 0.4's typed headers fail at least one case for each header we need,
+//! pinned in `tests/rsip_values.rs` (rsip stays a test-only oracle):
+//! - Via: rsip rejects LWS around `/` (RFC 4475 wsinv) and accepts empty
+//!   parameters (badinv01);
+//! - To/From: rsip accepts an unquoted display name with a comma (baddn)
+//!   and an unterminated quote (quotbal);
+//! - Contact: rsip has no `*` (reads it as a host);
+//! - CSeq: rsip gets the number right but refuses extension methods
+//!   (esc02, mismatch02), which are tokens;
+//! - Max-Forwards: rsip accepts values above 255;
+//! - Authorization: rsip refuses `algorithm=SHA-256` (RFC 8760).
+//!
+//! Call-ID and Expires are trivial grammars, parsed here too.
 
 use crate::error::ParseError;
 use crate::message::is_token_char;
