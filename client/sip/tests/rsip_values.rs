@@ -63,7 +63,7 @@ fn contact_rsip_has_no_star_and_agrees_on_params() {
         panic!("not *")
     };
     assert_eq!(
-        theirs.expires().map(|e| e.seconds().ok()).flatten(),
+        theirs.expires().and_then(|e| e.seconds().ok()),
         ours[0].expires().expect("expires")
     );
     assert_eq!(Contact::parse("*").expect("star"), Contact::Star);
