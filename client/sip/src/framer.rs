@@ -9,7 +9,7 @@
 //! bytes beyond Content-Length are dropped (RFC 4475 dblreq).
 
 use crate::error::ParseError;
-use crate::message::{find, parse_head, Message, RawField};
+use crate::message::{find, parse_head, Head, Message, RawField};
 
 /// Size limits; a message over any of them is refused with a typed error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +138,12 @@ pub struct StreamFramer {
     limits: Limits,
     failed: bool,
     last_error: Option<ParseError>,
+    /// Where the search for the end of the header section resumes, so a
+    /// slow sender costs linear, not quadratic, work.
+    scanned: usize,
+    /// A parsed header section waiting for its body: (end of headers,
+    /// head, total length).
+    pending: Option<(usize, Head, usize)>,
 }
 
 impl StreamFramer {
@@ -148,6 +154,8 @@ impl StreamFramer {
             limits,
             failed: false,
             last_error: None,
+            scanned: 0,
+            pending: None,
         }
     }
 
@@ -208,33 +216,44 @@ impl StreamFramer {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let window = self.buf.len().min(self.limits.max_header_bytes + 4);
-        let Some(end) = find(&self.buf[..window], b"\r\n\r\n") else {
-            if self.buf.len() > self.limits.max_header_bytes {
+        if self.pending.is_none() {
+            let window = self.buf.len().min(self.limits.max_header_bytes + 4);
+            let from = self.scanned.saturating_sub(3).min(window);
+            let Some(end) = find(&self.buf[from..window], b"\r\n\r\n").map(|i| from + i) else {
+                if self.buf.len() > self.limits.max_header_bytes {
+                    return Err(ParseError::HeadersTooLarge {
+                        limit: self.limits.max_header_bytes,
+                    });
+                }
+                self.scanned = window;
+                return Ok(None);
+            };
+            if end > self.limits.max_header_bytes {
                 return Err(ParseError::HeadersTooLarge {
                     limit: self.limits.max_header_bytes,
                 });
             }
+            let head = parse_head(&self.buf[..end], self.limits.max_headers)?;
+            let len = content_length(&head.2, &self.buf[..end])?
+                .ok_or(ParseError::MissingContentLength)?;
+            if len > self.limits.max_body_bytes {
+                return Err(ParseError::BodyTooLarge {
+                    len,
+                    limit: self.limits.max_body_bytes,
+                });
+            }
+            self.pending = Some((end, head, end + 4 + len));
+        }
+        let Some((_, _, total)) = self.pending else {
             return Ok(None);
         };
-        if end > self.limits.max_header_bytes {
-            return Err(ParseError::HeadersTooLarge {
-                limit: self.limits.max_header_bytes,
-            });
-        }
-        let (start, start_range, fields) = parse_head(&self.buf[..end], self.limits.max_headers)?;
-        let len =
-            content_length(&fields, &self.buf[..end])?.ok_or(ParseError::MissingContentLength)?;
-        if len > self.limits.max_body_bytes {
-            return Err(ParseError::BodyTooLarge {
-                len,
-                limit: self.limits.max_body_bytes,
-            });
-        }
-        let total = end + 4 + len;
         if self.buf.len() < total {
             return Ok(None);
         }
+        let Some((end, (start, start_range, fields), total)) = self.pending.take() else {
+            return Ok(None);
+        };
+        self.scanned = 0;
         let rest = self.buf.split_off(total);
         let raw = std::mem::replace(&mut self.buf, rest);
         Ok(Some(StreamEvent::Message(Message::from_parts(

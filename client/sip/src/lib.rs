@@ -22,6 +22,25 @@
 //! - [`error`]: [`error::ParseError`], each mapped to the status to answer
 //!   (400, 505, 513) and to what a transport does ([`error::Disposition`]).
 //!
+//! A proxy's path through the crate, for one UDP datagram:
+//!
+//! ```
+//! use sharecall_sip::{parse_datagram, Limits};
+//!
+//! let bytes = b"OPTIONS sip:bob@b.example SIP/2.0\r\n\
+//! v: SIP/2.0/UDP a.example;branch=z9hG4bK1\r\nMax-Forwards: 7\r\n\
+//! f: <sip:a@a.example>;tag=1\r\nt: <sip:bob@b.example>\r\ni: c1\r\n\
+//! CSeq: 1 OPTIONS\r\nX-Unknown:  kept   as is\r\nl: 0\r\n\r\n";
+//! let mut m = parse_datagram(bytes, &Limits::default()).unwrap().unwrap();
+//! m.validate().unwrap();
+//! m.decrement_max_forwards().unwrap();
+//! m.prepend_via("SIP/2.0/UDP proxy.example;branch=z9hG4bKp");
+//! let out = String::from_utf8(m.to_bytes()).unwrap();
+//! assert!(out.contains("Via: SIP/2.0/UDP proxy.example;branch=z9hG4bKp\r\nv: SIP/2.0/UDP a.example"));
+//! assert!(out.contains("Max-Forwards: 6\r\n"));
+//! assert!(out.contains("X-Unknown:  kept   as is\r\n"));
+//! ```
+//!
 //! RFC 4475's torture messages are in `tests/data/rfc4475/` with the
 //! expected handling of each in `tests/rfc4475.rs`.
 

@@ -86,6 +86,9 @@ pub enum Action {
     PassToTu(Message),
     /// The transaction timed out (B, F, H): tell the TU (408 for a client).
     Timeout,
+    /// The transport reported a failure sending for this transaction
+    /// (§17.1.4, §17.2.4): tell the TU (503 for a client).
+    TransportError,
     /// The transaction is over; drop it.
     Terminated,
 }
@@ -390,6 +393,14 @@ impl Transaction {
             // Anything else would break the state machine: not sent.
             _ => tracing::debug!(code, state = ?self.state, "response not sent in this state"),
         }
+        a
+    }
+
+    /// The transport failed to send this transaction's bytes (§17.1.4,
+    /// §17.2.4): the TU is told and the transaction ends.
+    pub fn on_transport_error(&mut self) -> Vec<Action> {
+        let mut a = vec![Action::TransportError];
+        self.terminate(&mut a);
         a
     }
 

@@ -362,3 +362,20 @@ fn keys_match_request_response_and_ack() {
     assert_eq!(TransactionKey::of(&request("ACK")), Some(k.clone()));
     assert_ne!(TransactionKey::of(&request("BYE")), Some(k));
 }
+
+#[test]
+fn transport_error_ends_the_transaction() {
+    let t0 = Instant::now();
+    let (mut t, _) = Transaction::client(
+        request("INVITE"),
+        Reliability::Reliable,
+        TimerConfig::default(),
+        t0,
+    );
+    assert_eq!(
+        t.on_transport_error(),
+        vec![Action::TransportError, Action::Terminated]
+    );
+    assert_eq!(t.state(), State::Terminated);
+    assert_eq!(t.next_deadline(), None);
+}
