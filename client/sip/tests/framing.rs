@@ -320,3 +320,38 @@ proptest! {
         prop_assert_eq!(m.body(), body.as_slice());
     }
 }
+
+#[test]
+fn every_compact_name_expands() {
+    use sharecall_sip::message::canonical_name;
+    let table = [
+        ("i", "Call-ID"),
+        ("m", "Contact"),
+        ("e", "Content-Encoding"),
+        ("l", "Content-Length"),
+        ("f", "From"),
+        ("t", "To"),
+        ("v", "Via"),
+        ("k", "Supported"),
+        ("s", "Subject"),
+        ("c", "Content-Type"),
+        ("o", "Event"),
+        ("u", "Allow-Events"),
+        ("r", "Refer-To"),
+        ("b", "Referred-By"),
+        ("x", "Session-Expires"),
+        ("y", "Identity"),
+    ];
+    for (short, long) in table {
+        assert_eq!(canonical_name(short.as_bytes()), long);
+        assert_eq!(canonical_name(short.to_ascii_uppercase().as_bytes()), long);
+        assert_eq!(canonical_name(long.to_ascii_lowercase().as_bytes()), long);
+    }
+    assert_eq!(canonical_name(b"MaX-fOrWaRdS"), "Max-Forwards");
+    assert_eq!(
+        canonical_name(b"X-Odd-Thing"),
+        "X-Odd-Thing",
+        "unknown names kept as written"
+    );
+    assert_eq!(canonical_name(b"q"), "q", "not a compact form");
+}
