@@ -368,6 +368,7 @@ struct RequestWire {
     signature: String,
     answer_key: String,
     part: String,
+    public: Value,
 }
 
 struct Checked {
@@ -422,6 +423,14 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     else {
         return bad(StatusCode::BAD_REQUEST, "bad_answer_key", "64 hex digits");
     };
+    let public = w
+        .kind
+        .parse()
+        .map_err(|_| ())
+        .and_then(|k| sharecall_proto::public::Public::parse(k, &w.public).map_err(|_| ()));
+    let Ok(public) = public else {
+        return bad(StatusCode::BAD_REQUEST, "bad_public", "bad public fields");
+    };
     let signed = SignedFields {
         request_id: &w.request_id,
         kind: &w.kind,
@@ -429,6 +438,7 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
         timestamp_ms: w.timestamp_ms,
         window_ms: w.window_ms,
         part_hashes: &hashes,
+        public_hash: &public.hash(),
         answer_key: &answer_key,
     }
     .message();
@@ -460,7 +470,19 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
             "part does not match part_hashes[me]",
         );
     }
-    let part = match parse_part(&w.kind, &part) {
+    // The public fields are signed once, outside the parts: merge them in.
+    let merged = serde_json::from_slice::<serde_json::Map<String, Value>>(&part)
+        .map_err(|e| e.to_string())
+        .and_then(|mut m| {
+            if m.contains_key("ttl_s") || m.contains_key("extra") {
+                return Err("ttl_s and extra belong in `public`".to_string());
+            }
+            if let Value::Object(p) = &w.public {
+                m.extend(p.clone());
+            }
+            Ok(serde_json::to_vec(&m).unwrap_or_default())
+        });
+    let part = match merged.and_then(|m| parse_part(&w.kind, &m)) {
         Ok(p) => p,
         Err(e) => return bad(StatusCode::BAD_REQUEST, "bad_part", &e),
     };
