@@ -96,7 +96,7 @@ impl EntryPublic {
                 .ok_or_else(|| bad("ttl_s", format!("{at}must be an integer")))?,
         };
         let extra = match m.remove("extra") {
-            None => Vec::new(),
+            None | Some(Value::Null) => Vec::new(),
             Some(Value::String(h)) => {
                 hex::decode(h).map_err(|e| bad("extra", format!("{at}not hex: {e}")))?
             }

@@ -125,19 +125,22 @@ fn an_import_whose_owner_differs_between_providers_never_executes() {
     alice.enroll();
     mallory.enroll();
     let rows: Vec<(String, String)> = (0..3)
-        .map(|k| (format!("+1 555 01{k:02}"), format!("sip:row{k}@192.0.2.{k}")))
+        .map(|k| {
+            (
+                format!("+1 555 01{k:02}"),
+                format!("sip:row{k}@192.0.2.{k}"),
+            )
+        })
         .collect();
 
     // (c) Row 1 owned by alice at P1 and P2, by mallory at P0.
     let before = settled(&cluster);
-    let (parts, public) = split_public(
-        "import",
-        &import_parts(&rows, 3600, &alice.account()),
-    );
+    let (parts, public) = split_public("import", &import_parts(&rows, 3600, &alice.account()));
     let mut other: Value = public.clone();
     other["rows"][1]["owner"] = json!(hex::encode(mallory.account()));
     let id = operator.id();
-    let bodies = operator.bodies_with_public(&id, "import", &parts, [&other, &public, &public], 5000);
+    let bodies =
+        operator.bodies_with_public(&id, "import", &parts, [&other, &public, &public], 5000);
     all_aborted(&operator.send_raw(bodies));
     let after = settled(&cluster);
     assert_eq!(before, after, "a refused import changed a table");
@@ -163,7 +166,10 @@ fn an_import_whose_owner_differs_between_providers_never_executes() {
         alice.resolve("+1 555 0101"),
         Resolved::Found("sip:row1@192.0.2.1".into())
     );
-    assert_eq!(mallory.update("+1 555 0101", "sip:m@192.0.2.9", 60), "forbidden");
+    assert_eq!(
+        mallory.update("+1 555 0101", "sip:m@192.0.2.9", 60),
+        "forbidden"
+    );
     assert_eq!(alice.update("+1 555 0101", "sip:a@192.0.2.9", 60), "ok");
     let last = settled(&cluster);
     assert!(last.iter().all(|t| t.2 == last[0].2), "{last:?}");

@@ -226,14 +226,14 @@ fn import_rows_round_trip_and_are_limited() {
         Err(PartError::RowCount { part: 2, public: 1 })
     );
     // A row carrying its own owner (or ttl) is refused, naming it.
-    let with_owner = bytes
-        .clone()
-        .into_iter()
-        .collect::<Vec<u8>>();
+    let with_owner = bytes.clone().into_iter().collect::<Vec<u8>>();
     let mut v: serde_json::Value = serde_json::from_slice(&with_owner).expect("json");
     v["rows"][1]["owner"] = serde_json::json!(hex::encode([9u8; 32]));
     let err = merge_import(v.to_string().as_bytes(), &public).expect_err("owner in row");
-    assert!(err.to_string().contains("row 1") && err.to_string().contains("`owner`"), "{err}");
+    assert!(
+        err.to_string().contains("row 1") && err.to_string().contains("`owner`"),
+        "{err}"
+    );
     let mut v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
     v["rows"][0]["ttl_s"] = serde_json::json!(5);
     let err = merge_import(v.to_string().as_bytes(), &public).expect_err("ttl in row");

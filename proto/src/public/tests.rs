@@ -89,7 +89,10 @@ fn public_fields_are_checked_per_kind_and_named() {
     for (kind, v, f) in cases {
         let err = Public::parse(kind, &v).expect_err(&format!("{kind} {v} refused"));
         assert!(
-            matches!(err, PartError::Public { .. } | PartError::BadTtl(_) | PartError::ExtraTooLong(_)),
+            matches!(
+                err,
+                PartError::Public { .. } | PartError::BadTtl(_) | PartError::ExtraTooLong(_)
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains(f), "{err} should name {f}");

@@ -306,8 +306,8 @@ impl Executor {
         let meta = store::request(self.db(), id)
             .map_err(store_err)?
             .ok_or_else(|| store_err(format!("request {id}: no metadata stored here")))?;
-        let part =
-            Part::parse_stored(kind, &bytes).map_err(|e| store_err(format!("request {id}: {e}")))?;
+        let part = Part::parse_stored(kind, &bytes)
+            .map_err(|e| store_err(format!("request {id}: {e}")))?;
         Ok((part, meta))
     }
 
