@@ -26,9 +26,9 @@ pub use sharecall_proto::limits::{
     EXTRA_MAX_LEN, IMPORT_MAX_ROWS, IMPORT_PART_MAX_LEN as IMPORT_MAX_PART_LEN, TTL_MAX_S,
 };
 pub use sharecall_proto::part::{
-    check_extra, import_to_bytes, parse_import as parse_import_part, ttl_seconds, Kind, Part,
-    PartError,
+    check_extra, import_to_bytes, merge_import, ttl_seconds, Kind, Part, PartError,
 };
+pub use sharecall_proto::public::{EntryPublic, Public, RowPublic};
 
 /// The `resolve` or `delete` part of one provider's key shares.
 pub fn query_part(key: KeyPart) -> Part {
@@ -70,29 +70,38 @@ pub struct ImportEntry {
     pub owner: [u8; 32],
 }
 
-/// The three part byte strings of an `import`: `{"rows": [ROW, ...]}`,
-/// each ROW a register part plus `owner`, rows in the same order in all
-/// three parts.
-pub fn import_parts(rows: &[ImportEntry]) -> Result<[Vec<u8>; 3], PartError> {
+/// The public fields and the three part byte strings of an `import`: the
+/// parts are `{"rows": [ROW, ...]}`, each ROW a register part's shares,
+/// rows in the same order in all three parts and in `public.rows` (which
+/// holds each row's ttl, extra data and owner, once).
+pub fn import_parts(rows: &[ImportEntry]) -> Result<(Public, [Vec<u8>; 3]), PartError> {
     if rows.is_empty() || rows.len() > IMPORT_MAX_ROWS {
         return Err(PartError::ImportSize(format!(
             "an import carries 1 to {IMPORT_MAX_ROWS} rows, got {}",
             rows.len()
         )));
     }
-    let mut per: [Vec<(Part, [u8; 32])>; 3] = Default::default();
+    let mut per: [Vec<Part>; 3] = Default::default();
+    let mut public = Vec::with_capacity(rows.len());
     for row in rows {
         let [a, b, c] = entry_parts(row.shares.clone(), row.ttl, row.extra.as_deref())?;
+        public.push(RowPublic {
+            entry: a.entry_public(),
+            owner: row.owner,
+        });
         for (out, part) in per.iter_mut().zip([a, b, c]) {
-            out.push((part, row.owner));
+            out.push(part);
         }
     }
     let [a, b, c] = per;
-    Ok([
-        import_to_bytes(&a)?,
-        import_to_bytes(&b)?,
-        import_to_bytes(&c)?,
-    ])
+    Ok((
+        Public::Import(public),
+        [
+            import_to_bytes(&a)?,
+            import_to_bytes(&b)?,
+            import_to_bytes(&c)?,
+        ],
+    ))
 }
 
 /// The three parts of a `resolve` or `delete` from
@@ -403,24 +412,31 @@ mod tests {
             Some(b"hi"),
         )
         .expect("parts");
+        let public = Public::of_parts(Kind::Register, &parts).expect("public");
+        // The public fields, once, as docs/API.md lists them.
+        assert_eq!(
+            public.to_json(),
+            serde_json::json!({"ttl_s": 3600, "extra": "6869"})
+        );
         for part in &parts {
             let bytes = part.to_bytes();
-            assert_eq!(Part::parse(Kind::Register, &bytes), Ok(part.clone()));
-            assert_eq!(Part::parse(Kind::Update, &bytes), Ok(part.clone()));
-            // Shape of the JSON, as docs/API.md lists it.
+            assert_eq!(
+                Part::merge(Kind::Register, &bytes, &public),
+                Ok(part.clone())
+            );
+            assert_eq!(Part::merge(Kind::Update, &bytes, &public), Ok(part.clone()));
+            // Shape of the JSON, as docs/API.md lists it: shares only.
             let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
             let obj = v.as_object().expect("object");
             let mut fields: Vec<&str> = obj.keys().map(String::as_str).collect();
             fields.sort_unstable();
-            assert_eq!(fields, ["endpoint", "extra", "key", "key_bits", "ttl_s"]);
+            assert_eq!(fields, ["endpoint", "key", "key_bits"]);
             assert_eq!(obj["key"].as_str().map(str::len), Some(128));
             assert_eq!(obj["key_bits"].as_str().map(str::len), Some(64));
             assert_eq!(obj["endpoint"].as_str().map(str::len), Some(1280));
-            assert_eq!(obj["ttl_s"].as_u64(), Some(3600));
-            assert_eq!(obj["extra"].as_str(), Some("6869"));
             // A register part is not a resolve part.
             assert_eq!(
-                Part::parse(Kind::Resolve, &bytes),
+                Part::merge(Kind::Resolve, &bytes, &Public::None),
                 Err(PartError::UnexpectedField {
                     kind: Kind::Resolve,
                     field: "endpoint"
@@ -429,7 +445,7 @@ mod tests {
         }
         // The endpoint still reconstructs from the decoded parts.
         let decoded: [Vec<Share>; 3] = parts.map(|p| {
-            Part::parse(Kind::Register, &p.to_bytes())
+            Part::merge(Kind::Register, &p.to_bytes(), &public)
                 .expect("decodes")
                 .endpoint
         });
@@ -459,10 +475,10 @@ mod tests {
                 owner: [i as u8; 32],
             })
             .collect();
-        let parts = import_parts(&entries).expect("parts");
+        let (public, parts) = import_parts(&entries).expect("parts");
         let parsed = parts
             .each_ref()
-            .map(|b| parse_import_part(b).expect("parses"));
+            .map(|b| merge_import(b, &public).expect("parses"));
         for (i, ((p, e), entry)) in rows.iter().zip(&entries).enumerate() {
             for (prov, rows) in parsed.iter().enumerate() {
                 let (part, owner) = &rows[i];
@@ -487,12 +503,18 @@ mod tests {
                 p.key().to_field()
             );
         }
-        // Row JSON shape: a register part plus owner.
+        // Row JSON shape: a register part's shares; ttl and owner are in
+        // `public.rows`, once.
         let v: serde_json::Value = serde_json::from_slice(&parts[0]).expect("json");
         let row = v["rows"][0].as_object().expect("row");
         let mut fields: Vec<&str> = row.keys().map(String::as_str).collect();
         fields.sort_unstable();
-        assert_eq!(fields, ["endpoint", "key", "key_bits", "owner", "ttl_s"]);
+        assert_eq!(fields, ["endpoint", "key", "key_bits"]);
+        let row = public.to_json()["rows"][0].clone();
+        assert_eq!(
+            row,
+            serde_json::json!({"ttl_s": 60, "owner": hex::encode([0u8; 32])})
+        );
         // Limits.
         assert!(matches!(import_parts(&[]), Err(PartError::ImportSize(_))));
         let mut bad = entries[0].clone();
@@ -531,10 +553,20 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
             // The key, in both forms.
             assert_eq!(v.as_object().map(|o| o.len()), Some(2));
-            assert_eq!(Part::parse(Kind::Resolve, &bytes), Ok(part.clone()));
-            assert_eq!(Part::parse(Kind::Delete, &bytes), Ok(part.clone()));
+            assert_eq!(
+                Part::merge(Kind::Resolve, &bytes, &Public::None),
+                Ok(part.clone())
+            );
+            assert_eq!(
+                Part::merge(Kind::Delete, &bytes, &Public::None),
+                Ok(part.clone())
+            );
+            let entry = Public::Entry(EntryPublic {
+                ttl_s: 5,
+                extra: Vec::new(),
+            });
             assert!(matches!(
-                Part::parse(Kind::Register, &bytes),
+                Part::merge(Kind::Register, &bytes, &entry),
                 Err(PartError::MissingField {
                     field: "endpoint",
                     ..

@@ -4,7 +4,7 @@
 //! else: the prime field and its encoding ([`field`]), replicated secret
 //! sharing and checked reconstruction ([`sharing`]), how pseudonyms and
 //! endpoints become field elements ([`encoding`]), how shares travel as
-//! bytes ([`layout`]), the client API's part JSON ([`part`]), result codes
+//! bytes ([`layout`]), the client API's part JSON ([`part`]) and public fields ([`public`]), result codes
 //! ([`answer`]), limits ([`limits`]) and clock ([`clock`]), what a client
 //! signs ([`request`]), how answers are sealed to the client ([`seal`]), and the protobuf messages exchanged between
 //! providers ([`wire`]). Clients, providers and the LEA tool all depend on
@@ -18,6 +18,7 @@ pub mod field;
 pub mod layout;
 pub mod limits;
 pub mod part;
+pub mod public;
 pub mod request;
 pub mod seal;
 pub mod sharing;

@@ -4,12 +4,18 @@
 //!
 //! `key` (all kinds) is the provider's share of the pseudonym key and
 //! `key_bits` its XOR share of the same key (the tree table compares
-//! those); `endpoint` and `ttl_s` (register, update) and the optional
-//! plain `extra` (register, update) describe the entry. An import part is
-//! `{"rows": [ROW, ...]}`, each row a register part plus the owner's public
-//! key. The exact bytes are hashed with blake3 and signed by the client,
-//! so [`Part::to_bytes`] is the one writer and [`Part::parse`] reads them
-//! without re-encoding.
+//! those); `endpoint` (register, update) is its share of the entry. An
+//! import part is `{"rows": [ROW, ...]}`, each row a register part. The
+//! public fields (lifetime, extra data, import owners) are not in parts:
+//! they are sent once per request, signed once ([`crate::public`]), and a
+//! part that carries one is refused. The exact part bytes are hashed with
+//! blake3 and signed by the client, so [`Part::to_bytes`] is the one
+//! writer and [`Part::merge`] reads them without re-encoding, merged with
+//! the request's public fields.
+//!
+//! A [`Part`] value is that merged form; providers store it so
+//! ([`Part::to_stored_bytes`], [`Part::parse_stored`]) and execution reads
+//! one value.
 
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ use crate::layout::{decode_share, decode_share_vector, encode_share, encode_shar
 use crate::limits::{EXTRA_MAX_LEN, IMPORT_MAX_ROWS, IMPORT_PART_MAX_LEN, TTL_MAX_S};
 use crate::{BitShare, Share};
 
+use crate::public::{EntryPublic, Public};
 pub use crate::request::Kind;
 
 /// Why a part (or a value going into one) is not valid.
@@ -46,7 +53,7 @@ pub enum PartError {
         field: &'static str,
     },
     /// A field not allowed for the kind is present.
-    #[error("a {kind} part carries only a key (no endpoint, ttl_s or extra) but has `{field}`")]
+    #[error("a {kind} part carries only a key (no endpoint) but has `{field}`")]
     UnexpectedField {
         /// The request kind.
         kind: Kind,
@@ -65,6 +72,32 @@ pub enum PartError {
     /// An import with no rows, too many rows, or too many bytes.
     #[error("import: {0}")]
     ImportSize(String),
+    /// A public field (`ttl_s`, `extra`, `owner`) inside a part: public
+    /// fields are sent and signed once, in the request's `public` object.
+    #[error(
+        "part field `{field}` is a public field: it belongs once in the request's signed \
+         `public` object, not in a part"
+    )]
+    PublicInPart {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// The request's `public` object is not valid for its kind.
+    #[error("public field `{field}`: {message}")]
+    Public {
+        /// The field (`public` for the object itself or an unknown field).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An import part whose row count differs from `public.rows`.
+    #[error("part field `rows`: the part has {part} rows but `public.rows` has {public}")]
+    RowCount {
+        /// Rows in the part.
+        part: usize,
+        /// Rows in `public`.
+        public: usize,
+    },
 }
 
 fn field(field: &'static str, message: impl Into<String>) -> PartError {
@@ -92,7 +125,8 @@ pub fn check_extra(extra: &[u8]) -> Result<(), PartError> {
     Ok(())
 }
 
-/// One provider's part of a request.
+/// One provider's part of a request, merged with the request's public
+/// fields.
 ///
 /// Fields a kind does not carry are empty: a `resolve` or `delete` part
 /// has no endpoint shares, a zero `ttl_s` and no extra data. Empty extra
@@ -106,13 +140,16 @@ pub struct Part {
     pub key_bits: Option<BitShare>,
     /// Its shares of the packed endpoint (register and update).
     pub endpoint: Vec<Share>,
-    /// Lifetime in seconds (register and update).
+    /// Lifetime in seconds (register and update; public, from the
+    /// request's `public` object).
     pub ttl_s: u64,
-    /// Plain extra data, the same in all three parts (register and update).
+    /// Plain extra data (register and update; public, from the request's
+    /// `public` object).
     pub extra: Vec<u8>,
 }
 
-/// The JSON shape of a part; field order is the order written.
+/// The JSON shape of a part, on the wire (shares only) and at rest (with
+/// the public fields merged in); field order is the order written.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PartJson {
@@ -125,14 +162,8 @@ struct PartJson {
     ttl_s: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     extra: Option<String>,
-}
-
-/// The JSON shape of an import row: a part plus its owner, written last.
-#[derive(Serialize)]
-struct ImportRowJson {
-    #[serde(flatten)]
-    part: PartJson,
-    owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,6 +174,23 @@ struct ImportJson<R> {
 
 fn decode_hex(name: &'static str, h: &str) -> Result<Vec<u8>, PartError> {
     hex::decode(h).map_err(|e| field(name, format!("not hex: {e}")))
+}
+
+/// Refuses public fields in a part on the wire.
+fn no_public_fields(json: &PartJson) -> Result<(), PartError> {
+    let public = [
+        ("ttl_s", json.ttl_s.is_some()),
+        ("extra", json.extra.is_some()),
+        ("owner", json.owner.is_some()),
+    ];
+    match public.into_iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(PartError::PublicInPart { field }),
+        None => Ok(()),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PartError> {
+    serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))
 }
 
 impl Part {
@@ -199,36 +247,103 @@ impl Part {
         check_extra(&self.extra)
     }
 
-    fn to_json(&self) -> PartJson {
+    /// The public fields this (merged) part carries.
+    pub fn entry_public(&self) -> EntryPublic {
+        EntryPublic {
+            ttl_s: self.ttl_s,
+            extra: self.extra.clone(),
+        }
+    }
+
+    fn shares_json(&self) -> PartJson {
         PartJson {
             key: hex::encode(encode_share(&self.key)),
             key_bits: self.key_bits.map(|b| hex::encode(b.to_bytes())),
             endpoint: (!self.endpoint.is_empty())
                 .then(|| hex::encode(encode_share_vector(&self.endpoint))),
-            ttl_s: (self.ttl_s != 0).then_some(self.ttl_s),
-            extra: (!self.extra.is_empty()).then(|| hex::encode(&self.extra)),
+            ttl_s: None,
+            extra: None,
+            owner: None,
         }
     }
 
-    /// The exact part bytes (compact JSON, fields in the order `key`,
-    /// `key_bits`, `endpoint`, `ttl_s`, `extra`; empty fields are omitted).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising a struct of strings and integers cannot fail.
-        serde_json::to_vec(&self.to_json()).unwrap_or_default()
+    fn stored_json(&self) -> PartJson {
+        PartJson {
+            ttl_s: (self.ttl_s != 0).then_some(self.ttl_s),
+            extra: (!self.extra.is_empty()).then(|| hex::encode(&self.extra)),
+            ..self.shares_json()
+        }
     }
 
-    /// Parses part bytes and checks them for `kind` (unknown fields are
-    /// refused; for an import, see [`parse_import`]).
-    pub fn parse(kind: Kind, bytes: &[u8]) -> Result<Part, PartError> {
+    /// The exact part bytes sent on the wire: shares only (compact JSON,
+    /// fields in the order `key`, `key_bits`, `endpoint`; empty fields are
+    /// omitted). The public fields go in the request's `public` object.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_vec(&self.shares_json()).unwrap_or_default()
+    }
+
+    /// Parses wire part bytes for `kind` and merges them with the
+    /// request's public fields. A part carrying a public field, unknown
+    /// fields, or public fields of another kind are refused (for an
+    /// import, see [`merge_import`]).
+    pub fn merge(kind: Kind, bytes: &[u8], public: &Public) -> Result<Part, PartError> {
         if kind == Kind::Import {
             return Err(PartError::ImportIsRows);
         }
-        let json: PartJson =
-            serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
-        Part::from_json(kind, json)
+        let json: PartJson = parse_json(bytes)?;
+        no_public_fields(&json)?;
+        let mut part = Part::shares_from_json(kind, &json)?;
+        match (public, kind.carries_entry()) {
+            (Public::None, false) => {}
+            (Public::Entry(e), true) => {
+                part.ttl_s = e.ttl_s;
+                part.extra = e.extra.clone();
+            }
+            _ => {
+                return Err(PartError::Public {
+                    field: "public",
+                    message: format!("does not hold the public fields of a {kind} request"),
+                })
+            }
+        }
+        part.validate(kind)?;
+        Ok(part)
     }
 
-    fn from_json(kind: Kind, json: PartJson) -> Result<Part, PartError> {
+    /// The merged part as a provider stores it (the wire JSON plus
+    /// `ttl_s` and `extra`).
+    pub fn to_stored_bytes(&self) -> Vec<u8> {
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_vec(&self.stored_json()).unwrap_or_default()
+    }
+
+    /// Reads a part stored with [`Part::to_stored_bytes`].
+    pub fn parse_stored(kind: Kind, bytes: &[u8]) -> Result<Part, PartError> {
+        if kind == Kind::Import {
+            return Err(PartError::ImportIsRows);
+        }
+        Part::stored_from_json(kind, parse_json(bytes)?)
+    }
+
+    fn stored_from_json(kind: Kind, json: PartJson) -> Result<Part, PartError> {
+        let mut part = Part::shares_from_json(kind, &json)?;
+        if kind.carries_entry() {
+            part.ttl_s = json.ttl_s.ok_or(PartError::MissingField {
+                kind,
+                field: "ttl_s",
+            })?;
+            part.extra = match &json.extra {
+                None => Vec::new(),
+                Some(h) => decode_hex("extra", h)?,
+            };
+        }
+        part.validate(kind)?;
+        Ok(part)
+    }
+
+    /// The shares of a part (ttl and extra left empty).
+    fn shares_from_json(kind: Kind, json: &PartJson) -> Result<Part, PartError> {
         let key = decode_share(&decode_hex("key", &json.key)?).map_err(|e| {
             field(
                 "key",
@@ -249,13 +364,11 @@ impl Part {
             ),
         };
         if !kind.carries_entry() {
-            let unexpected = [
-                ("endpoint", json.endpoint.is_some()),
-                ("ttl_s", json.ttl_s.is_some()),
-                ("extra", json.extra.is_some()),
-            ];
-            if let Some((field, _)) = unexpected.into_iter().find(|(_, present)| *present) {
-                return Err(PartError::UnexpectedField { kind, field });
+            if json.endpoint.is_some() {
+                return Err(PartError::UnexpectedField {
+                    kind,
+                    field: "endpoint",
+                });
             }
             return Ok(Part::query(key, key_bits));
         }
@@ -265,24 +378,12 @@ impl Part {
         })?;
         let endpoint = decode_share_vector(&decode_hex("endpoint", endpoint)?, ENDPOINT_ELEMENTS)
             .map_err(|e| field("endpoint", e.to_string()))?;
-        let ttl_s = json.ttl_s.ok_or(PartError::MissingField {
-            kind,
-            field: "ttl_s",
-        })?;
-        if !(1..=TTL_MAX_S).contains(&ttl_s) {
-            return Err(PartError::BadTtl(format!("ttl_s {ttl_s}")));
-        }
-        let extra = match &json.extra {
-            None => Vec::new(),
-            Some(h) => decode_hex("extra", h)?,
-        };
-        check_extra(&extra)?;
         Ok(Part {
             key,
             key_bits,
             endpoint,
-            ttl_s,
-            extra,
+            ttl_s: 0,
+            extra: Vec::new(),
         })
     }
 }
@@ -296,19 +397,16 @@ fn check_row_count(n: usize) -> Result<(), PartError> {
     Ok(())
 }
 
-/// The bytes of an import part: `{"rows": [ROW, ...]}`, each ROW a register
-/// part plus `owner`, the owning account's public key (at most
-/// [`IMPORT_PART_MAX_LEN`] bytes).
-pub fn import_to_bytes(rows: &[(Part, [u8; 32])]) -> Result<Vec<u8>, PartError> {
+/// The wire bytes of an import part: `{"rows": [ROW, ...]}`, each ROW a
+/// register part's shares (at most [`IMPORT_PART_MAX_LEN`] bytes). Each
+/// row's public fields go in `public.rows`, at the same index.
+pub fn import_to_bytes(rows: &[Part]) -> Result<Vec<u8>, PartError> {
     check_row_count(rows.len())?;
     let rows = rows
         .iter()
-        .map(|(part, owner)| {
+        .map(|part| {
             part.validate(Kind::Register)?;
-            Ok(ImportRowJson {
-                part: part.to_json(),
-                owner: hex::encode(owner),
-            })
+            Ok(part.shares_json())
         })
         .collect::<Result<Vec<_>, PartError>>()?;
     // Serialising a struct of strings and integers cannot fail.
@@ -323,20 +421,72 @@ pub fn import_to_bytes(rows: &[(Part, [u8; 32])]) -> Result<Vec<u8>, PartError> 
     Ok(bytes)
 }
 
-/// Parses an import part into its rows, in order: each a register [`Part`]
-/// and the owner's public key.
-pub fn parse_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
-    let json: ImportJson<serde_json::Value> =
-        serde_json::from_slice(bytes).map_err(|e| PartError::Json(e.to_string()))?;
+/// Parses an import part's wire bytes and merges row i with
+/// `public.rows[i]`: each row a register [`Part`] and the owner's public
+/// key, in order. A row carrying a public field, or a row count that
+/// differs from `public.rows`, is refused.
+pub fn merge_import(bytes: &[u8], public: &Public) -> Result<Vec<(Part, [u8; 32])>, PartError> {
+    let Public::Import(publics) = public else {
+        return Err(PartError::Public {
+            field: "public",
+            message: "does not hold the public fields of an import request".into(),
+        });
+    };
+    let json: ImportJson<serde_json::Value> = parse_json(bytes)?;
     check_row_count(json.rows.len())?;
+    if json.rows.len() != publics.len() {
+        return Err(PartError::RowCount {
+            part: json.rows.len(),
+            public: publics.len(),
+        });
+    }
+    json.rows
+        .into_iter()
+        .zip(publics)
+        .enumerate()
+        .map(|(i, (row, public))| {
+            let json: PartJson = serde_json::from_value(row).map_err(|e| {
+                field(
+                    "rows",
+                    format!("row {i}: {}", PartError::Json(e.to_string())),
+                )
+            })?;
+            no_public_fields(&json).map_err(|e| field("rows", format!("row {i}: {e}")))?;
+            let mut part = Part::shares_from_json(Kind::Register, &json)
+                .map_err(|e| field("rows", format!("row {i}: {e}")))?;
+            part.ttl_s = public.entry.ttl_s;
+            part.extra = public.entry.extra.clone();
+            part.validate(Kind::Register)
+                .map_err(|e| field("rows", format!("row {i}: {e}")))?;
+            Ok((part, public.owner))
+        })
+        .collect()
+}
+
+/// The merged rows of an import as a provider stores them: each row the
+/// stored form of a register part plus `owner`.
+pub fn import_to_stored_bytes(rows: &[(Part, [u8; 32])]) -> Vec<u8> {
+    let rows: Vec<PartJson> = rows
+        .iter()
+        .map(|(part, owner)| PartJson {
+            owner: Some(hex::encode(owner)),
+            ..part.stored_json()
+        })
+        .collect();
+    // Serialising a struct of strings and integers cannot fail.
+    serde_json::to_vec(&ImportJson { rows }).unwrap_or_default()
+}
+
+/// Reads import rows stored with [`import_to_stored_bytes`], in order.
+pub fn parse_stored_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
+    let json: ImportJson<PartJson> = parse_json(bytes)?;
     json.rows
         .into_iter()
         .enumerate()
         .map(|(i, mut row)| {
             let owner = row
-                .as_object_mut()
-                .and_then(|o| o.remove("owner"))
-                .and_then(|v| v.as_str().map(str::to_string))
+                .owner
+                .take()
                 .and_then(|h| {
                     let mut out = [0u8; 32];
                     hex::decode_to_slice(h, &mut out).ok().map(|_| out)
@@ -347,13 +497,7 @@ pub fn parse_import(bytes: &[u8]) -> Result<Vec<(Part, [u8; 32])>, PartError> {
                         format!("row {i}: owner must be a 64-digit hex public key"),
                     )
                 })?;
-            let json: PartJson = serde_json::from_value(row).map_err(|e| {
-                field(
-                    "rows",
-                    format!("row {i}: {}", PartError::Json(e.to_string())),
-                )
-            })?;
-            let part = Part::from_json(Kind::Register, json)
+            let part = Part::stored_from_json(Kind::Register, row)
                 .map_err(|e| field("rows", format!("row {i}: {e}")))?;
             Ok((part, owner))
         })

@@ -1,7 +1,8 @@
 //! What a client signs when it sends a request's parts to the providers.
 //!
 //! One signature covers the request id, type, account, timestamp, window,
-//! the blake3 hash of every provider's part and the client's answer key
+//! the blake3 hash of every provider's part, the request's public fields
+//! once ([`crate::public::Public::hash`]) and the client's answer key
 //! (answers are sealed to it, [`crate::seal`]), so a provider cannot swap
 //! or replay another provider's part, and nobody can change the request
 //! or redirect its answers without the account key.
@@ -85,9 +86,9 @@ impl FromStr for Kind {
 }
 
 /// Domain separation for request signatures.
-// v2: the answer key joined the signed fields; a v1 signature never
-// verifies as v2.
-const CONTEXT: &[u8] = b"sharecall 2026 request v2\0";
+// v2: the answer key joined the signed fields; v3: the public fields
+// (signed once, no longer in parts). An older signature never verifies.
+const CONTEXT: &[u8] = b"sharecall 2026 request v3\0";
 
 /// The fields a client signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +105,9 @@ pub struct SignedFields<'a> {
     pub window_ms: u64,
     /// blake3 of each provider's part, in provider order.
     pub part_hashes: &'a [[u8; 32]; 3],
+    /// blake3 of the canonical bytes of the request's public fields
+    /// ([`crate::public::Public::hash`]): ttl, extra data, import owners.
+    pub public_hash: &'a [u8; 32],
     /// The client's fresh X25519 public key for this request: every
     /// provider seals its answer to it ([`crate::seal`]).
     pub answer_key: &'a [u8; 32],
@@ -160,6 +164,7 @@ impl SignedFields<'_> {
         for h in self.part_hashes {
             m.extend_from_slice(h);
         }
+        m.extend_from_slice(self.public_hash);
         m.extend_from_slice(self.answer_key);
         m
     }
@@ -180,6 +185,7 @@ mod tests {
             timestamp_ms: 10,
             window_ms: 1000,
             part_hashes: &hashes,
+            public_hash: &[4u8; 32],
             answer_key: &account,
         };
         let m = base.message();
@@ -208,6 +214,10 @@ mod tests {
             },
             SignedFields {
                 part_hashes: &swapped,
+                ..base.clone()
+            },
+            SignedFields {
+                public_hash: &other_account,
                 ..base.clone()
             },
             SignedFields {

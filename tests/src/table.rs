@@ -54,7 +54,9 @@ pub fn key_parts(pseudonym: &str) -> [Value; 3] {
     })
 }
 
-/// The three part objects of a register or update.
+/// The three part objects of a register or update, with the public
+/// fields (`ttl_s`) still in them: [`TestClient::bodies`] moves them into
+/// the body's `public` object, as a correct client sends them.
 pub fn entry_parts(pseudonym: &str, endpoint: &str, ttl_s: u64) -> [Value; 3] {
     let e = Endpoint::parse(endpoint).expect("endpoint");
     let mut parts = key_parts(pseudonym);
@@ -72,7 +74,8 @@ pub fn entry_parts(pseudonym: &str, endpoint: &str, ttl_s: u64) -> [Value; 3] {
 }
 
 /// The three parts of an import of `rows` (pseudonym, endpoint), all
-/// owned by `owner`.
+/// owned by `owner`, with each row's public fields (`ttl_s`, `owner`)
+/// still in it ([`TestClient::bodies`] moves them into `public.rows`).
 pub fn import_parts(rows: &[(String, String)], ttl_s: u64, owner: &[u8; 32]) -> [Value; 3] {
     let mut out: [Vec<Value>; 3] = Default::default();
     for (p, e) in rows {
@@ -83,6 +86,88 @@ pub fn import_parts(rows: &[(String, String)], ttl_s: u64, owner: &[u8; 32]) -> 
         }
     }
     out.map(|rows| json!({ "rows": rows }))
+}
+
+/// The public fields of a request (docs/API.md, "Public fields"), taken
+/// out of `parts` as a correct client sends them: for a register or update
+/// `ttl_s` and `extra` of the first part, for an import each row's `ttl_s`,
+/// `extra` and `owner` of the first part; removed from every part. Parts of
+/// other kinds are left as they are (and `public` is `{}`).
+pub fn split_public(kind: &str, parts: &[Value; 3]) -> ([Value; 3], Value) {
+    const FIELDS: [&str; 3] = ["ttl_s", "extra", "owner"];
+    let mut parts = parts.clone();
+    let take = |obj: &mut Value, public: &mut serde_json::Map<String, Value>, first: bool| {
+        for f in FIELDS {
+            if let Some(v) = obj.as_object_mut().and_then(|o| o.remove(f)) {
+                if first {
+                    public.insert(f.to_string(), v);
+                }
+            }
+        }
+    };
+    match kind {
+        "register" | "update" => {
+            let mut public = serde_json::Map::new();
+            for (i, p) in parts.iter_mut().enumerate() {
+                take(p, &mut public, i == 0);
+            }
+            (parts, Value::Object(public))
+        }
+        "import" => {
+            let n = parts[0]["rows"].as_array().map_or(0, Vec::len);
+            let mut rows = vec![serde_json::Map::new(); n];
+            for (i, p) in parts.iter_mut().enumerate() {
+                if let Some(prow) = p["rows"].as_array_mut() {
+                    for (r, row) in prow.iter_mut().enumerate() {
+                        if let Some(out) = rows.get_mut(r) {
+                            take(row, out, i == 0);
+                        }
+                    }
+                }
+            }
+            let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
+            (parts, json!({ "rows": rows }))
+        }
+        _ => (parts, json!({})),
+    }
+}
+
+/// The canonical bytes of a `public` object (docs/API.md, "Public
+/// fields"), written from the document as an oracle: the context string,
+/// a shape byte, then u64le ttl, u64le length and bytes of extra (and the
+/// 32-byte owner, per import row).
+pub fn public_canonical(kind: &str, public: &Value) -> Vec<u8> {
+    let mut out = b"sharecall 2026 public fields v1\0".to_vec();
+    let entry = |out: &mut Vec<u8>, v: &Value| {
+        out.extend_from_slice(&v["ttl_s"].as_u64().unwrap_or(0).to_le_bytes());
+        let extra = v["extra"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .unwrap_or_default();
+        out.extend_from_slice(&(extra.len() as u64).to_le_bytes());
+        out.extend_from_slice(&extra);
+    };
+    match kind {
+        "register" | "update" => {
+            out.push(1);
+            entry(&mut out, public);
+        }
+        "import" => {
+            out.push(2);
+            let rows = public["rows"].as_array().cloned().unwrap_or_default();
+            out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
+            for r in &rows {
+                entry(&mut out, r);
+                let owner = r["owner"]
+                    .as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .unwrap_or_default();
+                out.extend_from_slice(&owner);
+            }
+        }
+        _ => out.push(0),
+    }
+    out
 }
 
 /// What a resolve gave.
@@ -100,9 +185,10 @@ pub struct TestClient<'a> {
     key: SigningKey,
     next: std::sync::atomic::AtomicU64,
     tag: String,
-    /// Per request id: the answer secret and the signature (hex), kept to
+    /// Per request id: the answer secret and each provider's signature
+    /// (hex; the same unless the public fields were signed apart), kept to
     /// poll and to open the sealed answers.
-    requests: std::sync::Mutex<HashMap<String, (AnswerSecret, String)>>,
+    requests: std::sync::Mutex<HashMap<String, (AnswerSecret, [String; 3])>>,
 }
 
 impl<'a> TestClient<'a> {
@@ -166,29 +252,51 @@ impl<'a> TestClient<'a> {
         format!("{}-{n}", self.tag)
     }
 
-    /// The signed bodies of a request, one per provider.
+    /// The signed bodies of a request, one per provider, with the public
+    /// fields moved out of `parts` into each body's `public` object
+    /// ([`split_public`]).
     pub fn bodies(&self, id: &str, kind: &str, parts: &[Value; 3], window_ms: u64) -> [Value; 3] {
+        let (parts, public) = split_public(kind, parts);
+        self.bodies_with_public(id, kind, &parts, [&public, &public, &public], window_ms)
+    }
+
+    /// The signed bodies of a request whose parts are sent as given and
+    /// whose body for provider i carries (and signs) `publics[i]`: what a
+    /// misbehaving client sends when it signs different public fields for
+    /// different providers (three valid signatures).
+    pub fn bodies_with_public(
+        &self,
+        id: &str,
+        kind: &str,
+        parts: &[Value; 3],
+        publics: [&Value; 3],
+        window_ms: u64,
+    ) -> [Value; 3] {
         let bytes: [Vec<u8>; 3] = std::array::from_fn(|i| parts[i].to_string().into_bytes());
         let hashes: [[u8; 32]; 3] = std::array::from_fn(|i| *blake3::hash(&bytes[i]).as_bytes());
         let account = self.account();
         let ts = now_ms();
         let answer = AnswerSecret::generate(&mut OsRng);
-        let message = sharecall_proto::request::SignedFields {
-            request_id: id,
-            kind,
-            account: &account,
-            timestamp_ms: ts,
-            window_ms,
-            part_hashes: &hashes,
-            answer_key: answer.public(),
-        }
-        .message();
-        let sig = self.key.sign(&message);
+        let sigs: [String; 3] = std::array::from_fn(|i| {
+            let public_hash = *blake3::hash(&public_canonical(kind, publics[i])).as_bytes();
+            let message = sharecall_proto::request::SignedFields {
+                request_id: id,
+                kind,
+                account: &account,
+                timestamp_ms: ts,
+                window_ms,
+                part_hashes: &hashes,
+                public_hash: &public_hash,
+                answer_key: answer.public(),
+            }
+            .message();
+            hex::encode(self.key.sign(&message).to_bytes())
+        });
         let answer_key = hex::encode(answer.public());
         self.requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), (answer, hex::encode(sig.to_bytes())));
+            .insert(id.to_string(), (answer, sigs.clone()));
         std::array::from_fn(|i| {
             json!({
                 "request_id": id,
@@ -197,9 +305,10 @@ impl<'a> TestClient<'a> {
                 "account": hex::encode(account),
                 "timestamp_ms": ts,
                 "part_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
-                "signature": hex::encode(sig.to_bytes()),
+                "signature": sigs[i],
                 "answer_key": answer_key,
                 "part": hex::encode(&bytes[i]),
+                "public": publics[i],
             })
         })
     }
@@ -210,7 +319,7 @@ impl<'a> TestClient<'a> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .map(|(_, s)| s.clone())
+            .map(|(_, s)| s[0].clone())
     }
 
     /// The answer secret of request `id` (to open its answers later).
@@ -224,7 +333,13 @@ impl<'a> TestClient<'a> {
 
     /// Polls request `id` at provider `i` with its signature.
     pub fn poll(&self, i: usize, id: &str) -> Reply {
-        let sig = self.signature(id).unwrap_or_default();
+        let sig = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|(_, s)| s[i].clone())
+            .unwrap_or_default();
         self.cluster
             .get_signed(i, &format!("/v1/requests/{id}"), &sig)
     }

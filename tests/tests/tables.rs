@@ -418,6 +418,8 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
         400,
         "bad_part",
     );
+    // (The ttl and extra data are public fields, in the body's `public`
+    // object: a missing or bad one there is `bad_public`.)
     let mut no_ttl = parts.clone();
     for p in &mut no_ttl {
         p.as_object_mut().expect("object").remove("ttl_s");
@@ -425,7 +427,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     expect(
         cluster.post(0, "/v1/requests", body("register", &no_ttl)),
         400,
-        "bad_part",
+        "bad_public",
     );
     // Oversized extra data.
     let mut big = parts.clone();
@@ -435,7 +437,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     expect(
         cluster.post(0, "/v1/requests", body("register", &big)),
         400,
-        "bad_part",
+        "bad_public",
     );
     // Oversized body.
     let mut huge = body("register", &parts);

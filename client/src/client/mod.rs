@@ -2,8 +2,9 @@
 //!
 //! A request is shared locally, one part per provider; the parts are hashed
 //! with blake3, the hashes signed together with the request id, kind,
-//! account, timestamp and window ([`SignedFields`]), and the three parts
-//! are posted concurrently. A provider that answers `202 pending` is polled
+//! account, timestamp, window and the public fields (ttl, extra data,
+//! import owners; signed once, sent as each body's `public` object)
+//! ([`SignedFields`]), and the three parts are posted concurrently. A provider that answers `202 pending` is polled
 //! (`GET /v1/requests/{id}`, with the request's signature in the
 //! `Sharecall-Signature` header) with backoff until it is done or the
 //! timeout passes. Each request carries a fresh X25519 answer key; the
@@ -36,7 +37,7 @@ use crate::account::AccountKey;
 use crate::import::ImportOrder;
 use crate::parts::{
     clip, entry_parts, import_parts, parse_answer, parse_error, query_parts, short, Answer,
-    ImportEntry, Kind, Opener, Part, PartError, RequestResult, ResultCode,
+    ImportEntry, Kind, Opener, Part, PartError, Public, RequestResult, ResultCode,
 };
 use crate::registration::{reconstruct_endpoint, share_entry, share_query, ReconstructError};
 
@@ -406,11 +407,12 @@ impl Client {
                 owner: r.owner,
             })
             .collect();
-        let parts = import_parts(&entries)?;
+        let (public, parts) = import_parts(&entries)?;
         SignedRequest::from_part_bytes(
             &self.key,
             &new_request_id(),
             Kind::Import,
+            public,
             parts,
             now_ms(),
             self.window_ms,

@@ -15,6 +15,8 @@ pub struct SignedRequest {
     window_ms: u64,
     parts: [Vec<u8>; 3],
     part_hashes: [[u8; 32]; 3],
+    /// The public fields, signed once and sent in every body.
+    public: Public,
     signature: [u8; 64],
     /// The fresh answer key pair: the public half is signed, the secret
     /// half opens the providers' sealed answers.
@@ -33,6 +35,7 @@ pub(super) struct RequestBody<'a> {
     signature: String,
     answer_key: String,
     part: String,
+    public: &'a serde_json::Value,
 }
 
 /// Checks a request id: 1..=128 of `[A-Za-z0-9._:-]`, and not `.` or `..`
@@ -87,29 +90,40 @@ impl SignedRequest {
         for part in parts {
             part.validate(kind)?;
         }
+        let public = Public::of_parts(kind, parts)?;
         SignedRequest::from_part_bytes(
             key,
             request_id,
             kind,
+            public,
             parts.each_ref().map(Part::to_bytes),
             timestamp_ms,
             window_ms,
         )
     }
 
-    /// Like [`SignedRequest::new`], from the exact part bytes (an `import`'s
-    /// parts from [`import_parts`]); the bytes are not checked.
+    /// Like [`SignedRequest::new`], from the public fields and the exact
+    /// part bytes (an `import`'s from [`import_parts`]); the bytes are not
+    /// checked, the public fields must fit `kind`.
     pub fn from_part_bytes(
         key: &AccountKey,
         request_id: &str,
         kind: Kind,
+        public: Public,
         parts: [Vec<u8>; 3],
         timestamp_ms: u64,
         window_ms: u64,
     ) -> Result<SignedRequest, Error> {
         check_request_id(request_id)?;
         check_window(window_ms)?;
+        if !public.fits(kind) {
+            return Err(Error::Config(format!(
+                "the public fields given do not fit a {kind} request"
+            )));
+        }
         let account = key.public_key();
+        let public_hash = public.hash();
+        let public_json = public.to_json();
         let part_hashes = parts.each_ref().map(|p| *blake3::hash(p).as_bytes());
         // One X25519 key pair per request: the providers seal their
         // answers to it, so only this client can open them.
@@ -121,6 +135,7 @@ impl SignedRequest {
             timestamp_ms,
             window_ms,
             part_hashes: &part_hashes,
+            public_hash: &public_hash,
             answer_key: answer.public(),
         }
         .message();
@@ -137,6 +152,7 @@ impl SignedRequest {
                 signature: hex::encode(signature),
                 answer_key: hex::encode(answer.public()),
                 part: hex::encode(part),
+                public: &public_json,
             };
             // A struct of strings and integers always serialises.
             serde_json::to_vec(&body).unwrap_or_default()
@@ -149,6 +165,7 @@ impl SignedRequest {
             window_ms,
             parts,
             part_hashes,
+            public,
             signature,
             answer,
             bodies,
@@ -185,6 +202,11 @@ impl SignedRequest {
         &self.parts[p.index()]
     }
 
+    /// The public fields (the body's `public` object, signed once).
+    pub fn public(&self) -> &Public {
+        &self.public
+    }
+
     /// blake3 of each part, in provider order.
     pub fn part_hashes(&self) -> &[[u8; 32]; 3] {
         &self.part_hashes
@@ -204,6 +226,7 @@ impl SignedRequest {
             timestamp_ms: self.timestamp_ms,
             window_ms: self.window_ms,
             part_hashes: &self.part_hashes,
+            public_hash: &self.public.hash(),
             answer_key: self.answer.public(),
         }
         .message()

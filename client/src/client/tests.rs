@@ -52,6 +52,7 @@ fn signature_covers_exactly_the_signed_fields() {
         timestamp_ms: 1_790_000_000_000,
         window_ms: 30_000,
         part_hashes: &hashes,
+        public_hash: &req.public().hash(),
         answer_key: req.answer_secret().public(),
     }
     .message();
@@ -67,9 +68,22 @@ fn signature_covers_exactly_the_signed_fields() {
         account: &key.public_key(),
         timestamp_ms: 1_790_000_000_000,
         window_ms: 30_000,
+        public_hash: &req.public().hash(),
         answer_key: req.answer_secret().public(),
     };
     assert!(vk.verify_strict(&tampered.message(), &sig).is_err());
+    // Nor do other public fields (another ttl).
+    let other_public = crate::parts::Public::Entry(crate::parts::EntryPublic {
+        ttl_s: 3601,
+        extra: b"x".to_vec(),
+    })
+    .hash();
+    let other_ttl = SignedFields {
+        public_hash: &other_public,
+        part_hashes: &hashes,
+        ..tampered.clone()
+    };
+    assert!(vk.verify_strict(&other_ttl.message(), &sig).is_err());
     // Nor does another answer key: a provider cannot redirect the answers.
     let other_key = SignedFields {
         answer_key: &[9; 32],
@@ -102,6 +116,7 @@ fn bodies_follow_the_api() {
                 "kind",
                 "part",
                 "part_hashes",
+                "public",
                 "request_id",
                 "signature",
                 "timestamp_ms",
@@ -125,8 +140,11 @@ fn bodies_follow_the_api() {
             .collect();
         assert_eq!(hashes.len(), 3);
         assert_eq!(hashes[q.index()], blake3::hash(&part).to_hex().as_str());
+        // The public fields, once, the same in every body.
+        assert_eq!(v["public"], req.public().to_json());
+        let public = crate::parts::Public::parse(Kind::Register, &v["public"]).expect("public");
         assert_eq!(
-            Part::parse(Kind::Register, &part).map(|x| x.extra),
+            Part::merge(Kind::Register, &part, &public).map(|x| x.extra),
             Ok(b"x".to_vec())
         );
     }
@@ -543,8 +561,9 @@ fn wire_layout_of_answers_matches_parts() {
 /// (reconstructed from the three parts, as the three providers together
 /// could).
 fn import_key_order(request: &SignedRequest) -> Vec<Fp> {
-    let parsed = PartyId::ALL
-        .map(|p| crate::parts::parse_import_part(request.part(p)).expect("import part parses"));
+    let parsed = PartyId::ALL.map(|p| {
+        crate::parts::merge_import(request.part(p), request.public()).expect("import part parses")
+    });
     (0..parsed[0].len())
         .map(|i| {
             let keys = [0, 1, 2].map(|k| parsed[k][i].0.key);

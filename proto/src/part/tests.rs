@@ -21,53 +21,95 @@ fn register_part_round_trips() {
     let json = serde_json::json!({
         "key": hex::encode(encode_share_vector(&key)),
         "endpoint": hex::encode(encode_share_vector(&endpoint)),
-        "ttl_s": 60,
-        "extra": hex::encode(b"hi"),
     });
-    let p = Part::parse(Kind::Register, json.to_string().as_bytes()).expect("parse");
+    let public = Public::Entry(EntryPublic {
+        ttl_s: 60,
+        extra: b"hi".to_vec(),
+    });
+    let p = Part::merge(Kind::Register, json.to_string().as_bytes(), &public).expect("parse");
     assert_eq!(p.key, key[0]);
     assert_eq!(p.endpoint, endpoint);
     assert_eq!(p.ttl_s, 60);
     assert_eq!(p.extra, b"hi");
 }
 
+/// The public fields a well-formed `kind` request has (ttl 5 s).
+fn public_of(kind: Kind) -> Public {
+    match kind {
+        Kind::Register | Kind::Update => Public::Entry(EntryPublic {
+            ttl_s: 5,
+            extra: Vec::new(),
+        }),
+        _ => Public::None,
+    }
+}
+
+fn wire(kind: Kind, bytes: &[u8]) -> Result<Part, PartError> {
+    Part::merge(kind, bytes, &public_of(kind))
+}
+
 #[test]
 fn bad_parts_are_refused_with_the_field() {
     let key = hex::encode(encode_share_vector(&shares(1)));
+    let ep = hex::encode(encode_share_vector(&shares(ENDPOINT_ELEMENTS)));
     let cases: Vec<(Kind, serde_json::Value, &str)> = vec![
         (Kind::Resolve, serde_json::json!({"key": "00"}), "key"),
         (
             Kind::Resolve,
-            serde_json::json!({"key": key, "ttl_s": 5}),
+            serde_json::json!({"key": key, "endpoint": ep}),
             "endpoint",
         ),
+        (Kind::Register, serde_json::json!({"key": key}), "endpoint"),
+        // Public fields in a part are refused, named.
         (
             Kind::Register,
-            serde_json::json!({"key": key, "ttl_s": 5}),
-            "endpoint",
-        ),
-        (
-            Kind::Register,
-            serde_json::json!({"key": key, "endpoint": hex::encode(encode_share_vector(&shares(ENDPOINT_ELEMENTS))), "ttl_s": 0}),
+            serde_json::json!({"key": key, "endpoint": ep, "ttl_s": 5}),
             "ttl_s",
         ),
         (
             Kind::Update,
-            serde_json::json!({"key": key, "endpoint": hex::encode(encode_share_vector(&shares(ENDPOINT_ELEMENTS))), "ttl_s": 5, "extra": hex::encode(vec![0u8; EXTRA_MAX_LEN + 1])}),
+            serde_json::json!({"key": key, "endpoint": ep, "extra": "00"}),
             "extra",
+        ),
+        (
+            Kind::Resolve,
+            serde_json::json!({"key": key, "ttl_s": 5}),
+            "ttl_s",
+        ),
+        (
+            Kind::Register,
+            serde_json::json!({"key": key, "endpoint": ep, "owner": hex::encode([1u8; 32])}),
+            "owner",
         ),
     ];
     for (kind, json, f) in cases {
-        let err = Part::parse(kind, json.to_string().as_bytes()).expect_err("refused");
+        let err = wire(kind, json.to_string().as_bytes()).expect_err("refused");
         assert!(err.to_string().contains(f), "{err} should name {f}");
     }
+    let err = wire(
+        Kind::Register,
+        serde_json::json!({"key": key, "endpoint": ep, "ttl_s": 5})
+            .to_string()
+            .as_bytes(),
+    )
+    .expect_err("refused");
+    assert_eq!(err, PartError::PublicInPart { field: "ttl_s" });
     assert!(matches!(
-        Part::parse(Kind::Resolve, b"{\"key\": 1, \"x\": 2}"),
+        wire(Kind::Resolve, b"{\"key\": 1, \"x\": 2}"),
         Err(PartError::Json(_))
     ));
     // A non-canonical element (p itself, all ones) is refused.
     let bad = hex::encode([0xffu8; 64]);
-    assert!(Part::parse(Kind::Delete, format!("{{\"key\":\"{bad}\"}}").as_bytes()).is_err());
+    assert!(wire(Kind::Delete, format!("{{\"key\":\"{bad}\"}}").as_bytes()).is_err());
+    // Public fields of another kind are refused.
+    let part = serde_json::json!({"key": key, "endpoint": ep}).to_string();
+    assert!(matches!(
+        Part::merge(Kind::Register, part.as_bytes(), &Public::None),
+        Err(PartError::Public {
+            field: "public",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -75,37 +117,44 @@ fn bad_parts_are_refused() {
     let k = hex::encode([0u8; 64]);
     let with = |extra: &str| format!(r#"{{"key":"{k}"{extra}}}"#).into_bytes();
     assert!(matches!(
-        Part::parse(Kind::Resolve, &with(r#","colour":"red""#)),
+        wire(Kind::Resolve, &with(r#","colour":"red""#)),
         Err(PartError::Json(_))
     ));
     assert!(matches!(
-        Part::parse(Kind::Resolve, br#"{"key":"zz"}"#),
+        wire(Kind::Resolve, br#"{"key":"zz"}"#),
         Err(PartError::Field { field: "key", .. })
     ));
     assert!(matches!(
-        Part::parse(Kind::Resolve, br#"{"key":"00"}"#),
+        wire(Kind::Resolve, br#"{"key":"00"}"#),
         Err(PartError::Field { field: "key", .. })
     ));
     let ep = hex::encode([0u8; ENDPOINT_SHARE_LEN]);
     assert!(matches!(
-        Part::parse(
+        Part::parse_stored(
             Kind::Register,
             &with(&format!(r#","endpoint":"{ep}","ttl_s":0"#))
         ),
-        Err(PartError::BadTtl(_))
+        Err(PartError::MissingField { field: "ttl_s", .. })
     ));
     assert!(matches!(
-        Part::parse(Kind::Register, &with(&format!(r#","endpoint":"{ep}""#))),
+        Part::parse_stored(Kind::Register, &with(&format!(r#","endpoint":"{ep}""#))),
         Err(PartError::MissingField { field: "ttl_s", .. })
     ));
     let long = hex::encode([1u8; EXTRA_MAX_LEN + 1]);
     assert_eq!(
-        Part::parse(
+        Part::parse_stored(
             Kind::Register,
             &with(&format!(r#","endpoint":"{ep}","ttl_s":5,"extra":"{long}""#))
         ),
         Err(PartError::ExtraTooLong(EXTRA_MAX_LEN + 1))
     );
+    assert!(matches!(
+        Part::parse_stored(
+            Kind::Register,
+            &with(&format!(r#","endpoint":"{ep}","ttl_s":31536001"#))
+        ),
+        Err(PartError::BadTtl(_))
+    ));
 }
 
 #[test]
@@ -119,36 +168,78 @@ fn ttl_and_extra_limits() {
     assert!(check_extra(&[0; EXTRA_MAX_LEN + 1]).is_err());
 }
 
+fn row(owner: u8) -> (Part, [u8; 32]) {
+    (
+        Part {
+            key: shares(1)[0],
+            key_bits: Some(BitShare {
+                first: 1,
+                second: 2,
+            }),
+            endpoint: shares(ENDPOINT_ELEMENTS),
+            ttl_s: 60 + u64::from(owner),
+            extra: vec![owner],
+        },
+        [owner; 32],
+    )
+}
+
+fn import_public(rows: &[(Part, [u8; 32])]) -> Public {
+    Public::Import(
+        rows.iter()
+            .map(|(p, owner)| crate::public::RowPublic {
+                entry: p.entry_public(),
+                owner: *owner,
+            })
+            .collect(),
+    )
+}
+
 #[test]
 fn import_rows_round_trip_and_are_limited() {
-    let row = |owner: u8| {
-        (
-            Part {
-                key: shares(1)[0],
-                key_bits: Some(BitShare {
-                    first: 1,
-                    second: 2,
-                }),
-                endpoint: shares(ENDPOINT_ELEMENTS),
-                ttl_s: 60,
-                extra: vec![owner],
-            },
-            [owner; 32],
-        )
-    };
     let rows = vec![row(1), row(2)];
-    let bytes = import_to_bytes(&rows).expect("bytes");
-    assert_eq!(parse_import(&bytes), Ok(rows));
+    let parts: Vec<Part> = rows.iter().map(|(p, _)| p.clone()).collect();
+    let bytes = import_to_bytes(&parts).expect("bytes");
+    // The wire bytes hold no public field.
+    let text = String::from_utf8(bytes.clone()).expect("utf-8");
+    for f in ["ttl_s", "extra", "owner"] {
+        assert!(!text.contains(f), "{text} has {f}");
+    }
+    let public = import_public(&rows);
+    assert_eq!(merge_import(&bytes, &public), Ok(rows.clone()));
+    assert_eq!(
+        parse_stored_import(&import_to_stored_bytes(&rows)),
+        Ok(rows.clone())
+    );
     assert!(matches!(
         import_to_bytes(&[]),
         Err(PartError::ImportSize(_))
     ));
     assert!(matches!(
-        parse_import(br#"{"rows":[]}"#),
+        merge_import(br#"{"rows":[]}"#, &public),
         Err(PartError::ImportSize(_))
     ));
+    // Row counts must match `public.rows`.
+    let one = import_public(&rows[..1]);
+    assert_eq!(
+        merge_import(&bytes, &one),
+        Err(PartError::RowCount { part: 2, public: 1 })
+    );
+    // A row carrying its own owner (or ttl) is refused, naming it.
+    let with_owner = bytes.clone().into_iter().collect::<Vec<u8>>();
+    let mut v: serde_json::Value = serde_json::from_slice(&with_owner).expect("json");
+    v["rows"][1]["owner"] = serde_json::json!(hex::encode([9u8; 32]));
+    let err = merge_import(v.to_string().as_bytes(), &public).expect_err("owner in row");
+    assert!(
+        err.to_string().contains("row 1") && err.to_string().contains("`owner`"),
+        "{err}"
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    v["rows"][0]["ttl_s"] = serde_json::json!(5);
+    let err = merge_import(v.to_string().as_bytes(), &public).expect_err("ttl in row");
+    assert!(err.to_string().contains("`ttl_s`"), "{err}");
     let no_owner = br#"{"rows":[{"key":"00"}]}"#;
-    let err = parse_import(no_owner).expect_err("no owner");
+    let err = parse_stored_import(no_owner).expect_err("no owner");
     assert!(err.to_string().contains("owner"), "{err}");
 }
 
@@ -168,12 +259,16 @@ proptest! {
             ttl_s: ttl,
             extra,
         };
-        prop_assert_eq!(Part::parse(Kind::Update, &part.to_bytes()), Ok(part));
+        let public = Public::Entry(part.entry_public());
+        prop_assert_eq!(Part::merge(Kind::Update, &part.to_bytes(), &public), Ok(part.clone()));
+        prop_assert_eq!(Part::parse_stored(Kind::Update, &part.to_stored_bytes()), Ok(part));
     }
 
     #[test]
     fn parsing_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-        let _ = Part::parse(Kind::Register, &bytes);
-        let _ = parse_import(&bytes);
+        let _ = wire(Kind::Register, &bytes);
+        let _ = Part::parse_stored(Kind::Register, &bytes);
+        let _ = merge_import(&bytes, &Public::Import(Vec::new()));
+        let _ = parse_stored_import(&bytes);
     }
 }

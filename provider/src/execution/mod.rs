@@ -263,7 +263,7 @@ impl Executor {
         let meta = store::request(self.db(), id)
             .map_err(store_err)?
             .ok_or_else(|| store_err(format!("request {id}: no metadata stored here")))?;
-        let rows = crate::tables::part::parse_import(&bytes)
+        let rows = crate::tables::part::parse_stored_import(&bytes)
             .map_err(|e| store_err(format!("request {id}: {e}")))?;
         Ok((rows, meta))
     }
@@ -306,8 +306,8 @@ impl Executor {
         let meta = store::request(self.db(), id)
             .map_err(store_err)?
             .ok_or_else(|| store_err(format!("request {id}: no metadata stored here")))?;
-        let part =
-            Part::parse(kind, &bytes).map_err(|e| store_err(format!("request {id}: {e}")))?;
+        let part = Part::parse_stored(kind, &bytes)
+            .map_err(|e| store_err(format!("request {id}: {e}")))?;
         Ok((part, meta))
     }
 

@@ -3,8 +3,12 @@
 //! (its outcome).
 //!
 //! A request's part is verified (signature over the id, kind, account,
-//! timestamp, window and every part's hash; freshness; the part's hash and
-//! shape; enrollment; rate limit), stored durably, then logged as ready.
+//! timestamp, window, every part's hash and the public fields once;
+//! freshness; the part's hash and shape; enrollment; rate limit), merged
+//! with the request's `public` fields, stored durably in that merged form,
+//! then logged as ready. The readiness record carries the hash of the
+//! signed message, so a request whose three providers verified different
+//! public fields is aborted, never executed.
 //! Once all three providers hold their part the request is ordered, and
 //! the answer is what this provider's executor recorded for it, sealed to
 //! the client's answer key (`sealed_result`); polling it needs the
@@ -35,7 +39,7 @@ use crate::execution::fault::Withheld;
 use crate::execution::reads::{ReadPart, ReadResult, Submitted, READ_GRACE};
 use crate::execution::store::{self, RequestMeta};
 use crate::sequencer::lifecycle::{self, Outcome};
-use crate::tables::part::{Kind, Part, PartError};
+use crate::tables::part::{Kind, Part, PartError, Public};
 use crate::tables::Variant;
 use sharecall_proto::clock::now_ms;
 
@@ -43,8 +47,12 @@ use sharecall_proto::clock::now_ms;
 const MAX_PART: usize = sharecall_proto::limits::PART_MAX_LEN;
 /// Largest accepted import part (decoded).
 const MAX_IMPORT_PART: usize = sharecall_proto::limits::IMPORT_PART_MAX_LEN;
-/// Largest accepted request body (an import part, hex-encoded).
-pub const MAX_REQUEST_BODY: usize = 2 * MAX_IMPORT_PART + 4096;
+/// Largest `public` object: an import's 2048 rows, each with the longest
+/// extra data (2048 hex digits), an owner and a ttl, stay below it.
+const MAX_PUBLIC: usize = 5 << 20;
+/// Largest accepted request body (an import part, hex-encoded, and its
+/// public fields).
+pub const MAX_REQUEST_BODY: usize = 2 * MAX_IMPORT_PART + MAX_PUBLIC + 4096;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,8 +72,11 @@ struct PartRequest {
     /// The client's fresh X25519 public key for this request, hex: the
     /// answer is sealed to it.
     answer_key: String,
-    /// This provider's part, hex.
+    /// This provider's part (shares only), hex.
     part: String,
+    /// The public fields (`sharecall_proto::public`), the same in all
+    /// three bodies and signed once.
+    public: Value,
 }
 
 /// The header that proves a poll comes from the requester: the request's
@@ -199,6 +210,12 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
             "answer_key must be a 64-digit hex X25519 public key",
         );
     };
+    // The public fields are checked before the signature: the signature
+    // covers their canonical bytes, whatever their JSON spelling.
+    let public = match Public::parse(kind, &req.public) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_public", e.to_string()),
+    };
     let signed = sharecall_proto::request::SignedFields {
         request_id: &req.request_id,
         kind: &req.kind,
@@ -206,6 +223,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         timestamp_ms: req.timestamp_ms,
         window_ms,
         part_hashes: &hashes,
+        public_hash: &public.hash(),
         answer_key: &answer_key,
     }
     .message();
@@ -213,7 +231,8 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         return error(
             StatusCode::UNAUTHORIZED,
             "bad_signature",
-            "the request signature does not verify for this account",
+            "the request signature does not verify for this account \
+             (over its id, kind, timestamp, window, part hashes, public fields and answer key)",
         );
     }
     if let Some(refusal) = stale("request", req.timestamp_ms) {
@@ -253,15 +272,22 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
                 ),
             );
         }
-        crate::tables::part::parse_import(&part).and_then(|rows| {
+        crate::tables::part::merge_import(&part, &public).and_then(|rows| {
             let parts: Vec<&Part> = rows.iter().map(|(p, _)| p).collect();
-            check_key_bits(s.executor.variant(), &parts).map(|_| None)
+            check_key_bits(s.executor.variant(), &parts)
+                .map(|_| (None, crate::tables::part::import_to_stored_bytes(&rows)))
         })
     } else {
-        Part::parse(kind, &part)
-            .and_then(|p| check_key_bits(s.executor.variant(), &[&p]).map(|_| Some(p)))
+        Part::merge(kind, &part, &public).and_then(|p| {
+            check_key_bits(s.executor.variant(), &[&p]).map(|_| {
+                let stored = p.to_stored_bytes();
+                (Some(p), stored)
+            })
+        })
     };
-    let parsed = match parsed {
+    // What is stored is the part merged with the public fields, so
+    // execution reads one value.
+    let (parsed, merged) = match parsed {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
     };
@@ -325,7 +351,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         let store = s.sequencer.store().clone();
         let id = req.request_id.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            store::put_request(store.database(), &id, &meta, &part).map_err(|e| e.to_string())
+            store::put_request(store.database(), &id, &meta, &merged).map_err(|e| e.to_string())
         })
         .await;
         match stored {

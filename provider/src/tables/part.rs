@@ -7,7 +7,10 @@ use sharecall_proto::layout::decode_share_vector;
 use sharecall_proto::Share;
 
 pub use sharecall_proto::layout::encode_share_vector as encode_shares;
-pub use sharecall_proto::part::{parse_import, Kind, Part, PartError};
+pub use sharecall_proto::part::{
+    import_to_stored_bytes, merge_import, parse_stored_import, Kind, Part, PartError,
+};
+pub use sharecall_proto::public::Public;
 
 /// Decodes `n` shares laid out as all first components, then all second;
 /// `None` on a wrong length or a non-canonical element.
