@@ -1,10 +1,10 @@
 //! What a client signs when it sends a request's parts to the providers.
 //!
 //! One signature covers the request id, type, account, timestamp, window,
-//! the blake3 hash of every provider's part and the client's answer key
-//! (answers are sealed to it, [`crate::seal`]), so a provider cannot swap
-//! or replay another provider's part, and nobody can change the request
-//! or redirect its answers without the account key.
+//! the blake3 hash of every provider's part and of every provider's answer
+//! key (answers are sealed under them, [`crate::seal`]), so a provider
+//! cannot swap or replay another provider's part, and nobody can change
+//! the request or redirect its answers without the account key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -85,9 +85,10 @@ impl FromStr for Kind {
 }
 
 /// Domain separation for request signatures.
-// v2: the answer key joined the signed fields; a v1 signature never
-// verifies as v2.
-const CONTEXT: &[u8] = b"sharecall 2026 request v2\0";
+// v2: the answer key joined the signed fields; v3: the hashes of three
+// symmetric answer keys replaced the X25519 answer key. An older
+// signature never verifies as v3.
+const CONTEXT: &[u8] = b"sharecall 2026 request v3\0";
 
 /// The fields a client signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +105,10 @@ pub struct SignedFields<'a> {
     pub window_ms: u64,
     /// blake3 of each provider's part, in provider order.
     pub part_hashes: &'a [[u8; 32]; 3],
-    /// The client's fresh X25519 public key for this request: every
-    /// provider seals its answer to it ([`crate::seal`]).
-    pub answer_key: &'a [u8; 32],
+    /// blake3 of each provider's fresh answer key for this request, in
+    /// provider order: provider `i` receives key `i` in its body only and
+    /// seals its answer under it ([`crate::seal`]).
+    pub answer_key_hashes: &'a [[u8; 32]; 3],
 }
 
 /// Domain separation for enrollment signatures (v2: names the provider,
@@ -160,7 +162,9 @@ impl SignedFields<'_> {
         for h in self.part_hashes {
             m.extend_from_slice(h);
         }
-        m.extend_from_slice(self.answer_key);
+        for h in self.answer_key_hashes {
+            m.extend_from_slice(h);
+        }
         m
     }
 }
@@ -180,7 +184,7 @@ mod tests {
             timestamp_ms: 10,
             window_ms: 1000,
             part_hashes: &hashes,
-            answer_key: &account,
+            answer_key_hashes: &hashes,
         };
         let m = base.message();
         let other_account = [8u8; 32];
@@ -211,7 +215,7 @@ mod tests {
                 ..base.clone()
             },
             SignedFields {
-                answer_key: &other_account,
+                answer_key_hashes: &swapped,
                 ..base.clone()
             },
             // Moving bytes between id and kind must not collide.

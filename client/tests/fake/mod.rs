@@ -115,8 +115,9 @@ struct Req {
     first_at: Instant,
     window: Duration,
     outcome: Option<Outcome>,
-    /// The signed answer key (answers are sealed to it).
-    answer_key: [u8; 32],
+    /// Each provider's answer key (its hash is signed; answers are sealed
+    /// under it), as that provider received it.
+    answer_keys: [[u8; 32]; 3],
     /// The request's signature (a poll must present it).
     signature: [u8; 64],
 }
@@ -366,6 +367,7 @@ struct RequestWire {
     window_ms: u64,
     part_hashes: Vec<String>,
     signature: String,
+    answer_key_hashes: Vec<String>,
     answer_key: String,
     part: String,
 }
@@ -418,6 +420,14 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     let Some(sig) = hex_n(&w.signature, 64).and_then(|a| <[u8; 64]>::try_from(a).ok()) else {
         return bad(StatusCode::BAD_REQUEST, "bad_signature", "128 hex digits");
     };
+    let key_hashes: Option<Vec<[u8; 32]>> = w
+        .answer_key_hashes
+        .iter()
+        .map(|h| hex_n(h, 32).and_then(|v| v.try_into().ok()))
+        .collect();
+    let Some(Ok(key_hashes)) = key_hashes.map(<[[u8; 32]; 3]>::try_from) else {
+        return bad(StatusCode::BAD_REQUEST, "bad_answer_key", "three hashes");
+    };
     let Some(answer_key) = hex_n(&w.answer_key, 32).and_then(|a| <[u8; 32]>::try_from(a).ok())
     else {
         return bad(StatusCode::BAD_REQUEST, "bad_answer_key", "64 hex digits");
@@ -429,7 +439,7 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
         timestamp_ms: w.timestamp_ms,
         window_ms: w.window_ms,
         part_hashes: &hashes,
-        answer_key: &answer_key,
+        answer_key_hashes: &key_hashes,
     }
     .message();
     let verified = VerifyingKey::from_bytes(&account)
@@ -439,6 +449,13 @@ fn check_request(me: usize, body: &[u8]) -> Result<Checked, Refusal> {
     }
     if now_ms().abs_diff(w.timestamp_ms) > REQUEST_SKEW_MAX_MS {
         return bad(StatusCode::UNAUTHORIZED, "stale_timestamp", "clock skew");
+    }
+    if *blake3::hash(&answer_key).as_bytes() != key_hashes[me] {
+        return bad(
+            StatusCode::BAD_REQUEST,
+            "answer_key_mismatch",
+            "answer_key does not match answer_key_hashes[me]",
+        );
     }
     if w.part.bytes().any(|b| b.is_ascii_uppercase()) {
         return bad(
@@ -589,7 +606,7 @@ async fn submit(State(s): State<Me>, body: Bytes) -> Response {
             first_at: Instant::now(),
             window: c.window,
             outcome: None,
-            answer_key: c.answer_key,
+            answer_keys: [[0; 32]; 3],
             signature: c.signature,
         });
         let mut violation = None;
@@ -613,6 +630,7 @@ async fn submit(State(s): State<Me>, body: Bytes) -> Response {
                 req.bodies[me] = Some(body.to_vec());
                 req.signed[me] = Some(c.signed.clone());
                 req.parts[me] = Some(c.part.clone());
+                req.answer_keys[me] = c.answer_key;
             }
         }
         if let Some(v) = violation {
@@ -862,7 +880,7 @@ async fn answer(s: &Me, id: &str, wait: Duration, is_post: bool) -> Response {
             let answer_key = st
                 .requests
                 .get(id)
-                .map(|r| r.answer_key)
+                .map(|r| r.answer_keys[s.me])
                 .unwrap_or_default();
             match outcome {
                 Some(Outcome::Done { seq, results }) => {
@@ -879,21 +897,16 @@ async fn answer(s: &Me, id: &str, wait: Duration, is_post: bool) -> Response {
                             .into_response();
                     }
                     let clear = result_json(&results[s.me], &behaviour).to_string();
-                    let Ok(sealed) = sharecall_proto::seal::seal(
-                        &answer_key,
-                        id,
-                        s.me as u8,
-                        clear.as_bytes(),
-                        &mut OsRng,
-                    ) else {
-                        return error(StatusCode::BAD_REQUEST, "bad_answer_key", "unusable");
+                    let key = sharecall_proto::seal::AnswerKey::from_bytes(answer_key);
+                    let Ok(sealed) = key.seal(id, s.me as u8, clear.as_bytes(), &mut OsRng) else {
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, "seal", "too long");
                     };
                     return Json(json!({
                         "request_id": id,
                         "status": "done",
                         "seq": seq,
                         "sealed_result": {
-                            "enc": hex::encode(sealed.enc),
+                            "nonce": hex::encode(sealed.nonce),
                             "ciphertext": hex::encode(&sealed.ciphertext),
                         },
                     }))
