@@ -196,7 +196,11 @@ impl Opener<'_> {
             .map_err(|_| AnswerError("`sealed_result.ciphertext` is not hex".into()))?;
         let clear = self
             .keys
-            .open(self.request_id, self.provider, &Sealed { nonce, ciphertext })
+            .open(
+                self.request_id,
+                self.provider,
+                &Sealed { nonce, ciphertext },
+            )
             .map_err(|e| AnswerError(e.to_string()))?;
         serde_json::from_slice(&clear)
             .map_err(|e| AnswerError(format!("the opened result is not the expected JSON: {e}")))

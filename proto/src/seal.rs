@@ -214,10 +214,7 @@ mod tests {
         assert_eq!(keys.open("req-a", 3, &sealed), Err(SealError::Open));
         // Another provider's key does not open it, not even under the
         // right provider index.
-        assert_eq!(
-            keys.key(1).open("req-a", 0, &sealed),
-            Err(SealError::Open)
-        );
+        assert_eq!(keys.key(1).open("req-a", 0, &sealed), Err(SealError::Open));
         // Sealed by provider 1 or for request B, it does not open as
         // provider 0's answer to request A.
         let p1 = keys.key(0).seal("req-a", 1, msg, &mut OsRng).expect("seal");

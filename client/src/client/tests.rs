@@ -141,7 +141,10 @@ fn bodies_follow_the_api() {
         let body = String::from_utf8_lossy(req.body(q)).into_owned();
         for other in PartyId::ALL.into_iter().filter(|o| *o != q) {
             let theirs = hex::encode(req.answer_keys().key(other.index() as u8).as_bytes());
-            assert!(!body.contains(&theirs), "body {q:?} carries {other:?}'s key");
+            assert!(
+                !body.contains(&theirs),
+                "body {q:?} carries {other:?}'s key"
+            );
         }
         assert_eq!(
             Part::parse(Kind::Register, &part).map(|x| x.extra),

@@ -233,10 +233,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         return error(
             StatusCode::BAD_REQUEST,
             "answer_key_mismatch",
-            format!(
-                "answer_key does not match answer_key_hashes[{}]",
-                s.me
-            ),
+            format!("answer_key does not match answer_key_hashes[{}]", s.me),
         );
     }
     let max = if kind == Kind::Import {
