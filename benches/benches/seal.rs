@@ -1,5 +1,6 @@
-//! What sealed answers cost a resolution: the client's per-request key,
-//! one provider's seal of an ok resolve's result, and the client's open.
+//! What sealed answers cost a resolution: the client's three per-request
+//! keys (and their hashes), one provider's seal of an ok resolve's result,
+//! and the client's open.
 //!
 //! Run: `cargo bench -p sharecall-benches --bench seal`
 
@@ -8,7 +9,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use rand::rngs::OsRng;
-use sharecall_proto::seal::{seal, AnswerSecret};
+use sharecall_proto::seal::AnswerKeys;
 
 fn sealing(c: &mut Criterion) {
     // An ok resolve's result object: 640 bytes of shares (1280 hex
@@ -17,23 +18,18 @@ fn sealing(c: &mut Criterion) {
         r#"{{"code":"ok","endpoint":"{}","extra":"6869","expires_at_ms":1790000360000}}"#,
         "ab".repeat(640)
     );
-    let secret = AnswerSecret::generate(&mut OsRng);
-    let sealed = seal(
-        secret.public(),
-        "c-0123456789abcdef",
-        1,
-        result.as_bytes(),
-        &mut OsRng,
-    )
-    .expect("seal");
+    let keys = AnswerKeys::generate(&mut OsRng);
+    let sealed = keys
+        .key(1)
+        .seal("c-0123456789abcdef", 1, result.as_bytes(), &mut OsRng)
+        .expect("seal");
     let mut g = c.benchmark_group("answer_seal");
     g.bench_function("client_keygen", |b| {
-        b.iter(|| AnswerSecret::generate(&mut OsRng))
+        b.iter(|| AnswerKeys::generate(&mut OsRng).hashes())
     });
     g.bench_function("provider_seal", |b| {
         b.iter(|| {
-            seal(
-                secret.public(),
+            keys.key(1).seal(
                 "c-0123456789abcdef",
                 1,
                 black_box(result.as_bytes()),
@@ -42,7 +38,7 @@ fn sealing(c: &mut Criterion) {
         })
     });
     g.bench_function("client_open", |b| {
-        b.iter(|| secret.open("c-0123456789abcdef", 1, black_box(&sealed)))
+        b.iter(|| keys.open("c-0123456789abcdef", 1, black_box(&sealed)))
     });
     g.finish();
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use sharecall_proto::encoding::ENDPOINT_ELEMENTS;
 use sharecall_proto::layout::decode_share_vector;
-use sharecall_proto::seal::{AnswerSecret, Sealed};
+use sharecall_proto::seal::{AnswerKeys, Sealed};
 use sharecall_proto::Share;
 
 use crate::registration::{EntryPart, KeyPart};
@@ -179,16 +179,17 @@ struct AnswerJson {
 /// `sealed_result`: the `result` object sealed to the request's answer key.
 #[derive(Deserialize)]
 struct SealedJson {
-    enc: String,
+    nonce: String,
     ciphertext: String,
 }
 
-/// What opens a provider's sealed answer: the request's answer secret,
-/// its id and the provider (the HPKE `info` binds both).
+/// What opens a provider's sealed answer: the request's answer keys (the
+/// provider's own opens it), its id and the provider (the AAD binds
+/// both).
 #[derive(Debug, Clone, Copy)]
 pub struct Opener<'a> {
-    /// The request's answer secret.
-    pub secret: &'a AnswerSecret,
+    /// The request's answer keys.
+    pub keys: &'a AnswerKeys,
     /// The request id.
     pub request_id: &'a str,
     /// The answering provider.
@@ -197,14 +198,18 @@ pub struct Opener<'a> {
 
 impl Opener<'_> {
     fn open(&self, s: &SealedJson) -> Result<ResultJson, AnswerError> {
-        let mut enc = [0u8; 32];
-        hex::decode_to_slice(&s.enc, &mut enc)
-            .map_err(|_| AnswerError("`sealed_result.enc` is not 64 hex digits".into()))?;
+        let mut nonce = [0u8; sharecall_proto::seal::NONCE_LEN];
+        hex::decode_to_slice(&s.nonce, &mut nonce)
+            .map_err(|_| AnswerError("`sealed_result.nonce` is not 24 hex digits".into()))?;
         let ciphertext = hex::decode(&s.ciphertext)
             .map_err(|_| AnswerError("`sealed_result.ciphertext` is not hex".into()))?;
         let clear = self
-            .secret
-            .open(self.request_id, self.provider, &Sealed { enc, ciphertext })
+            .keys
+            .open(
+                self.request_id,
+                self.provider,
+                &Sealed { nonce, ciphertext },
+            )
             .map_err(|e| AnswerError(e.to_string()))?;
         serde_json::from_slice(&clear)
             .map_err(|e| AnswerError(format!("the opened result is not the expected JSON: {e}")))
@@ -346,39 +351,35 @@ mod tests {
     use rand::rngs::OsRng;
     use sharecall_proto::encoding::{Endpoint, Pseudonym};
 
-    /// The answer secret of the test requests.
-    fn secret() -> &'static AnswerSecret {
-        static S: std::sync::OnceLock<AnswerSecret> = std::sync::OnceLock::new();
-        S.get_or_init(|| AnswerSecret::generate(&mut OsRng))
+    /// The answer keys of the test requests.
+    fn keys() -> &'static AnswerKeys {
+        static S: std::sync::OnceLock<AnswerKeys> = std::sync::OnceLock::new();
+        S.get_or_init(|| AnswerKeys::generate(&mut OsRng))
     }
 
     /// Provider 1's opener for request `id`.
     fn op(id: &str) -> Opener<'_> {
         Opener {
-            secret: secret(),
+            keys: keys(),
             request_id: id,
             provider: 1,
         }
     }
 
     /// `body` (written with a clear `result`) as provider 1 sends it: the
-    /// result sealed to [`secret`].
+    /// result sealed under provider 1's key of [`keys`].
     fn seal_body(body: impl AsRef<[u8]>) -> Vec<u8> {
         let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body.as_ref()) else {
             return body.as_ref().to_vec();
         };
         if let Some(r) = v.as_object_mut().and_then(|o| o.remove("result")) {
             let id = v["request_id"].as_str().unwrap_or_default().to_string();
-            let sealed = sharecall_proto::seal::seal(
-                secret().public(),
-                &id,
-                1,
-                r.to_string().as_bytes(),
-                &mut OsRng,
-            )
-            .expect("seal");
+            let sealed = keys()
+                .key(1)
+                .seal(&id, 1, r.to_string().as_bytes(), &mut OsRng)
+                .expect("seal");
             v["sealed_result"] = serde_json::json!({
-                "enc": hex::encode(sealed.enc),
+                "nonce": hex::encode(sealed.nonce),
                 "ciphertext": hex::encode(&sealed.ciphertext),
             });
         }

@@ -2,10 +2,10 @@
 //!
 //! One signature covers the request id, type, account, timestamp, window,
 //! the blake3 hash of every provider's part, the request's public fields
-//! once ([`crate::public::Public::hash`]) and the client's answer key
-//! (answers are sealed to it, [`crate::seal`]), so a provider cannot swap
-//! or replay another provider's part, and nobody can change the request
-//! or redirect its answers without the account key.
+//! once ([`crate::public::Public::hash`]) and the blake3 hash of every
+//! provider's answer key (answers are sealed under them, [`crate::seal`]),
+//! so a provider cannot swap or replay another provider's part, and nobody
+//! can change the request or redirect its answers without the account key.
 
 use std::fmt;
 use std::str::FromStr;
@@ -87,8 +87,9 @@ impl FromStr for Kind {
 
 /// Domain separation for request signatures.
 // v2: the answer key joined the signed fields; v3: the public fields
-// (signed once, no longer in parts). An older signature never verifies.
-const CONTEXT: &[u8] = b"sharecall 2026 request v3\0";
+// (signed once) or three symmetric answer-key hashes; v4: both. An older
+// signature never verifies.
+const CONTEXT: &[u8] = b"sharecall 2026 request v4\0";
 
 /// The fields a client signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +109,10 @@ pub struct SignedFields<'a> {
     /// blake3 of the canonical bytes of the request's public fields
     /// ([`crate::public::Public::hash`]): ttl, extra data, import owners.
     pub public_hash: &'a [u8; 32],
-    /// The client's fresh X25519 public key for this request: every
-    /// provider seals its answer to it ([`crate::seal`]).
-    pub answer_key: &'a [u8; 32],
+    /// blake3 of each provider's fresh answer key for this request, in
+    /// provider order: provider `i` receives key `i` in its body only and
+    /// seals its answer under it ([`crate::seal`]).
+    pub answer_key_hashes: &'a [[u8; 32]; 3],
 }
 
 /// Domain separation for enrollment signatures (v2: names the provider,
@@ -165,7 +167,9 @@ impl SignedFields<'_> {
             m.extend_from_slice(h);
         }
         m.extend_from_slice(self.public_hash);
-        m.extend_from_slice(self.answer_key);
+        for h in self.answer_key_hashes {
+            m.extend_from_slice(h);
+        }
         m
     }
 }
@@ -186,7 +190,7 @@ mod tests {
             window_ms: 1000,
             part_hashes: &hashes,
             public_hash: &[4u8; 32],
-            answer_key: &account,
+            answer_key_hashes: &hashes,
         };
         let m = base.message();
         let other_account = [8u8; 32];
@@ -221,7 +225,7 @@ mod tests {
                 ..base.clone()
             },
             SignedFields {
-                answer_key: &other_account,
+                answer_key_hashes: &swapped,
                 ..base.clone()
             },
             // Moving bytes between id and kind must not collide.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sharecall_proto::bits::share_bits;
 use sharecall_proto::clock::now_ms;
 use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
-pub use sharecall_proto::seal::{AnswerSecret, Sealed};
+pub use sharecall_proto::seal::{AnswerKey, AnswerKeys, Sealed};
 use sharecall_proto::sharing::{reconstruct_all, share};
 use sharecall_proto::{Fp, Share};
 
@@ -185,10 +185,10 @@ pub struct TestClient<'a> {
     key: SigningKey,
     next: std::sync::atomic::AtomicU64,
     tag: String,
-    /// Per request id: the answer secret and each provider's signature
+    /// Per request id: the answer keys and each provider's signature
     /// (hex; the same unless the public fields were signed apart), kept to
     /// poll and to open the sealed answers.
-    requests: std::sync::Mutex<HashMap<String, (AnswerSecret, [String; 3])>>,
+    requests: std::sync::Mutex<HashMap<String, (AnswerKeys, [String; 3])>>,
 }
 
 impl<'a> TestClient<'a> {
@@ -276,7 +276,10 @@ impl<'a> TestClient<'a> {
         let hashes: [[u8; 32]; 3] = std::array::from_fn(|i| *blake3::hash(&bytes[i]).as_bytes());
         let account = self.account();
         let ts = now_ms();
-        let answer = AnswerSecret::generate(&mut OsRng);
+        // Three fresh answer keys, one per provider; their hashes are
+        // signed and key i goes in body i only (docs/API.md).
+        let answer = AnswerKeys::generate(&mut OsRng);
+        let key_hashes = answer.hashes();
         let sigs: [String; 3] = std::array::from_fn(|i| {
             let public_hash = *blake3::hash(&public_canonical(kind, publics[i])).as_bytes();
             let message = sharecall_proto::request::SignedFields {
@@ -287,12 +290,13 @@ impl<'a> TestClient<'a> {
                 window_ms,
                 part_hashes: &hashes,
                 public_hash: &public_hash,
-                answer_key: answer.public(),
+                answer_key_hashes: &key_hashes,
             }
             .message();
             hex::encode(self.key.sign(&message).to_bytes())
         });
-        let answer_key = hex::encode(answer.public());
+        let answer_keys: [String; 3] =
+            std::array::from_fn(|i| hex::encode(answer.key(i as u8).as_bytes()));
         self.requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -306,7 +310,8 @@ impl<'a> TestClient<'a> {
                 "timestamp_ms": ts,
                 "part_hashes": hashes.iter().map(hex::encode).collect::<Vec<_>>(),
                 "signature": sigs[i],
-                "answer_key": answer_key,
+                "answer_key_hashes": key_hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+                "answer_key": answer_keys[i],
                 "part": hex::encode(&bytes[i]),
                 "public": publics[i],
             })
@@ -322,8 +327,8 @@ impl<'a> TestClient<'a> {
             .map(|(_, s)| s[0].clone())
     }
 
-    /// The answer secret of request `id` (to open its answers later).
-    pub fn secret(&self, id: &str) -> Option<AnswerSecret> {
+    /// The answer keys of request `id` (to open its answers later).
+    pub fn secret(&self, id: &str) -> Option<AnswerKeys> {
         self.requests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -470,24 +475,28 @@ impl<'a> TestClient<'a> {
     }
 }
 
-/// Opens a `sealed_result` of provider `i` for request `id` with `secret`.
-pub fn open_with(
-    secret: &AnswerSecret,
-    i: usize,
-    id: &str,
-    sealed: &Value,
-) -> Result<Value, String> {
-    let enc: [u8; 32] = sealed["enc"]
+/// Opens a `sealed_result` of provider `i` for request `id` with provider
+/// `i`'s key of `keys`.
+pub fn open_with(keys: &AnswerKeys, i: usize, id: &str, sealed: &Value) -> Result<Value, String> {
+    open_with_key(keys.key(i as u8), i, id, sealed)
+}
+
+/// Opens a `sealed_result` as provider `i`'s answer to request `id` with
+/// `key` (any key: tests try other providers' keys too). Written from
+/// docs/API.md ("Sealed answers"): ChaCha20-Poly1305, 12-byte nonce,
+/// AAD naming the request and the provider.
+pub fn open_with_key(key: &AnswerKey, i: usize, id: &str, sealed: &Value) -> Result<Value, String> {
+    let nonce: [u8; 12] = sealed["nonce"]
         .as_str()
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| b.try_into().ok())
-        .ok_or("sealed_result.enc is not 32 bytes of hex")?;
+        .ok_or("sealed_result.nonce is not 12 bytes of hex")?;
     let ciphertext = sealed["ciphertext"]
         .as_str()
         .and_then(|h| hex::decode(h).ok())
         .ok_or("sealed_result.ciphertext is not hex")?;
-    let clear = secret
-        .open(id, i as u8, &Sealed { enc, ciphertext })
+    let clear = key
+        .open(id, i as u8, &Sealed { nonce, ciphertext })
         .map_err(|e| e.to_string())?;
     serde_json::from_slice(&clear).map_err(|e| e.to_string())
 }

@@ -5,13 +5,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use sharecall_tests::cluster::{Cluster, ClusterOptions};
 use sharecall_tests::table::TestClient;
-use sharecall_tests::{bin, sharecall};
+use sharecall_tests::sharecall;
 
 fn entries(cluster: &Cluster) -> [u64; 3] {
     std::array::from_fn(|i| {

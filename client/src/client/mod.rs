@@ -2,13 +2,17 @@
 //!
 //! A request is shared locally, one part per provider; the parts are hashed
 //! with blake3, the hashes signed together with the request id, kind,
-//! account, timestamp, window and the public fields (ttl, extra data,
-//! import owners; signed once, sent as each body's `public` object)
-//! ([`SignedFields`]), and the three parts are posted concurrently. A provider that answers `202 pending` is polled
+//! account, timestamp, window, the public fields (ttl, extra data, import
+//! owners; signed once, sent as each body's `public` object) and the
+//! answer-key hashes ([`SignedFields`]), and the three parts are posted
+//! concurrently. A provider that answers `202 pending` is polled
 //! (`GET /v1/requests/{id}`, with the request's signature in the
 //! `Sharecall-Signature` header) with backoff until it is done or the
-//! timeout passes. Each request carries a fresh X25519 answer key; the
-//! providers seal their answers to it and only this client opens them. Transport failures are retried with the same request id and the
+//! timeout passes. Each request carries three fresh symmetric answer keys,
+//! one per provider, each only in its provider's body (inside TLS) and
+//! signed by its hash; every provider seals its answer under its own key,
+//! so only this client opens all three. Transport failures are retried
+//! with the same request id and the
 //! byte-identical signed body, so a retry can never execute twice.
 //!
 //! Answers are checked against each other: result codes must agree (a
@@ -28,7 +32,7 @@ use reqwest::{Method, Url};
 use serde::Serialize;
 use sharecall_proto::encoding::{Endpoint, Pseudonym, ENDPOINT_ELEMENTS};
 use sharecall_proto::request::{enroll_message, SignedFields};
-use sharecall_proto::seal::AnswerSecret;
+use sharecall_proto::seal::AnswerKeys;
 use sharecall_proto::sharing::{holders_of, reconstruct_two};
 use sharecall_proto::{Fp, PartyId, Share, ShareError};
 use tokio::sync::watch;

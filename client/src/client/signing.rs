@@ -18,9 +18,9 @@ pub struct SignedRequest {
     /// The public fields, signed once and sent in every body.
     public: Public,
     signature: [u8; 64],
-    /// The fresh answer key pair: the public half is signed, the secret
-    /// half opens the providers' sealed answers.
-    answer: AnswerSecret,
+    /// The fresh answer keys, one per provider: their hashes are signed,
+    /// key `i` travels in body `i` only and opens provider `i`'s answer.
+    answer: AnswerKeys,
     bodies: [Vec<u8>; 3],
 }
 
@@ -33,6 +33,7 @@ pub(super) struct RequestBody<'a> {
     window_ms: u64,
     part_hashes: [String; 3],
     signature: String,
+    answer_key_hashes: [String; 3],
     answer_key: String,
     part: String,
     public: &'a serde_json::Value,
@@ -125,9 +126,10 @@ impl SignedRequest {
         let public_hash = public.hash();
         let public_json = public.to_json();
         let part_hashes = parts.each_ref().map(|p| *blake3::hash(p).as_bytes());
-        // One X25519 key pair per request: the providers seal their
-        // answers to it, so only this client can open them.
-        let answer = AnswerSecret::generate(&mut OsRng);
+        // Three fresh keys per request, one per provider: each provider
+        // seals under its own, so only this client can open all three.
+        let answer = AnswerKeys::generate(&mut OsRng);
+        let key_hashes = answer.hashes();
         let message = SignedFields {
             request_id,
             kind: kind.as_str(),
@@ -136,12 +138,14 @@ impl SignedRequest {
             window_ms,
             part_hashes: &part_hashes,
             public_hash: &public_hash,
-            answer_key: answer.public(),
+            answer_key_hashes: &key_hashes,
         }
         .message();
         let signature = key.sign(&message);
         let hashes_hex = part_hashes.map(hex::encode);
-        let bodies = parts.each_ref().map(|part| {
+        let key_hashes_hex = key_hashes.map(hex::encode);
+        let bodies = PartyId::ALL.map(|p| {
+            let part = &parts[p.index()];
             let body = RequestBody {
                 request_id,
                 kind: kind.as_str(),
@@ -150,7 +154,8 @@ impl SignedRequest {
                 window_ms,
                 part_hashes: hashes_hex.clone(),
                 signature: hex::encode(signature),
-                answer_key: hex::encode(answer.public()),
+                answer_key_hashes: key_hashes_hex.clone(),
+                answer_key: hex::encode(answer.key(p.index() as u8).as_bytes()),
                 part: hex::encode(part),
                 public: &public_json,
             };
@@ -227,14 +232,14 @@ impl SignedRequest {
             window_ms: self.window_ms,
             part_hashes: &self.part_hashes,
             public_hash: &self.public.hash(),
-            answer_key: self.answer.public(),
+            answer_key_hashes: &self.answer.hashes(),
         }
         .message()
     }
 
-    /// The answer key pair: its public half is signed, its secret half
-    /// opens the providers' sealed answers.
-    pub fn answer_secret(&self) -> &AnswerSecret {
+    /// The answer keys: their hashes are signed, key `i` (sent to
+    /// provider `i` only) opens provider `i`'s sealed answer.
+    pub fn answer_keys(&self) -> &AnswerKeys {
         &self.answer
     }
 

@@ -53,7 +53,7 @@ fn signature_covers_exactly_the_signed_fields() {
         window_ms: 30_000,
         part_hashes: &hashes,
         public_hash: &req.public().hash(),
-        answer_key: req.answer_secret().public(),
+        answer_key_hashes: &req.answer_keys().hashes(),
     }
     .message();
     assert_eq!(req.signed_message(), message);
@@ -69,7 +69,7 @@ fn signature_covers_exactly_the_signed_fields() {
         timestamp_ms: 1_790_000_000_000,
         window_ms: 30_000,
         public_hash: &req.public().hash(),
-        answer_key: req.answer_secret().public(),
+        answer_key_hashes: &req.answer_keys().hashes(),
     };
     assert!(vk.verify_strict(&tampered.message(), &sig).is_err());
     // Nor do other public fields (another ttl).
@@ -84,9 +84,9 @@ fn signature_covers_exactly_the_signed_fields() {
         ..tampered.clone()
     };
     assert!(vk.verify_strict(&other_ttl.message(), &sig).is_err());
-    // Nor does another answer key: a provider cannot redirect the answers.
+    // Nor do other answer keys: a provider cannot redirect the answers.
     let other_key = SignedFields {
-        answer_key: &[9; 32],
+        answer_key_hashes: &[[9; 32]; 3],
         part_hashes: &hashes,
         ..tampered.clone()
     };
@@ -113,6 +113,7 @@ fn bodies_follow_the_api() {
             [
                 "account",
                 "answer_key",
+                "answer_key_hashes",
                 "kind",
                 "part",
                 "part_hashes",
@@ -143,6 +144,26 @@ fn bodies_follow_the_api() {
         // The public fields, once, the same in every body.
         assert_eq!(v["public"], req.public().to_json());
         let public = crate::parts::Public::parse(Kind::Register, &v["public"]).expect("public");
+        // Each body carries only its own provider's answer key, and all
+        // three key hashes (signed).
+        let key = hex::decode(v["answer_key"].as_str().expect("key")).expect("hex");
+        assert_eq!(key, req.answer_keys().key(q.index() as u8).as_bytes());
+        let key_hashes: Vec<String> = v["answer_key_hashes"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|h| h.as_str().expect("str").to_owned())
+            .collect();
+        assert_eq!(key_hashes.len(), 3);
+        assert_eq!(key_hashes[q.index()], blake3::hash(&key).to_hex().as_str());
+        let body = String::from_utf8_lossy(req.body(q)).into_owned();
+        for other in PartyId::ALL.into_iter().filter(|o| *o != q) {
+            let theirs = hex::encode(req.answer_keys().key(other.index() as u8).as_bytes());
+            assert!(
+                !body.contains(&theirs),
+                "body {q:?} carries {other:?}'s key"
+            );
+        }
         assert_eq!(
             Part::merge(Kind::Register, &part, &public).map(|x| x.extra),
             Ok(b"x".to_vec())
@@ -532,21 +553,17 @@ fn wire_layout_of_answers_matches_parts() {
     let shares = endpoint_shares();
     let result = serde_json::json!({"code": "ok", "endpoint": hex::encode(encode_share_vector(&shares[2])),
                    "expires_at_ms": 5});
-    let secret = sharecall_proto::seal::AnswerSecret::generate(&mut OsRng);
-    let sealed = sharecall_proto::seal::seal(
-        secret.public(),
-        "r",
-        2,
-        result.to_string().as_bytes(),
-        &mut OsRng,
-    )
-    .expect("seal");
+    let keys = sharecall_proto::seal::AnswerKeys::generate(&mut OsRng);
+    let sealed = keys
+        .key(2)
+        .seal("r", 2, result.to_string().as_bytes(), &mut OsRng)
+        .expect("seal");
     let body = serde_json::json!({
         "request_id": "r", "status": "done", "seq": 1,
-        "sealed_result": {"enc": hex::encode(sealed.enc), "ciphertext": hex::encode(&sealed.ciphertext)}
+        "sealed_result": {"nonce": hex::encode(sealed.nonce), "ciphertext": hex::encode(&sealed.ciphertext)}
     });
     let opener = crate::parts::Opener {
-        secret: &secret,
+        keys: &keys,
         request_id: "r",
         provider: 2,
     };

@@ -194,7 +194,7 @@ impl Client {
                     .await
             };
             let opener = Opener {
-                secret: request.answer_secret(),
+                keys: request.answer_keys(),
                 request_id: request.request_id(),
                 provider: p.index() as u8,
             };

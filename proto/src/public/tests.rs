@@ -47,7 +47,7 @@ fn signed(p: &Public) -> Vec<u8> {
         window_ms: 1000,
         part_hashes: &[[1; 32], [2; 32], [3; 32]],
         public_hash: &p.hash(),
-        answer_key: &[5; 32],
+        answer_key_hashes: &[[5; 32]; 3],
     }
     .message()
 }

@@ -42,7 +42,8 @@ pub struct ReadPart {
     pub signed: String,
     /// How long the client lets the providers wait for all parts.
     pub window: Duration,
-    /// The client's answer key (the answer is sealed to it).
+    /// The client's answer key for this provider (secret; the answer is
+    /// sealed under it).
     pub answer_key: [u8; 32],
     /// blake3 of the request's signature (a poll must present it).
     pub proof: blake3::Hash,
@@ -216,7 +217,7 @@ impl Reads {
         else {
             return;
         };
-        // Seal outside the lock: one HPKE seal per answer.
+        // Seal outside the lock: one AEAD seal per answer.
         let kept = result.and_then(|a| {
             // Unchanged outside fault-injection builds.
             let a = super::fault::reported(&a);
@@ -500,8 +501,8 @@ mod tests {
             account: [0; 32],
             signed: signed.into(),
             window: Duration::from_secs(5),
-            answer_key: *sharecall_proto::seal::AnswerSecret::generate(&mut rand::rngs::OsRng)
-                .public(),
+            answer_key: *sharecall_proto::seal::AnswerKey::generate(&mut rand::rngs::OsRng)
+                .as_bytes(),
             proof: blake3::hash(b"sig"),
             provider: 0,
         };
@@ -513,9 +514,9 @@ mod tests {
         r.finish("a", Err("x".into()));
         assert_eq!(rx.borrow().clone(), Some(Err("x".into())));
         // A finished answer is kept only sealed.
-        let secret = sharecall_proto::seal::AnswerSecret::generate(&mut rand::rngs::OsRng);
+        let secret = sharecall_proto::seal::AnswerKey::generate(&mut rand::rngs::OsRng);
         let mut sealed = read("t");
-        sealed.answer_key = *secret.public();
+        sealed.answer_key = *secret.as_bytes();
         let Submitted::Wait(rx_b) = r.submit("b", sealed) else {
             panic!("new read refused");
         };
@@ -527,13 +528,13 @@ mod tests {
             kept.get("endpoint").is_none() && kept.get("code").is_none(),
             "{kept}"
         );
-        let enc: [u8; 32] = hex::decode(kept["enc"].as_str().expect("enc"))
+        let nonce: [u8; 12] = hex::decode(kept["nonce"].as_str().expect("nonce"))
             .expect("hex")
             .try_into()
-            .expect("32 bytes");
+            .expect("12 bytes");
         let ciphertext = hex::decode(kept["ciphertext"].as_str().expect("ct")).expect("hex");
         let clear = secret
-            .open("b", 0, &sharecall_proto::seal::Sealed { enc, ciphertext })
+            .open("b", 0, &sharecall_proto::seal::Sealed { nonce, ciphertext })
             .expect("opens");
         let v: serde_json::Value = serde_json::from_slice(&clear).expect("json");
         assert_eq!(v["code"], "ok");

@@ -5,8 +5,11 @@
 //! No answer share is kept here: a write's answer is a result code (and
 //! an import's counts), public values the transcript holds as well; a
 //! resolution's answer lives in memory, sealed ([`super::reads`]).
-//! Answers leave this provider only sealed to the client's answer key
-//! ([`seal_answer`]).
+//! Answers leave this provider only sealed under the client's answer key
+//! for this provider ([`seal_answer`]). That key is kept with the
+//! request's metadata (execution runs after the POST returns, and a poll
+//! re-seals); it opens only this provider's own answer, which this
+//! provider computed anyway (docs/SECURITY.md §7b).
 
 // redb::Error is the error type of the store's transaction callbacks.
 #![allow(clippy::result_large_err)]
@@ -32,11 +35,13 @@ pub struct RequestMeta {
     pub account: String,
     /// blake3 of the signed message (a retry must match it).
     pub signed: String,
-    /// The client's answer key (hex X25519 public key): answers are
-    /// sealed to it. Absent in records older than sealed answers, whose
-    /// answers are then not served.
+    /// The client's symmetric answer key for this provider (hex; its
+    /// blake3 hash is signed): answers are sealed under it. Absent in
+    /// records older than symmetric sealed answers (whose `answer_key`
+    /// was an X25519 public key, which must not be used as a symmetric
+    /// key: it is public), and their answers are then not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer_key: Option<String>,
+    pub sealing_key: Option<String>,
     /// blake3 of the request's signature (hex): `GET /v1/requests/{id}`
     /// must present the signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,9 +74,10 @@ fn result_json(a: &Answer) -> serde_json::Value {
     r
 }
 
-/// Provider `me`'s answer to request `id`, sealed to the client's
-/// `answer_key`: the `sealed_result` object `{"enc", "ciphertext"}` of
-/// docs/API.md. One HPKE seal; the clear result never leaves this call.
+/// Provider `me`'s answer to request `id`, sealed under the client's
+/// `answer_key` for this provider: the `sealed_result` object
+/// `{"nonce", "ciphertext"}` of docs/API.md. One ChaCha20-Poly1305 seal;
+/// the clear result never leaves this call.
 pub fn seal_answer(
     a: &Answer,
     answer_key: &[u8; 32],
@@ -80,9 +86,10 @@ pub fn seal_answer(
 ) -> Result<serde_json::Value, sharecall_proto::seal::SealError> {
     // A JSON value of strings and integers always serialises.
     let clear = serde_json::to_vec(&result_json(a)).unwrap_or_default();
-    let sealed = sharecall_proto::seal::seal(answer_key, id, me, &clear, &mut rand::rngs::OsRng)?;
+    let key = sharecall_proto::seal::AnswerKey::from_bytes(*answer_key);
+    let sealed = key.seal(id, me, &clear, &mut rand::rngs::OsRng)?;
     Ok(serde_json::json!({
-        "enc": hex::encode(sealed.enc),
+        "nonce": hex::encode(sealed.nonce),
         "ciphertext": hex::encode(&sealed.ciphertext),
     }))
 }

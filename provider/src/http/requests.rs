@@ -3,16 +3,17 @@
 //! (its outcome).
 //!
 //! A request's part is verified (signature over the id, kind, account,
-//! timestamp, window, every part's hash and the public fields once;
-//! freshness; the part's hash and shape; enrollment; rate limit), merged
-//! with the request's `public` fields, stored durably in that merged form,
-//! then logged as ready. The readiness record carries the hash of the
-//! signed message, so a request whose three providers verified different
-//! public fields is aborted, never executed.
-//! Once all three providers hold their part the request is ordered, and
-//! the answer is what this provider's executor recorded for it, sealed to
-//! the client's answer key (`sealed_result`); polling it needs the
-//! request's signature (`Sharecall-Signature` header).
+//! timestamp, window, every part's hash, the public fields once and every
+//! answer key's hash; freshness; this provider's answer key and part
+//! against their signed hashes; the part's shape; enrollment; rate limit),
+//! merged with the request's `public` fields, stored durably in that
+//! merged form, then logged as ready. The readiness record carries the
+//! hash of the signed message, so a request whose three providers verified
+//! different public fields (or answer-key hashes) is aborted, never
+//! executed. Once all three providers hold their part the request is
+//! ordered, and the answer is what this provider's executor recorded for
+//! it, sealed under this provider's answer key (`sealed_result`); polling
+//! it needs the request's signature (`Sharecall-Signature` header).
 //!
 //! A resolution changes nothing and takes a shorter path: its part is held
 //! in memory and announced to the coordinator, which runs it in a read
@@ -69,8 +70,12 @@ struct PartRequest {
     part_hashes: Vec<String>,
     /// ed25519 signature over `sharecall_proto::request::SignedFields`, hex.
     signature: String,
-    /// The client's fresh X25519 public key for this request, hex: the
-    /// answer is sealed to it.
+    /// blake3 of each provider's answer key, hex, in provider order
+    /// (signed).
+    answer_key_hashes: Vec<String>,
+    /// This provider's fresh answer key for this request, hex (secret: it
+    /// travels only inside TLS to this provider): the answer is sealed
+    /// under it.
     answer_key: String,
     /// This provider's part (shares only), hex.
     part: String,
@@ -83,7 +88,7 @@ struct PartRequest {
 /// signature, hex.
 pub const SIGNATURE_HEADER: &str = "sharecall-signature";
 
-/// The `done` body with the answer sealed to `answer_key`.
+/// The `done` body with the answer sealed under `answer_key`.
 fn done(
     s: &PublicState,
     id: &str,
@@ -93,7 +98,7 @@ fn done(
 ) -> Response {
     match store::seal_answer(a, answer_key, id, s.me) {
         Ok(sealed) => done_sealed(id, seq, sealed),
-        Err(e) => error(StatusCode::BAD_REQUEST, "bad_answer_key", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "seal", e.to_string()),
     }
 }
 
@@ -128,7 +133,7 @@ fn pending(id: &str, seq: Option<u64>) -> Response {
 }
 
 /// The answer for a request whose outcome is `o`, waiting up to `wait`
-/// for it to execute, sealed to `answer_key`.
+/// for it to execute, sealed under `answer_key`.
 async fn answer(
     s: &PublicState,
     id: &str,
@@ -203,11 +208,23 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         Ok(both) => both,
         Err(refusal) => return refusal,
     };
+    let key_hashes: Option<Vec<[u8; 32]>> = req
+        .answer_key_hashes
+        .iter()
+        .map(|h| decode_hex(h))
+        .collect();
+    let Some(Ok(key_hashes)) = key_hashes.map(<[[u8; 32]; 3]>::try_from) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_answer_key",
+            "answer_key_hashes must be three 64-digit hex blake3 hashes",
+        );
+    };
     let Some(answer_key) = decode_hex::<32>(&req.answer_key) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_answer_key",
-            "answer_key must be a 64-digit hex X25519 public key",
+            "answer_key must be a 64-digit hex key (32 bytes)",
         );
     };
     // The public fields are checked before the signature: the signature
@@ -224,7 +241,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         window_ms,
         part_hashes: &hashes,
         public_hash: &public.hash(),
-        answer_key: &answer_key,
+        answer_key_hashes: &key_hashes,
     }
     .message();
     if !s.accounts.verify(&account, &signed, &signature) {
@@ -237,6 +254,18 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
     }
     if let Some(refusal) = stale("request", req.timestamp_ms) {
         return refusal;
+    }
+    // The signature fixes every provider's key through its hash; a key
+    // that is not the signed one (a provider or a relay substituting its
+    // own) is refused, so the answer is sealed only under the client's.
+    // blake3 hashes compare in constant time.
+    let key_hash = blake3::Hash::from(sharecall_proto::seal::key_hash(&answer_key));
+    if key_hash != blake3::Hash::from(key_hashes[usize::from(s.me)]) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "answer_key_mismatch",
+            format!("answer_key does not match answer_key_hashes[{}]", s.me),
+        );
     }
     let max = if kind == Kind::Import {
         MAX_IMPORT_PART
@@ -345,7 +374,7 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
             kind: req.kind.clone(),
             account: req.account.to_ascii_lowercase(),
             signed: signed_hash.clone(),
-            answer_key: Some(hex::encode(answer_key)),
+            sealing_key: Some(hex::encode(answer_key)),
             proof: Some(proof.to_hex().to_string()),
         };
         let store = s.sequencer.store().clone();
@@ -544,7 +573,7 @@ pub async fn request_outcome(
         .proof
         .as_deref()
         .and_then(|h| blake3::Hash::from_hex(h).ok());
-    let key = meta.answer_key.as_deref().and_then(decode_hex::<32>);
+    let key = meta.sealing_key.as_deref().and_then(decode_hex::<32>);
     let (Some(stored_proof), Some(key)) = (stored_proof, key) else {
         // A record from before sealed answers: its answer is not served.
         return forbidden(&id);
