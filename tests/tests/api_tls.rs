@@ -8,8 +8,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use sharecall_tests::cluster::{Cluster, ClusterOptions};
-use sharecall_tests::table::TestClient;
 use sharecall_tests::sharecall;
+use sharecall_tests::table::TestClient;
 
 fn entries(cluster: &Cluster) -> [u64; 3] {
     std::array::from_fn(|i| {

@@ -291,9 +291,11 @@ fn request_executes_when_all_parts_arrive_and_aborts_when_one_is_missing() {
     let (code, _) = client.poll(0, "req-bad").expect_err("nothing recorded");
     assert_eq!(code, 404);
 
-    // A signature that does not cover what was sent is refused.
+    // A signature that does not cover what was sent is refused (another
+    // kind whose public fields are those of a register, so only the
+    // signature can catch it).
     let mut forged = client.bodies("req-forged", "register", &parts, 1000)[1].clone();
-    forged["kind"] = json!("delete");
+    forged["kind"] = json!("update");
     let (code, body) = cluster
         .post(1, "/v1/requests", forged)
         .expect_err("refused");
