@@ -303,21 +303,14 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         }
         crate::tables::part::merge_import(&part, &public).and_then(|rows| {
             let parts: Vec<&Part> = rows.iter().map(|(p, _)| p).collect();
-            check_key_bits(s.executor.variant(), &parts)
-                .map(|_| (None, crate::tables::part::import_to_stored_bytes(&rows)))
+            check_key_bits(s.executor.variant(), &parts).map(|_| Merged::Import(rows))
         })
     } else {
-        Part::merge(kind, &part, &public).and_then(|p| {
-            check_key_bits(s.executor.variant(), &[&p]).map(|_| {
-                let stored = p.to_stored_bytes();
-                (Some(p), stored)
-            })
-        })
+        Part::merge(kind, &part, &public)
+            .and_then(|p| check_key_bits(s.executor.variant(), &[&p]).map(|_| Merged::Entry(p)))
     };
-    // What is stored is the part merged with the public fields, so
-    // execution reads one value.
-    let (parsed, merged) = match parsed {
-        Ok(p) => p,
+    let merged = match parsed {
+        Ok(m) => m,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_part", e.to_string()),
     };
     let db = s.sequencer.store().database();
@@ -337,9 +330,12 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
     }
     let signed_hash = blake3::hash(&signed).to_hex().to_string();
     let proof = store::signature_proof(&signature);
-    if let (Kind::Resolve, Some(parsed)) = (kind, parsed) {
-        return submit_read(&s, &req, account, signed_hash, parsed, answer_key, proof).await;
-    }
+    let merged = match merged {
+        Merged::Entry(p) if kind == Kind::Resolve => {
+            return submit_read(&s, &req, account, signed_hash, p, answer_key, proof).await;
+        }
+        m => m,
+    };
     if s.executor.reads().knows(&req.request_id) {
         return id_reused(&req.request_id);
     }
@@ -379,8 +375,10 @@ async fn submit_checked(s: Arc<PublicState>, req: PartRequest) -> Response {
         };
         let store = s.sequencer.store().clone();
         let id = req.request_id.clone();
+        // Serialised only here: resolutions and retries store nothing.
+        let bytes = merged.stored_bytes();
         let stored = tokio::task::spawn_blocking(move || {
-            store::put_request(store.database(), &id, &meta, &merged).map_err(|e| e.to_string())
+            store::put_request(store.database(), &id, &meta, &bytes).map_err(|e| e.to_string())
         })
         .await;
         match stored {
@@ -426,6 +424,25 @@ fn id_reused(id: &str) -> Response {
         "id_reused",
         format!("request id {id} was already used for another request"),
     )
+}
+
+/// A verified part merged with the request's public fields: what
+/// execution reads, stored only for a new write request.
+enum Merged {
+    /// A register, update, delete or resolve part.
+    Entry(Part),
+    /// An import's rows and their owners.
+    Import(Vec<(Part, [u8; 32])>),
+}
+
+impl Merged {
+    /// The stored form (proto's stored part JSON).
+    fn stored_bytes(&self) -> Vec<u8> {
+        match self {
+            Merged::Entry(p) => p.to_stored_bytes(),
+            Merged::Import(rows) => crate::tables::part::import_to_stored_bytes(rows),
+        }
+    }
 }
 
 /// A verified resolution: held in memory, announced to the coordinator,
