@@ -359,6 +359,27 @@ impl Cluster {
         }
     }
 
+    /// The three providers' table (cursor, entries, digest), once all
+    /// three stand at the same cursor (panics after 20 s).
+    pub fn settled(&self) -> [(u64, u64, String); 3] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t: [(u64, u64, String); 3] = std::array::from_fn(|i| {
+                let v = self.get(i, "/v1/admin/table").expect("table status");
+                (
+                    v["cursor"].as_u64().unwrap_or(0),
+                    v["entries"].as_u64().unwrap_or(0),
+                    v["digest"].as_str().unwrap_or_default().to_string(),
+                )
+            });
+            if t.iter().all(|x| x.0 == t[0].0) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "cursors stay apart: {t:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// GET on provider `i`'s admin API: Ok(json) on 2xx, Err((status, body)).
     pub fn get(&self, i: usize, path: &str) -> Result<Value, (u16, String)> {
         let (agent, url) = self.url(i, path);

@@ -25,26 +25,6 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// The three providers' (cursor, entries, digest), once all three stand at
-/// the same cursor.
-fn settled(cluster: &Cluster) -> [(u64, u64, String); 3] {
-    let mut out = None;
-    wait_for("equal cursors", Duration::from_secs(20), || {
-        let t: [(u64, u64, String); 3] = std::array::from_fn(|i| {
-            let v = table(cluster, i);
-            (
-                v["cursor"].as_u64().unwrap_or(0),
-                v["entries"].as_u64().unwrap_or(0),
-                v["digest"].as_str().unwrap_or_default().to_string(),
-            )
-        });
-        let same = t.iter().all(|x| x.0 == t[0].0);
-        out = Some(t);
-        same
-    });
-    out.expect("settled")
-}
-
 /// Whether one line of provider `i`'s log holds every one of `parts`.
 fn log_has(cluster: &Cluster, i: usize, parts: &[&str]) -> bool {
     cluster
@@ -89,7 +69,7 @@ fn log_times_far_in_the_future_are_refused_everywhere_and_a_sweep_deletes_nothin
     let alice = TestClient::new(&cluster, 1);
     alice.enroll();
     assert_eq!(alice.register("alice", "sip:alice@192.0.2.1", 3600), "ok");
-    let before = settled(&cluster);
+    let before = cluster.settled();
     assert!(
         before.iter().all(|t| t.1 == 1 && t.2 == before[0].2),
         "{before:?}"
@@ -112,7 +92,7 @@ fn log_times_far_in_the_future_are_refused_everywhere_and_a_sweep_deletes_nothin
     wait_for("a refused sweep", Duration::from_secs(20), || {
         (0..3).all(|i| log_has(&cluster, i, &["sweep ", "ahead of this provider's clock"]))
     });
-    let during = settled(&cluster);
+    let during = cluster.settled();
     assert!(
         during.iter().all(|t| t.1 == 1 && t.2 == during[0].2),
         "{during:?}"
@@ -131,7 +111,7 @@ fn log_times_far_in_the_future_are_refused_everywhere_and_a_sweep_deletes_nothin
         alice.resolve("alice"),
         Resolved::Found("sip:alice@192.0.2.1".into())
     );
-    let after = settled(&cluster);
+    let after = cluster.settled();
     assert!(
         after.iter().all(|t| t.1 == 2 && t.2 == after[0].2),
         "{after:?}"
@@ -147,7 +127,7 @@ fn log_times_far_in_the_past_are_refused_everywhere() {
     let alice = TestClient::new(&cluster, 1);
     alice.enroll();
     assert_eq!(alice.register("alice", "sip:alice@192.0.2.1", 3600), "ok");
-    let before = settled(&cluster);
+    let before = cluster.settled();
 
     // The leader's sweeps are logged a year before the log's time (a
     // request's readiness that old is aborted by its window already).
@@ -161,7 +141,7 @@ fn log_times_far_in_the_past_are_refused_everywhere() {
     wait_for("every provider to refuse", Duration::from_secs(30), || {
         (0..3).all(|i| log_has(&cluster, i, &["sweep ", "before the log's time"]))
     });
-    let during = settled(&cluster);
+    let during = cluster.settled();
     for (i, t) in during.iter().enumerate() {
         assert_eq!(t.1, 1, "provider {i}: {during:?}");
         assert_eq!(t.2, during[0].2, "{during:?}");
@@ -222,7 +202,7 @@ fn catch_up_from_a_tampered_transcript_is_refused_and_an_honest_one_works() {
     wait_for("all four entries", Duration::from_secs(60), || {
         (0..3).all(|i| table(&cluster, i)["entries"] == 4)
     });
-    let after = settled(&cluster);
+    let after = cluster.settled();
     assert!(after.iter().all(|t| t.2 == after[0].2), "{after:?}");
     assert!(table(&cluster, 2)["catch_up_refused"].is_null());
     let alice = TestClient::new(&cluster, 1);
@@ -239,14 +219,14 @@ fn a_batch_whose_outcome_differs_at_one_provider_commits_nowhere() {
     let mut cluster = Cluster::start(options);
     let alice = TestClient::new(&cluster, 1);
     alice.enroll();
-    let before = settled(&cluster);
+    let before = cluster.settled();
     post_register(&alice, &cluster, "alice");
     wait_for(
         "the disagreement at every provider",
         Duration::from_secs(30),
         || (0..3).all(|i| cluster.log(i).contains("batch outcomes differ")),
     );
-    let during = settled(&cluster);
+    let during = cluster.settled();
     assert_eq!(during, before, "nothing is committed anywhere");
     // Providers 0 and 2 name provider 1 (the log has colour codes
     // between a field's name and value).
@@ -264,6 +244,6 @@ fn a_batch_whose_outcome_differs_at_one_provider_commits_nowhere() {
     wait_for("the entry everywhere", Duration::from_secs(60), || {
         (0..3).all(|i| table(&cluster, i)["entries"] == 1)
     });
-    let after = settled(&cluster);
+    let after = cluster.settled();
     assert!(after.iter().all(|t| t.2 == after[0].2), "{after:?}");
 }

@@ -4,33 +4,11 @@
 //! valid signatures) gets its request aborted at every provider, nothing
 //! changes, and the next write goes through (no stall).
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 use sharecall_tests::cluster::{Cluster, ClusterOptions};
 use sharecall_tests::table::{
     entry_parts, import_parts, split_public, Reply, Resolved, TestClient,
 };
-
-/// The three providers' (cursor, entries, digest) once their cursors agree.
-fn settled(cluster: &Cluster) -> [(u64, u64, String); 3] {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t: [(u64, u64, String); 3] = std::array::from_fn(|i| {
-            let v = cluster.get(i, "/v1/admin/table").expect("table status");
-            (
-                v["cursor"].as_u64().unwrap_or(0),
-                v["entries"].as_u64().unwrap_or(0),
-                v["digest"].as_str().unwrap_or_default().to_string(),
-            )
-        });
-        if t.iter().all(|x| x.0 == t[0].0) {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "cursors stay apart: {t:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Every reply is a `409 aborted` (the request never executed).
 fn all_aborted(replies: &[Reply; 3]) {
@@ -87,7 +65,7 @@ fn a_part_with_its_own_ttl_is_refused_and_split_public_fields_never_execute() {
     // (b) ttl 1 s signed for P0, one year for P1 and P2: three valid
     // signatures, so each provider accepts its own body, but they verified
     // different signed messages and the request is aborted everywhere.
-    let before = settled(&cluster);
+    let before = cluster.settled();
     let (parts, _) = split_public("register", &entry_parts("carl", "sip:carl@192.0.2.3", 60));
     let short = json!({"ttl_s": 1});
     let long = json!({"ttl_s": 31_536_000});
@@ -95,7 +73,7 @@ fn a_part_with_its_own_ttl_is_refused_and_split_public_fields_never_execute() {
     let bodies = alice.bodies_with_public(&id, "register", &parts, [&short, &long, &long], 5000);
     let replies = alice.send_raw(bodies);
     all_aborted(&replies);
-    let after = settled(&cluster);
+    let after = cluster.settled();
     assert_eq!(before, after, "a refused request changed a table");
     assert!(after.iter().all(|t| t.2 == after[0].2), "{after:?}");
     assert_eq!(alice.resolve("carl"), Resolved::NotFound);
@@ -106,7 +84,7 @@ fn a_part_with_its_own_ttl_is_refused_and_split_public_fields_never_execute() {
         alice.resolve("anna"),
         Resolved::Found("sip:anna@192.0.2.9".into())
     );
-    let last = settled(&cluster);
+    let last = cluster.settled();
     assert!(last.iter().all(|t| t.2 == last[0].2), "{last:?}");
     assert_eq!(last[0].1, before[0].1 + 1);
 }
@@ -134,7 +112,7 @@ fn an_import_whose_owner_differs_between_providers_never_executes() {
         .collect();
 
     // (c) Row 1 owned by alice at P1 and P2, by mallory at P0.
-    let before = settled(&cluster);
+    let before = cluster.settled();
     let (parts, public) = split_public("import", &import_parts(&rows, 3600, &alice.account()));
     let mut other: Value = public.clone();
     other["rows"][1]["owner"] = json!(hex::encode(mallory.account()));
@@ -142,7 +120,7 @@ fn an_import_whose_owner_differs_between_providers_never_executes() {
     let bodies =
         operator.bodies_with_public(&id, "import", &parts, [&other, &public, &public], 5000);
     all_aborted(&operator.send_raw(bodies));
-    let after = settled(&cluster);
+    let after = cluster.settled();
     assert_eq!(before, after, "a refused import changed a table");
     assert_eq!(alice.resolve("+1 555 0101"), Resolved::NotFound);
 
@@ -171,6 +149,6 @@ fn an_import_whose_owner_differs_between_providers_never_executes() {
         "forbidden"
     );
     assert_eq!(alice.update("+1 555 0101", "sip:a@192.0.2.9", 60), "ok");
-    let last = settled(&cluster);
+    let last = cluster.settled();
     assert!(last.iter().all(|t| t.2 == last[0].2), "{last:?}");
 }
