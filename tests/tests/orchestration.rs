@@ -220,12 +220,32 @@ fn provider_with_an_unpinned_certificate_cannot_join() {
         assert!(Instant::now() < deadline, "P0 log:\n{}", cluster.log(0));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let peers = cluster.get(0, "/v1/admin/peers").expect("peers");
-    let p2 = peers["peers"]
-        .as_array()
-        .and_then(|l| l.iter().find(|p| p["id"] == 2).cloned())
-        .expect("P2 listed");
-    assert_ne!(p2["health"], "available", "{peers}");
+    // Health follows heartbeats, not job failures: P2 was available when it
+    // was killed, and P0 marks it suspect once heartbeats to the stranger
+    // have failed for `suspect_after`. It must get there and stay there.
+    let health = |cluster: &Cluster| {
+        let peers = cluster.get(0, "/v1/admin/peers").expect("peers");
+        let p2 = peers["peers"]
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["id"] == 2).cloned())
+            .expect("P2 listed");
+        (p2["health"].clone(), peers)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (h, peers) = health(&cluster);
+        if h != "available" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "P2 still available: {peers}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (h, peers) = health(&cluster);
+    assert_ne!(
+        h, "available",
+        "the stranger became available again: {peers}"
+    );
 }
 
 fn rss_kib(cluster: &mut Cluster, i: usize) -> u64 {
