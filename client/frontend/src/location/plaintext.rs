@@ -1,0 +1,1 @@
+//! In-memory location service for comparison (plaintext mode). SKELETON.

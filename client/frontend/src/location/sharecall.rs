@@ -1,0 +1,1 @@
+//! The sharecall location service: the three providers. SKELETON.

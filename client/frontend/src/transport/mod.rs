@@ -1,0 +1,1 @@
+//! UDP, TCP and TLS transports. SKELETON: the server helper fills this in.
