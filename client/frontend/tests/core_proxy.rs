@@ -728,3 +728,89 @@ proptest! {
         p.on_timer(now + Duration::from_secs(40), &mut out);
     }
 }
+
+#[test]
+fn answered_non_invite_retransmissions_get_the_same_response_until_timer_j() {
+    let t0 = Instant::now();
+    let mut p = proxy();
+    let mut out = Vec::new();
+    let text = "OPTIONS sip:bob@a.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKj1\r\n\
+                Max-Forwards: 70\r\nFrom: <sip:carol@c.example>;tag=f1\r\nTo: <sip:bob@a.example>\r\n\
+                Call-ID: j1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let inc = p
+        .receive(msg(text), udp(CALLER), t0, &mut out)
+        .expect("new");
+    assert!(out.is_empty(), "no 100 for a non-INVITE");
+    p.reply(inc.server.expect("tx"), 404, &[], t0, &mut out);
+    let first = sends(&out).pop().expect("404").1;
+    assert_eq!(status(&first), 404);
+    assert_eq!(p.pending(), 0);
+    out.clear();
+    assert!(p
+        .receive(
+            msg(text),
+            udp(CALLER),
+            t0 + Duration::from_secs(4),
+            &mut out
+        )
+        .is_none());
+    assert_eq!(sends(&out).pop().expect("again").1, first);
+    assert_eq!(p.transactions(), 1);
+    out.clear();
+    p.on_timer(t0 + Duration::from_secs(32), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(p.transactions(), 0);
+    // After timer J the request is new again.
+    assert!(p
+        .receive(
+            msg(text),
+            udp(CALLER),
+            t0 + Duration::from_secs(33),
+            &mut out
+        )
+        .is_some());
+}
+
+#[test]
+fn ten_thousand_transactions_time_out_through_the_timer_heap() {
+    let t0 = Instant::now();
+    let mut p = Proxy::new(config(20_000), Metrics::new());
+    let mut out = Vec::new();
+    for i in 0..10_000 {
+        let inc = p
+            .receive(
+                msg(&invite(&format!("z9hG4bKs{i}"), "sip:bob@a.example", "")),
+                udp(CALLER),
+                t0,
+                &mut out,
+            )
+            .expect("new");
+        p.forward(
+            inc.server.expect("tx"),
+            inc.msg,
+            callee(),
+            true,
+            t0,
+            &mut out,
+        );
+    }
+    assert_eq!(p.transactions(), 20_000);
+    assert_eq!(p.pending(), 10_000);
+    out.clear();
+    // Every 500 ms retransmission of every branch, then every timeout.
+    let mut t = t0;
+    while t < t0 + Duration::from_secs(32) {
+        t += Duration::from_millis(250);
+        p.on_timer(t, &mut out);
+    }
+    let timeouts = sends(&out)
+        .iter()
+        .filter(|(d, txt)| *d == Dest::Peer(udp(CALLER)) && status(txt) == 408)
+        .count();
+    assert_eq!(timeouts, 10_000);
+    assert_eq!(p.pending(), 0);
+    // Only the 408s' server transactions remain, waiting for their ACKs.
+    out.clear();
+    p.on_timer(t0 + Duration::from_secs(70), &mut out);
+    assert_eq!(p.transactions(), 0);
+}
