@@ -263,7 +263,13 @@ impl UserAgent {
         };
         let tag = random_hex(4);
         let contact = format!("Contact: <{}>", self.contact());
-        let ringing = build_response(&invite, 180, "Ringing", Some(&tag), &[contact.clone()]);
+        let ringing = build_response(
+            &invite,
+            180,
+            "Ringing",
+            Some(&tag),
+            std::slice::from_ref(&contact),
+        );
         self.socket.send_to(&ringing, from).await?;
         let mut extra = vec![contact];
         extra.extend(
