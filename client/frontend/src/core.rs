@@ -234,7 +234,12 @@ impl Core {
             from,
         } = inc;
         let method = msg.method().unwrap_or_default();
-        let call_id = msg.call_id().unwrap_or_default();
+        // Only the logs want the Call-ID: not computed when they are off.
+        let call_id = if tracing::enabled!(tracing::Level::DEBUG) {
+            msg.call_id().unwrap_or_default()
+        } else {
+            String::new()
+        };
         tracing::debug!(call_id = %call_id, method = %method, "request");
         let uri = msg.request_uri().unwrap_or_default().to_owned();
         let Some(server) = server else {

@@ -570,7 +570,7 @@ impl Proxy {
 
     fn receive_request(
         &mut self,
-        msg: Message,
+        mut msg: Message,
         from: Peer,
         now: Instant,
         out: &mut Vec<Output>,
@@ -585,6 +585,7 @@ impl Proxy {
             }
             return None;
         }
+        stamp_source(&mut msg, from);
         let Some(key) = TransactionKey::of(&msg) else {
             // RFC 2543 peers: no transaction to match; ACKs still route.
             if ack {
@@ -1261,6 +1262,51 @@ impl Proxy {
         let code = if canceled { 487 } else { 408 };
         self.reply(TxId(server), code, &[], now, out);
     }
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4: the top Via learns where the request
+/// really came from (`received`, and `rport` when asked for), so responses
+/// relayed by Via alone still find a peer behind NAT.
+fn stamp_source(msg: &mut Message, from: Peer) {
+    let Some(top) = msg.headers_named("Via").next().map(|h| h.value()) else {
+        return;
+    };
+    let first = sharecall_sip::headers::split_list(&top)
+        .first()
+        .map(|v| (*v).to_owned())
+        .unwrap_or_default();
+    let Ok(via) = Via::parse(&first) else { return };
+    let ip = from.addr.ip();
+    let host = via.host.trim_start_matches('[').trim_end_matches(']');
+    let same_host = host.parse::<IpAddr>().is_ok_and(|h| h == ip);
+    let wants_rport = matches!(via.rport(), Some(None));
+    if same_host && !wants_rport {
+        return;
+    }
+    let mut v = format!("SIP/2.0/{} {}", via.transport, via.host);
+    if let Some(p) = via.port {
+        v.push_str(&format!(":{p}"));
+    }
+    for (name, value) in &via.params.0 {
+        if name.eq_ignore_ascii_case("received") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("rport") {
+            v.push_str(&format!(";rport={}", from.addr.port()));
+            continue;
+        }
+        v.push(';');
+        v.push_str(name);
+        if let Some(val) = value {
+            v.push('=');
+            v.push_str(val);
+        }
+    }
+    if !same_host || wants_rport {
+        v.push_str(&format!(";received={ip}"));
+    }
+    msg.remove_top_via();
+    msg.prepend_via(&v);
 }
 
 fn status_of(bytes: &[u8]) -> Option<u16> {
