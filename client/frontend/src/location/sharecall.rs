@@ -161,3 +161,68 @@ impl Location for SharecallLocation {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::OsRng;
+
+    /// Nothing listens on port 9 of localhost in the test environment; the
+    /// cases below must be decided before any request is sent.
+    fn nowhere() -> Vec<String> {
+        (0..3)
+            .map(|i| format!("http://127.0.0.{}:9", i + 1))
+            .collect()
+    }
+
+    #[test]
+    fn needs_three_providers() {
+        let err = SharecallLocation::new(
+            &nowhere()[..2],
+            AccountKey::generate(&mut OsRng),
+            Vec::new(),
+            Duration::from_secs(1),
+            true,
+        )
+        .expect_err("two providers");
+        assert_eq!(err.who, "the resolver");
+    }
+
+    #[tokio::test]
+    async fn refuses_users_without_a_key_and_invalid_pseudonyms_locally() {
+        let loc = SharecallLocation::new(
+            &nowhere(),
+            AccountKey::generate(&mut OsRng),
+            vec![(
+                Aor::new("alice", "a.example"),
+                AccountKey::generate(&mut OsRng),
+            )],
+            Duration::from_secs(1),
+            true,
+        )
+        .expect("three URLs");
+        let p = Publication {
+            aor: Aor::new("bob", "a.example"),
+            endpoint: "sip:bob@192.0.2.1".into(),
+            ttl: Duration::from_secs(60),
+        };
+        assert!(matches!(
+            loc.publish(&p).await,
+            Err(LocationError::Refused(_))
+        ));
+        let bad = Aor::new("a b", "a.example");
+        assert!(matches!(
+            loc.resolve(&bad).await,
+            Err(LocationError::Aor(_))
+        ));
+        let p = Publication {
+            aor: Aor::new("alice", "a.example"),
+            endpoint: "sip:alice@192.0.2.1\r\nX: injected".into(),
+            ttl: Duration::from_secs(60),
+        };
+        assert!(matches!(
+            loc.publish(&p).await,
+            Err(LocationError::Refused(_))
+        ));
+    }
+}
