@@ -270,22 +270,19 @@ impl Registrar {
             .min()
     }
 
+    /// The state of `aor`, created (and its token indexed) on first use.
     fn state(&mut self, aor: &Aor) -> &mut AorState {
-        if !self.aors.contains_key(aor) {
-            let token = self.tokens.token(aor);
-            self.by_token.insert(token.clone(), aor.clone());
-            self.aors.insert(
-                aor.clone(),
-                AorState {
-                    token,
-                    bindings: Vec::new(),
-                    published: None,
-                    in_flight: None,
-                },
-            );
-        }
-        // Inserted just above when absent.
-        self.aors.get_mut(aor).expect("state present")
+        let (tokens, by_token) = (&self.tokens, &mut self.by_token);
+        self.aors.entry(aor.clone()).or_insert_with(|| {
+            let token = tokens.token(aor);
+            by_token.insert(token.clone(), aor.clone());
+            AorState {
+                token,
+                bindings: Vec::new(),
+                published: None,
+                in_flight: None,
+            }
+        })
     }
 
     /// Handles an authenticated REGISTER for `aor` (the To URI, already
@@ -341,7 +338,9 @@ impl Registrar {
             }
         }
 
-        self.state(aor).bindings.retain(|b| b.expires_at > now);
+        if let Some(st) = self.aors.get_mut(aor) {
+            st.bindings.retain(|b| b.expires_at > now);
+        }
         let changed = match contact {
             None => {
                 let extra = self.listing(aor, &[], now);
@@ -351,7 +350,10 @@ impl Registrar {
                 if header_expires != Some(0) {
                     return reply(req, 400, "Contact: * needs Expires: 0", &tag, &[]);
                 }
-                let st = self.state(aor);
+                let Some(st) = self.aors.get_mut(aor) else {
+                    // Never bound: nothing to remove or publish.
+                    return reply(req, 200, "OK", &tag, &[]);
+                };
                 if st
                     .bindings
                     .iter()

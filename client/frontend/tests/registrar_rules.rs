@@ -700,3 +700,55 @@ fn expire_drops_due_bindings_and_next_expiry_says_when() {
     );
     assert_eq!(contacts(&q), ["<sip:b@192.0.2.1>;expires=50"]);
 }
+
+#[test]
+fn star_without_bindings_and_ipv6_sources() {
+    let mut reg = registrar(Publish::Contact);
+    let t0 = Instant::now();
+    let r = reg.register(
+        &register("c1", 1, &["Contact: *", "Expires: 0"]),
+        &alice(),
+        udp(),
+        t0,
+    );
+    assert!(matches!(r, RegisterResult::Reply(_)));
+    assert_eq!(status(&r), 200);
+    let v6 = Peer {
+        protocol: Protocol::Udp,
+        addr: "[2001:db8::1]:5070".parse().expect("valid in this test"),
+        flow: None,
+    };
+    let r = reg.register(
+        &register("c2", 1, &["Contact: <sip:a@[2001:db8::1]:5070>"]),
+        &alice(),
+        v6,
+        t0,
+    );
+    let RegisterResult::Publish { publication, .. } = r else {
+        panic!("a lone direct Contact is published");
+    };
+    assert_eq!(publication.endpoint, "sip:a@[2001:db8::1]:5070");
+    assert_eq!(reg.targets(&alice(), t0)[0].via, None);
+}
+
+proptest::proptest! {
+    /// Whatever the Contact, Expires and Path values, the registrar answers
+    /// with a status and never panics.
+    #[test]
+    fn never_panics(contact in "[ -~]{0,40}", expires in "[ -~]{0,6}", path in "[ -~]{0,20}") {
+        let mut reg = registrar(Publish::Contact);
+        let c = format!("Contact: {contact}");
+        let e = format!("Expires: {expires}");
+        let p = format!("Path: {path}");
+        let s = format!(
+            "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n\
+             From: <sip:alice@a.example>;tag=f\r\nTo: <sip:alice@a.example>\r\nCall-ID: x\r\n\
+             CSeq: 1 REGISTER\r\n{c}\r\n{e}\r\n{p}\r\nContent-Length: 0\r\n\r\n"
+        );
+        if let Ok(Some(m)) = parse_datagram(s.as_bytes(), &Limits::default()) {
+            let r = reg.register(&m, &alice(), udp(), Instant::now());
+            let code = status(&r);
+            proptest::prop_assert!([200, 400, 403, 423, 500].contains(&code), "{}", code);
+        }
+    }
+}
