@@ -157,7 +157,9 @@ fn invite_is_forwarded_with_via_record_route_and_max_forwards() {
         .expect("our Via");
     assert!(lines[via].ends_with(";rport"));
     // RFC 3581: the caller's Via learns its source.
-    assert!(lines[via + 1].ends_with("192.0.2.10:5062;branch=z9hG4bKa1;rport=5062;received=192.0.2.10"));
+    assert!(
+        lines[via + 1].ends_with("192.0.2.10:5062;branch=z9hG4bKa1;rport=5062;received=192.0.2.10")
+    );
     assert!(fwd.contains("Record-Route: <sip:127.0.0.1:5060;transport=udp;lr>\r\n"));
     assert_eq!(fwd.matches("Record-Route").count(), 1);
     assert!(fwd.contains("Max-Forwards: 69\r\n"));
