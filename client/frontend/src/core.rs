@@ -677,11 +677,13 @@ impl Core {
 }
 
 /// A binding as a forwarding target: its Contact as Request-URI, its Path
-/// as Route, sent over its flow when it has one.
+/// as Route; sent over its flow when it has one, else to the first Path
+/// hop (RFC 3327 §5.3), else to the Contact.
 fn target_forward(t: Target) -> Option<Forward> {
-    let dest = match t.via {
-        Some(p) => Dest::Peer(p),
-        None => SipUri::parse(&t.uri)?.dest(),
+    let dest = match (t.via, t.path.first()) {
+        (Some(p), _) => Dest::Peer(p),
+        (None, Some(hop)) => Proxy::route_dest(hop)?,
+        (None, None) => SipUri::parse(&t.uri)?.dest(),
     };
     Some(Forward {
         uri: Some(t.uri),

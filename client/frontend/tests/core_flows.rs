@@ -793,3 +793,51 @@ proptest! {
         fe.advance(Duration::from_secs(40));
     }
 }
+
+#[test]
+fn a_binding_registered_through_an_edge_proxy_is_reached_by_its_path() {
+    const EDGE: &str = "198.51.100.9:5060";
+    let mut fe = Fe::new(Mode::Proxy);
+    let reg = |branch: &str, cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:a.example SIP/2.0\r\nVia: SIP/2.0/UDP {EDGE};branch={branch}\r\n\
+             Via: SIP/2.0/UDP 10.1.1.1:5064;branch=z9hG4bKphone{cseq}\r\nMax-Forwards: 69\r\n\
+             From: <sip:bob@a.example>;tag=e{cseq}\r\nTo: <sip:bob@a.example>\r\nCall-ID: edge-reg\r\n\
+             CSeq: {cseq} REGISTER\r\nSupported: path\r\nPath: <sip:{EDGE};lr>\r\n\
+             Contact: <sip:bob@10.1.1.1:5064>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let out = fe.recv(&reg("z9hG4bKe1", 1, ""), udp(EDGE));
+    let challenge = sends(&out).pop().expect("401").1;
+    let auth = answer(&challenge, "bob", "pb", "REGISTER", "sip:a.example", false);
+    let out = fe.recv(&reg("z9hG4bKe2", 2, &auth), udp(EDGE));
+    let (job, publication) = publish_job(&out).expect("publication");
+    let out = fe.input(Input::Published {
+        job,
+        result: Ok(()),
+    });
+    assert_eq!(statuses_to(&out, EDGE), vec![200]);
+    let out = fe.recv(
+        &invite(
+            "sip:carol@c.example",
+            &publication.endpoint,
+            "z9hG4bKpa1",
+            "",
+        ),
+        udp(CAROL_PROXY),
+    );
+    let fwd: Vec<_> = sends(&out)
+        .into_iter()
+        .filter(|(_, t)| t.starts_with("INVITE "))
+        .collect();
+    assert_eq!(fwd.len(), 1, "{out:?}");
+    assert_eq!(fwd[0].0, Dest::Peer(udp(EDGE)));
+    assert!(fwd[0]
+        .1
+        .starts_with("INVITE sip:bob@10.1.1.1:5064 SIP/2.0\r\n"));
+    assert!(
+        fwd[0].1.contains(&format!("Route: <sip:{EDGE};lr>\r\n")),
+        "{}",
+        fwd[0].1
+    );
+}
