@@ -297,16 +297,30 @@ struct ClientTx {
     scheduled: Option<Instant>,
 }
 
-/// A non-INVITE server transaction in Completed, shrunk to what timer J
-/// still needs: the response that answers a retransmission. (At 10 000
-/// REGISTER/s over UDP, 32 s of Completed transactions would otherwise
-/// keep 320 000 requests in memory.)
+/// A server transaction that only waits out its last timer, shrunk to
+/// what that wait still needs: a non-INVITE one in Completed (timer J)
+/// keeps the response that answers a retransmission; an INVITE one in
+/// Accepted (timer L, RFC 6026) absorbs retransmissions, passes ACKs on and
+/// relays further 2xx to its peer. At 10 000 REGISTER/s or 2 000 calls/s
+/// over UDP, 32 s of full transactions would keep some 300 000 requests
+/// and responses in memory.
 #[derive(Debug)]
 struct AnsweredTx {
     key: TransactionKey,
     peer: Peer,
     method: String,
+    /// The response to repeat; empty for an Accepted INVITE (absorbs).
     response: Vec<u8>,
+    until: Instant,
+    scheduled: Option<Instant>,
+}
+
+/// A client INVITE in Accepted (timer M, RFC 6026), shrunk to what it still
+/// does: relay 2xx retransmissions to its server transaction.
+#[derive(Debug)]
+struct RelayTx {
+    key: TransactionKey,
+    server: Option<u64>,
     until: Instant,
     scheduled: Option<Instant>,
 }
@@ -316,6 +330,7 @@ enum Entry {
     Server(ServerTx),
     Client(ClientTx),
     Answered(AnsweredTx),
+    Relay(RelayTx),
 }
 
 impl Entry {
@@ -330,6 +345,7 @@ impl Entry {
             Entry::Client(c) if ringing(&c.tx) => c.timer_c,
             Entry::Client(c) => c.tx.next_deadline(),
             Entry::Answered(a) => Some(a.until),
+            Entry::Relay(r) => Some(r.until),
         }
     }
 
@@ -338,6 +354,7 @@ impl Entry {
             Entry::Server(s) => &mut s.scheduled,
             Entry::Client(c) => &mut c.scheduled,
             Entry::Answered(a) => &mut a.scheduled,
+            Entry::Relay(r) => &mut r.scheduled,
         }
     }
 }
@@ -517,6 +534,9 @@ impl Proxy {
             Some(Entry::Answered(a)) => {
                 self.server_keys.remove(&a.key);
             }
+            Some(Entry::Relay(r)) => {
+                self.client_keys.remove(&r.key);
+            }
             Some(Entry::Client(c)) => {
                 self.client_keys.remove(&c.key);
                 if let Some(Entry::Server(s)) = c.server.and_then(|s| self.entries.get_mut(&s)) {
@@ -603,7 +623,15 @@ impl Proxy {
             let s = match self.entries.get_mut(&id) {
                 Some(Entry::Server(s)) => s,
                 Some(Entry::Answered(a)) => {
-                    if !ack {
+                    if ack && a.response.is_empty() {
+                        // RFC 6026 §8.7: the ACK of the relayed 2xx.
+                        return Some(Incoming {
+                            server: None,
+                            msg,
+                            from,
+                        });
+                    }
+                    if !ack && !a.response.is_empty() {
                         out.push(Output::Send {
                             to: Dest::Peer(a.peer),
                             bytes: a.response.clone(),
@@ -833,8 +861,16 @@ impl Proxy {
             self.forward_response_stateless(resp, out);
             return;
         };
-        let Some(Entry::Client(c)) = self.entries.get_mut(&cid) else {
-            return;
+        let c = match self.entries.get_mut(&cid) {
+            Some(Entry::Client(c)) => c,
+            Some(Entry::Relay(r)) => {
+                if resp.status().is_some_and(|c| (200..300).contains(&c)) {
+                    let server = r.server;
+                    self.relay_up(server, resp, now, out);
+                }
+                return;
+            }
+            _ => return,
         };
         let acts = c.tx.on_response(resp, now);
         let dest = c.dest.clone();
@@ -853,13 +889,31 @@ impl Proxy {
         }
         if terminated {
             self.remove(cid);
-        } else {
-            self.schedule(cid);
+            return;
         }
+        // An Accepted client INVITE only relays 2xx retransmissions now.
+        if let Some(Entry::Client(c)) = self.entries.get(&cid) {
+            if c.tx.kind() == Kind::ClientInvite && c.tx.state() == State::Accepted {
+                if let (Some(until), Some(Entry::Client(c))) =
+                    (c.tx.next_deadline(), self.entries.remove(&cid))
+                {
+                    self.entries.insert(
+                        cid,
+                        Entry::Relay(RelayTx {
+                            key: c.key,
+                            server: c.server,
+                            until,
+                            scheduled: c.scheduled,
+                        }),
+                    );
+                }
+            }
+        }
+        self.schedule(cid);
     }
 
     /// A response from downstream for client transaction `cid`.
-    fn client_response(&mut self, cid: u64, mut r: Message, now: Instant, out: &mut Vec<Output>) {
+    fn client_response(&mut self, cid: u64, r: Message, now: Instant, out: &mut Vec<Output>) {
         let Some(code) = r.status() else { return };
         let Some(Entry::Client(c)) = self.entries.get_mut(&cid) else {
             return;
@@ -874,15 +928,43 @@ impl Proxy {
                 self.send_cancel(cid, now, out);
             }
         }
-        r.remove_top_via();
         if code == 100 {
             return;
         }
-        if !matches!(self.entries.get(&server), Some(Entry::Server(_))) {
-            // The server transaction is over (a 2xx retransmission after
-            // timer L): relay by the Via.
-            self.forward_response_stateless_by_top(r, out);
-            return;
+        self.relay_up(Some(server), r, now, out);
+    }
+
+    /// Relays a downstream response (our Via still on top) to `server`.
+    fn relay_up(
+        &mut self,
+        server: Option<u64>,
+        mut r: Message,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(code) = r.status() else { return };
+        r.remove_top_via();
+        let Some(server) = server else { return };
+        match self.entries.get(&server) {
+            Some(Entry::Server(_)) => {}
+            Some(Entry::Answered(a)) => {
+                // An Accepted INVITE: further 2xx go to its peer.
+                if a.response.is_empty() && (200..300).contains(&code) {
+                    self.metrics.response(&a.method, code);
+                    out.push(Output::Send {
+                        to: Dest::Peer(a.peer),
+                        bytes: r.to_bytes(),
+                        tx: Some(TxId(server)),
+                    });
+                }
+                return;
+            }
+            _ => {
+                // The server transaction is over (a 2xx retransmission
+                // after timer L): relay by the Via.
+                self.forward_response_stateless_by_top(r, out);
+                return;
+            }
         }
         if code == 503 {
             // §16.7 step 6: a downstream 503 must not look like ours.
@@ -984,10 +1066,12 @@ impl Proxy {
         let Some(Entry::Server(s)) = self.entries.get(&id) else {
             return;
         };
-        if s.tx.kind() != Kind::ServerNonInvite || s.tx.state() != State::Completed {
-            return;
-        }
-        let (Some(response), Some(until)) = (last, s.tx.next_deadline()) else {
+        let response = match (s.tx.kind(), s.tx.state(), last) {
+            (Kind::ServerNonInvite, State::Completed, Some(r)) => r,
+            (Kind::ServerInvite, State::Accepted, _) => Vec::new(),
+            _ => return,
+        };
+        let Some(until) = s.tx.next_deadline() else {
             return;
         };
         if let Some(Entry::Server(s)) = self.entries.remove(&id) {
@@ -1165,7 +1249,7 @@ impl Proxy {
                 let _ = s.tx.on_transport_error();
                 self.remove(tx.0);
             }
-            Some(Entry::Answered(_)) => self.remove(tx.0),
+            Some(Entry::Answered(_) | Entry::Relay(_)) => self.remove(tx.0),
             None => {}
         }
     }
@@ -1187,8 +1271,8 @@ impl Proxy {
             match e {
                 Entry::Server(_) => self.fire_server(id, now, out),
                 Entry::Client(_) => self.fire_client(id, now, out),
-                // Timer J is over.
-                Entry::Answered(_) => self.remove(id),
+                // Timer J, L or M is over.
+                Entry::Answered(_) | Entry::Relay(_) => self.remove(id),
             }
             self.schedule(id);
         }

@@ -235,7 +235,23 @@ fn provisional_and_final_responses_are_relayed_without_our_via() {
     out.clear();
     p.receive(response_to(&fwd, 200, "OK"), udp(CALLEE), now, &mut out);
     assert_eq!(sends(&out).len(), 1);
+    assert_eq!(sends(&out)[0].0, Dest::Peer(udp(CALLER)));
     assert_eq!(status(&sends(&out)[0].1), 200);
+    // In Accepted an INVITE retransmission is absorbed.
+    out.clear();
+    let again = p.receive(
+        msg(&invite("z9hG4bKr1", "sip:bob@a.example", "")),
+        udp(CALLER),
+        now,
+        &mut out,
+    );
+    assert!(again.is_none());
+    assert!(out.is_empty());
+    assert_eq!(p.transactions(), 2);
+    // Timers L and M end both sides.
+    p.on_timer(now + Duration::from_secs(32), &mut out);
+    assert!(out.is_empty());
+    assert_eq!(p.transactions(), 0);
 }
 
 #[test]
