@@ -483,8 +483,8 @@ impl Core {
         self.deliver(server, msg, targets, now, out);
     }
 
-    /// Proxy mode forwards to the best target; redirect mode answers 302
-    /// listing them all.
+    /// Proxy mode forks to every target in parallel; redirect mode answers
+    /// 302 listing them all.
     fn deliver(
         &mut self,
         server: TxId,
@@ -505,12 +505,12 @@ impl Core {
             self.proxy.reply(server, 302, &contacts, now, out);
             return;
         }
-        let Some(best) = targets.into_iter().next() else {
+        if targets.is_empty() {
             self.proxy.reply(server, 480, &[], now, out);
             return;
-        };
+        }
         let rr = msg.method().as_deref() != Some("REGISTER");
-        self.proxy.forward(server, msg, best, rr, now, out);
+        self.proxy.fork(server, msg, targets, rr, now, out);
     }
 
     /// `Unsupported: ...` for Require options we do not support as a UAS

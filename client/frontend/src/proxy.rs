@@ -269,13 +269,45 @@ enum Cancel {
     Sent,
 }
 
+/// A branch's final non-2xx outcome, for response selection (§16.7).
+#[derive(Debug)]
+enum BranchFinal {
+    /// Generated here (timeout 408/487, transport failure 503, 482, ...).
+    Local(u16),
+    /// Received, our Via already removed.
+    Remote(Message),
+}
+
+impl BranchFinal {
+    fn code(&self) -> u16 {
+        match self {
+            BranchFinal::Local(c) => *c,
+            BranchFinal::Remote(m) => m.status().unwrap_or(500),
+        }
+    }
+}
+
+/// §16.7 step 6: a 6xx wins, else the lowest class (the first of a class).
+fn rank(code: u16) -> u16 {
+    if code >= 600 {
+        0
+    } else {
+        code / 100
+    }
+}
+
 #[derive(Debug)]
 struct ServerTx {
     tx: Transaction,
     key: TransactionKey,
     peer: Peer,
     method: String,
-    client: Option<u64>,
+    /// The branches forwarded (ids stay after the branch ends).
+    clients: Vec<u64>,
+    /// Branches without a final response yet.
+    open: usize,
+    /// The best non-2xx final response so far.
+    best: Option<BranchFinal>,
     canceled: bool,
     final_sent: bool,
     /// Deadline for a request parked on a location job.
@@ -292,6 +324,8 @@ struct ClientTx {
     /// own CANCELs, whose responses are absorbed).
     server: Option<u64>,
     cancel: Cancel,
+    /// A final response (or its stand-in) was counted for the server.
+    done: bool,
     /// Timer C, while a client INVITE is in Proceeding.
     timer_c: Option<Instant>,
     scheduled: Option<Instant>,
@@ -539,11 +573,6 @@ impl Proxy {
             }
             Some(Entry::Client(c)) => {
                 self.client_keys.remove(&c.key);
-                if let Some(Entry::Server(s)) = c.server.and_then(|s| self.entries.get_mut(&s)) {
-                    if s.client == Some(id) {
-                        s.client = None;
-                    }
-                }
             }
             None => {}
         }
@@ -697,7 +726,9 @@ impl Proxy {
                 key: key.clone(),
                 peer: from,
                 method,
-                client: None,
+                clients: Vec::new(),
+                open: 0,
+                best: None,
                 canceled: false,
                 final_sent: false,
                 guard: None,
@@ -778,19 +809,99 @@ impl Proxy {
             return;
         }
         s.canceled = true;
-        match s.client {
-            None => self.reply(TxId(id), 487, &[], now, out),
-            Some(c) => {
-                if let Some(Entry::Client(ct)) = self.entries.get_mut(&c) {
-                    if ct.cancel == Cancel::None {
-                        ct.cancel = Cancel::Wanted;
-                    }
-                    // §9.1: no CANCEL before a provisional response.
-                    if ct.tx.state() == State::Proceeding {
-                        self.send_cancel(c, now, out);
-                    }
+        if s.clients.is_empty() {
+            self.reply(TxId(id), 487, &[], now, out);
+        } else {
+            self.cancel_branches(id, now, out);
+        }
+    }
+
+    /// CANCELs every branch of `server` still without a final response.
+    fn cancel_branches(&mut self, server: u64, now: Instant, out: &mut Vec<Output>) {
+        let Some(Entry::Server(s)) = self.entries.get(&server) else {
+            return;
+        };
+        for c in s.clients.clone() {
+            if let Some(Entry::Client(ct)) = self.entries.get_mut(&c) {
+                if ct.done || ct.tx.kind() != Kind::ClientInvite {
+                    continue;
+                }
+                if ct.cancel == Cancel::None {
+                    ct.cancel = Cancel::Wanted;
+                }
+                // §9.1: no CANCEL before a provisional response.
+                if ct.tx.state() == State::Proceeding {
+                    self.send_cancel(c, now, out);
                 }
             }
+        }
+    }
+
+    /// Marks branch `cid` as finished; the server it belongs to, the first
+    /// time only.
+    fn mark_done(&mut self, cid: u64) -> Option<u64> {
+        let Some(Entry::Client(c)) = self.entries.get_mut(&cid) else {
+            return None;
+        };
+        if c.done {
+            return None;
+        }
+        c.done = true;
+        let server = c.server?;
+        if let Some(Entry::Server(s)) = self.entries.get_mut(&server) {
+            s.open = s.open.saturating_sub(1);
+        }
+        Some(server)
+    }
+
+    /// A branch ended without a 2xx: keep the best outcome, and answer
+    /// upstream once every branch has ended (§16.7 steps 5–6).
+    fn branch_final(&mut self, cid: u64, result: BranchFinal, now: Instant, out: &mut Vec<Output>) {
+        let Some(server) = self.mark_done(cid) else {
+            return;
+        };
+        let Some(Entry::Server(s)) = self.entries.get_mut(&server) else {
+            return;
+        };
+        let code = result.code();
+        if s.best.as_ref().is_none_or(|b| rank(code) < rank(b.code())) {
+            s.best = Some(result);
+        }
+        let finished = s.open == 0;
+        if code >= 600 {
+            self.cancel_branches(server, now, out);
+        }
+        if finished {
+            self.answer_best(server, now, out);
+        }
+    }
+
+    fn answer_best(&mut self, server: u64, now: Instant, out: &mut Vec<Output>) {
+        let Some(Entry::Server(s)) = self.entries.get_mut(&server) else {
+            return;
+        };
+        if s.final_sent {
+            return;
+        }
+        match s.best.take() {
+            // A downstream 503 must not look like ours (§16.7 step 6).
+            Some(BranchFinal::Remote(m)) if m.status() == Some(503) => {
+                self.reply(TxId(server), 500, &[], now, out)
+            }
+            Some(BranchFinal::Remote(m)) => self.send_response(server, m, now, out),
+            Some(BranchFinal::Local(code)) => self.reply(TxId(server), code, &[], now, out),
+            None => self.reply(TxId(server), 500, &[], now, out),
+        }
+    }
+
+    /// The stand-in for a branch that never answered.
+    fn timeout_code(&self, server: Option<u64>) -> u16 {
+        let canceled = server
+            .is_some_and(|s| matches!(self.entries.get(&s), Some(Entry::Server(s)) if s.canceled));
+        if canceled {
+            487
+        } else {
+            408
         }
     }
 
@@ -844,6 +955,7 @@ impl Proxy {
                 dest,
                 server,
                 cancel: Cancel::None,
+                done: false,
                 timer_c: None,
                 scheduled: None,
             }),
@@ -927,11 +1039,20 @@ impl Proxy {
             if c.cancel == Cancel::Wanted {
                 self.send_cancel(cid, now, out);
             }
+            if code > 100 {
+                self.relay_up(Some(server), r, now, out);
+            }
+        } else if code < 300 {
+            // Every 2xx goes up at once; the other branches are cancelled.
+            // (Cancelled first: relaying the 2xx shrinks the server entry.)
+            self.mark_done(cid);
+            self.cancel_branches(server, now, out);
+            self.relay_up(Some(server), r, now, out);
+        } else {
+            let mut r = r;
+            r.remove_top_via();
+            self.branch_final(cid, BranchFinal::Remote(r), now, out);
         }
-        if code == 100 {
-            return;
-        }
-        self.relay_up(Some(server), r, now, out);
     }
 
     /// Relays a downstream response (our Via still on top) to `server`.
@@ -1113,10 +1234,26 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
+        self.fork(server, msg, vec![target], record_route, now, out);
+    }
+
+    /// Forwards to every target at once (parallel forking, §16.6–16.7):
+    /// provisionals and every 2xx go up as they come (a 2xx cancels the
+    /// other branches); when all branches have ended without a 2xx, the
+    /// best final response does.
+    pub fn fork(
+        &mut self,
+        server: TxId,
+        msg: Message,
+        targets: Vec<Forward>,
+        record_route: bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
         let Some(Entry::Server(s)) = self.entries.get(&server.0) else {
             return;
         };
-        if s.final_sent || s.client.is_some() {
+        if s.final_sent || !s.clients.is_empty() {
             return;
         }
         if self.pending > self.cfg.max_transactions {
@@ -1124,18 +1261,36 @@ impl Proxy {
             return;
         }
         let in_proto = s.peer.protocol;
-        match self.prepare(msg, target, in_proto, record_route) {
-            Err(code) => self.reply(server, code, &[], now, out),
-            Ok(p) => {
-                tracing::debug!(dest = ?p.dest, "forwarding");
-                let cid = self.start_client(p.msg, p.key, p.dest, Some(server.0), now, out);
-                if let Some(Entry::Server(s)) = self.entries.get_mut(&server.0) {
-                    s.client = Some(cid);
-                    s.guard = None;
+        let n = targets.len();
+        let mut msg = Some(msg);
+        let mut clients = Vec::with_capacity(n);
+        let mut failed: Option<u16> = None;
+        for (i, target) in targets.into_iter().enumerate() {
+            let copy = if i + 1 == n { msg.take() } else { msg.clone() };
+            let Some(copy) = copy else { break };
+            match self.prepare(copy, target, in_proto, record_route) {
+                Err(code) => {
+                    if failed.is_none_or(|f| rank(code) < rank(f)) {
+                        failed = Some(code);
+                    }
                 }
-                self.schedule(server.0);
+                Ok(p) => {
+                    tracing::debug!(dest = ?p.dest, "forwarding");
+                    clients.push(self.start_client(p.msg, p.key, p.dest, Some(server.0), now, out));
+                }
             }
         }
+        if clients.is_empty() {
+            self.reply(server, failed.unwrap_or(480), &[], now, out);
+            return;
+        }
+        if let Some(Entry::Server(s)) = self.entries.get_mut(&server.0) {
+            s.open = clients.len();
+            s.clients = clients;
+            s.best = failed.map(BranchFinal::Local);
+            s.guard = None;
+        }
+        self.schedule(server.0);
     }
 
     /// Forwards a request statelessly (an ACK for a 2xx): no transaction;
@@ -1238,12 +1393,9 @@ impl Proxy {
     pub fn on_send_failed(&mut self, tx: TxId, now: Instant, out: &mut Vec<Output>) {
         match self.entries.get_mut(&tx.0) {
             Some(Entry::Client(c)) => {
-                let server = c.server;
                 let _ = c.tx.on_transport_error();
+                self.branch_final(tx.0, BranchFinal::Local(503), now, out);
                 self.remove(tx.0);
-                if let Some(s) = server {
-                    self.reply(TxId(s), 503, &[], now, out);
-                }
             }
             Some(Entry::Server(s)) => {
                 let _ = s.tx.on_transport_error();
@@ -1308,10 +1460,9 @@ impl Proxy {
                 self.send_cancel(id, now, out);
             } else {
                 let server = c.server;
+                let code = self.timeout_code(server);
+                self.branch_final(id, BranchFinal::Local(code), now, out);
                 self.remove(id);
-                if let Some(s) = server {
-                    self.branch_timed_out(s, now, out);
-                }
             }
             return;
         }
@@ -1327,9 +1478,8 @@ impl Proxy {
                     tx: Some(TxId(id)),
                 }),
                 Action::Timeout => {
-                    if let Some(s) = server {
-                        self.branch_timed_out(s, now, out);
-                    }
+                    let code = self.timeout_code(server);
+                    self.branch_final(id, BranchFinal::Local(code), now, out);
                 }
                 Action::Terminated => terminated = true,
                 Action::PassToTu(_) | Action::TransportError => {}
@@ -1338,13 +1488,6 @@ impl Proxy {
         if terminated {
             self.remove(id);
         }
-    }
-
-    /// No final response came: 487 if upstream cancelled, else 408.
-    fn branch_timed_out(&mut self, server: u64, now: Instant, out: &mut Vec<Output>) {
-        let canceled = matches!(self.entries.get(&server), Some(Entry::Server(s)) if s.canceled);
-        let code = if canceled { 487 } else { 408 };
-        self.reply(TxId(server), code, &[], now, out);
     }
 }
 

@@ -841,3 +841,40 @@ fn a_binding_registered_through_an_edge_proxy_is_reached_by_its_path() {
         fwd[0].1
     );
 }
+
+#[test]
+fn a_user_with_two_phones_is_called_on_both() {
+    const BOB_DESK: &str = "192.0.2.13:5066";
+    let mut fe = Fe::new(Mode::Proxy);
+    let endpoint = registered(&mut fe, "bob", "pb", BOB_PHONE);
+    let desk = |branch: &str, cseq: u32, auth: &str| {
+        register("bob", BOB_DESK, branch, cseq, auth)
+            .replace("Call-ID: reg-bob", "Call-ID: reg-bob-desk")
+    };
+    let out = fe.recv(&desk("z9hG4bKdesk1", 1, ""), udp(BOB_DESK));
+    let challenge = sends(&out).pop().expect("401").1;
+    let auth = answer(&challenge, "bob", "pb", "REGISTER", "sip:a.example", false);
+    let out = fe.recv(&desk("z9hG4bKdesk2", 2, &auth), udp(BOB_DESK));
+    let out = match publish_job(&out) {
+        Some((job, _)) => fe.input(Input::Published {
+            job,
+            result: Ok(()),
+        }),
+        None => out,
+    };
+    assert_eq!(statuses_to(&out, BOB_DESK), vec![200]);
+    let out = fe.recv(
+        &invite("sip:carol@c.example", &endpoint, "z9hG4bKtwo", ""),
+        udp(CAROL_PROXY),
+    );
+    let mut rung: Vec<Dest> = sends(&out)
+        .into_iter()
+        .filter(|(_, t)| t.starts_with("INVITE "))
+        .map(|(d, _)| d)
+        .collect();
+    rung.sort_by_key(|d| format!("{d:?}"));
+    assert_eq!(
+        rung,
+        vec![Dest::Peer(udp(BOB_PHONE)), Dest::Peer(udp(BOB_DESK))]
+    );
+}

@@ -833,3 +833,158 @@ fn ten_thousand_transactions_time_out_through_the_timer_heap() {
     p.on_timer(t0 + Duration::from_secs(70), &mut out);
     assert_eq!(p.transactions(), 0);
 }
+
+const OTHER: &str = "192.0.2.21:5070";
+
+/// An INVITE forked to the callee and OTHER: (proxy, forwarded to callee,
+/// forwarded to OTHER).
+fn forked(branch: &str, now: Instant) -> (Proxy, String, String) {
+    let mut p = proxy();
+    let mut out = Vec::new();
+    let inc = p
+        .receive(
+            msg(&invite(branch, "sip:bob@a.example", "")),
+            udp(CALLER),
+            now,
+            &mut out,
+        )
+        .expect("new");
+    out.clear();
+    let other = Forward {
+        uri: Some(format!("sip:bob@{OTHER}")),
+        routes: Vec::new(),
+        dest: Dest::Peer(udp(OTHER)),
+    };
+    p.fork(
+        inc.server.expect("tx"),
+        inc.msg,
+        vec![callee(), other],
+        true,
+        now,
+        &mut out,
+    );
+    let s = sends(&out);
+    assert_eq!(s.len(), 2);
+    let a = s
+        .iter()
+        .find(|(d, _)| *d == Dest::Peer(udp(CALLEE)))
+        .expect("branch 1")
+        .1
+        .clone();
+    let b = s
+        .iter()
+        .find(|(d, _)| *d == Dest::Peer(udp(OTHER)))
+        .expect("branch 2")
+        .1
+        .clone();
+    assert!(b.starts_with(&format!("INVITE sip:bob@{OTHER} SIP/2.0")));
+    let branch_of = |t: &str| {
+        t.split("\r\n")
+            .find(|l| l.starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060"))
+            .expect("our via")
+            .to_owned()
+    };
+    assert_ne!(
+        branch_of(&a),
+        branch_of(&b),
+        "one branch parameter per branch"
+    );
+    (p, a, b)
+}
+
+fn upstream(out: &[Output]) -> Vec<u16> {
+    sends(out)
+        .iter()
+        .filter(|(d, t)| *d == Dest::Peer(udp(CALLER)) && t.starts_with("SIP/2.0"))
+        .map(|(_, t)| status(t))
+        .collect()
+}
+
+#[test]
+fn forking_relays_the_2xx_and_cancels_the_other_branch() {
+    let now = Instant::now();
+    let (mut p, a, b) = forked("z9hG4bKfk1", now);
+    let mut out = Vec::new();
+    p.receive(response_to(&a, 180, "Ringing"), udp(CALLEE), now, &mut out);
+    p.receive(response_to(&b, 180, "Ringing"), udp(OTHER), now, &mut out);
+    assert_eq!(upstream(&out), vec![180, 180]);
+    out.clear();
+    p.receive(response_to(&a, 200, "OK"), udp(CALLEE), now, &mut out);
+    assert_eq!(upstream(&out), vec![200]);
+    let cancel = sends(&out)
+        .into_iter()
+        .find(|(d, t)| *d == Dest::Peer(udp(OTHER)) && t.starts_with("CANCEL "))
+        .expect("the other branch is cancelled");
+    assert!(cancel
+        .1
+        .starts_with(&format!("CANCEL sip:bob@{OTHER} SIP/2.0")));
+    // Its 487 is ACKed and not relayed.
+    out.clear();
+    p.receive(
+        response_to(&b, 487, "Request Terminated"),
+        udp(OTHER),
+        now,
+        &mut out,
+    );
+    assert!(upstream(&out).is_empty());
+    assert!(sends(&out)
+        .iter()
+        .any(|(d, t)| *d == Dest::Peer(udp(OTHER)) && t.starts_with("ACK ")));
+}
+
+#[test]
+fn forking_answers_the_best_final_response_once_all_branches_end() {
+    let now = Instant::now();
+    let (mut p, a, b) = forked("z9hG4bKfk2", now);
+    let mut out = Vec::new();
+    p.receive(
+        response_to(&b, 503, "Service Unavailable"),
+        udp(OTHER),
+        now,
+        &mut out,
+    );
+    assert!(upstream(&out).is_empty(), "one branch is still open");
+    p.receive(
+        response_to(&a, 486, "Busy Here"),
+        udp(CALLEE),
+        now,
+        &mut out,
+    );
+    assert_eq!(upstream(&out), vec![486], "4xx beats 5xx");
+
+    // A 6xx cancels the rest and wins.
+    let (mut p, a, b) = forked("z9hG4bKfk3", now);
+    out.clear();
+    p.receive(response_to(&b, 180, "Ringing"), udp(OTHER), now, &mut out);
+    out.clear();
+    p.receive(response_to(&a, 603, "Decline"), udp(CALLEE), now, &mut out);
+    assert!(upstream(&out).is_empty());
+    assert!(sends(&out)
+        .iter()
+        .any(|(d, t)| *d == Dest::Peer(udp(OTHER)) && t.starts_with("CANCEL ")));
+    out.clear();
+    p.receive(
+        response_to(&b, 487, "Request Terminated"),
+        udp(OTHER),
+        now,
+        &mut out,
+    );
+    assert_eq!(upstream(&out), vec![603]);
+
+    // Only 5xx: a downstream 503 goes up as 500.
+    let (mut p, a, b) = forked("z9hG4bKfk4", now);
+    out.clear();
+    p.receive(
+        response_to(&a, 503, "Service Unavailable"),
+        udp(CALLEE),
+        now,
+        &mut out,
+    );
+    p.receive(
+        response_to(&b, 503, "Service Unavailable"),
+        udp(OTHER),
+        now,
+        &mut out,
+    );
+    assert_eq!(upstream(&out), vec![500]);
+}
