@@ -562,7 +562,7 @@ impl Proxy {
             Some(Entry::Server(s)) => {
                 self.server_keys.remove(&s.key);
                 if !s.final_sent {
-                    self.pending -= 1;
+                    self.pending = self.pending.saturating_sub(1);
                 }
             }
             Some(Entry::Answered(a)) => {
@@ -1171,7 +1171,7 @@ impl Proxy {
         if code >= 200 && !s.final_sent {
             s.final_sent = true;
             s.guard = None;
-            self.pending -= 1;
+            self.pending = self.pending.saturating_sub(1);
         }
         let last = acts.iter().rev().find_map(|a| match a {
             Action::Send(b) => Some(b.clone()),
