@@ -158,6 +158,7 @@ impl Core {
                 record_route: cfg.record_route,
                 timers: cfg.timers,
                 max_transactions: cfg.max_transactions,
+                flow_key: blake3::derive_key("sharecall-frontend flow token", &cfg.auth_secret),
             },
             metrics.clone(),
         );
@@ -267,10 +268,9 @@ impl Core {
         }
         // Loose routing (§16.4): our own Route entries (one per side with
         // double Record-Route) are popped.
-        let mut popped = false;
+        let mut popped = None;
         while msg.top_route().is_some_and(|r| self.proxy.route_is_us(&r)) {
-            msg.pop_top_route();
-            popped = true;
+            popped = msg.pop_top_route();
         }
         let in_dialog = msg.to().ok().is_some_and(|t| t.tag().is_some());
         if in_dialog {
@@ -369,7 +369,7 @@ impl Core {
         server: TxId,
         msg: Message,
         ruri: &SipUri,
-        popped: bool,
+        popped: Option<String>,
         now: Instant,
         out: &mut Vec<Output>,
     ) {
@@ -394,11 +394,11 @@ impl Core {
                 return;
             }
         }
-        if popped {
+        if let Some(last) = popped {
             let target = Forward {
                 uri: None,
                 routes: Vec::new(),
-                dest: ruri.dest(),
+                dest: self.next_hop(&last, ruri),
             };
             self.proxy.forward(server, msg, target, false, now, out);
         } else {
@@ -416,10 +416,9 @@ impl Core {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        let mut popped = false;
+        let mut popped = None;
         while msg.top_route().is_some_and(|r| self.proxy.route_is_us(&r)) {
-            msg.pop_top_route();
-            popped = true;
+            popped = msg.pop_top_route();
         }
         let dest = if let Some(route) = msg.top_route() {
             Proxy::route_dest(&route)
@@ -434,8 +433,7 @@ impl Core {
                     }
                     return;
                 }
-                _ if popped => Some(ruri.dest()),
-                _ => None,
+                _ => popped.map(|last| self.next_hop(&last, &ruri)),
             }
         };
         if let Some(dest) = dest {
@@ -445,6 +443,15 @@ impl Core {
                 dest,
             };
             self.proxy.forward_stateless(msg, target, in_proto, out);
+        }
+    }
+
+    /// Where an in-dialog request goes once our Routes are popped: the flow
+    /// token of the last one, else the Request-URI.
+    fn next_hop(&self, last_popped: &str, ruri: &SipUri) -> Dest {
+        match self.proxy.route_flow(last_popped) {
+            Some(flow) => Dest::Peer(flow),
+            None => ruri.dest(),
         }
     }
 

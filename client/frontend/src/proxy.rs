@@ -43,6 +43,9 @@ pub struct ProxyConfig {
     pub timers: TimerConfig,
     /// Transactions at most; beyond, new requests get 503.
     pub max_transactions: usize,
+    /// Keys the flow tokens in our Record-Route (see
+    /// [`Proxy::route_flow`]).
+    pub flow_key: [u8; 32],
 }
 
 /// A new request the caller must decide on.
@@ -1261,6 +1264,7 @@ impl Proxy {
             return;
         }
         let in_proto = s.peer.protocol;
+        let in_flow = s.peer.flow.map(|_| s.peer);
         let n = targets.len();
         let mut msg = Some(msg);
         let mut clients = Vec::with_capacity(n);
@@ -1268,7 +1272,7 @@ impl Proxy {
         for (i, target) in targets.into_iter().enumerate() {
             let copy = if i + 1 == n { msg.take() } else { msg.clone() };
             let Some(copy) = copy else { break };
-            match self.prepare(copy, target, in_proto, record_route) {
+            match self.prepare(copy, target, in_proto, in_flow, record_route) {
                 Err(code) => {
                     if failed.is_none_or(|f| rank(code) < rank(f)) {
                         failed = Some(code);
@@ -1302,7 +1306,7 @@ impl Proxy {
         in_proto: Protocol,
         out: &mut Vec<Output>,
     ) {
-        match self.prepare(msg, target, in_proto, false) {
+        match self.prepare(msg, target, in_proto, None, false) {
             Ok(p) => out.push(Output::Send {
                 to: p.dest,
                 bytes: p.msg.to_bytes(),
@@ -1319,6 +1323,7 @@ impl Proxy {
         mut msg: Message,
         target: Forward,
         in_proto: Protocol,
+        in_flow: Option<Peer>,
         record_route: bool,
     ) -> Result<Prepared, u16> {
         match msg.max_forwards() {
@@ -1358,13 +1363,20 @@ impl Proxy {
         let local_out = self.local_for(out_proto).ok_or(503u16)?;
         if record_route && self.cfg.record_route {
             // RFC 5658: one Record-Route per side when the transports
-            // differ; the one facing downstream on top.
+            // differ, the one facing downstream on top. A side reached over
+            // a connection (TCP/TLS flow) gets its own entry with a flow
+            // token, so in-dialog requests towards it take that flow rather
+            // than the Contact's (often unreachable) address.
+            let out_flow = match &target.dest {
+                Dest::Peer(p) if p.flow.is_some() => Some(*p),
+                _ => None,
+            };
             if let Some(local_in) = self.local_for(in_proto) {
-                if local_in != local_out {
-                    msg.add_record_route(&format!("<{}>", local_in.route_uri()));
+                if local_in != local_out || in_flow.is_some() || out_flow.is_some() {
+                    msg.add_record_route(&self.record_route(local_in, in_flow));
                 }
             }
-            msg.add_record_route(&format!("<{}>", local_out.route_uri()));
+            msg.add_record_route(&self.record_route(local_out, out_flow));
         }
         let branch = format!("z9hG4bK{uniq}-{lp}");
         let sent_by = local_out.sent_by();
@@ -1384,6 +1396,65 @@ impl Proxy {
                     method
                 },
             },
+        })
+    }
+
+    /// Our Record-Route value for `local`, with a flow token for `flow`.
+    fn record_route(&self, local: &Local, flow: Option<Peer>) -> String {
+        match flow {
+            Some(p) => format!("<{};ft={}>", local.route_uri(), self.flow_token(&p)),
+            None => format!("<{}>", local.route_uri()),
+        }
+    }
+
+    /// `hex(protocol, flow, ip, port, keyed MAC)`: only we can make one, so
+    /// a crafted Route cannot steer requests into someone's connection.
+    fn flow_token(&self, p: &Peer) -> String {
+        let mut b = Vec::with_capacity(35);
+        b.push(match p.protocol {
+            Protocol::Udp => 0u8,
+            Protocol::Tcp => 1,
+            Protocol::Tls => 2,
+        });
+        b.extend_from_slice(&p.flow.map_or(0, |f| f.0).to_be_bytes());
+        match p.addr.ip() {
+            IpAddr::V4(ip) => b.extend_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => b.extend_from_slice(&ip.octets()),
+        }
+        b.extend_from_slice(&p.addr.port().to_be_bytes());
+        let mac = blake3::keyed_hash(&self.cfg.flow_key, &b);
+        b.extend_from_slice(&mac.as_bytes()[..8]);
+        hex::encode(b)
+    }
+
+    /// The flow named by one of our Route values (the last of ours popped
+    /// from an in-dialog request), if it carries a valid flow token.
+    pub fn route_flow(&self, route: &str) -> Option<Peer> {
+        let n = NameAddr::parse("Route", route).ok()?;
+        let token = n.uri.split(';').find_map(|p| p.strip_prefix("ft="))?;
+        let b = hex::decode(token).ok()?;
+        let (body, mac) = b.split_at_checked(b.len().checked_sub(8)?)?;
+        let want = blake3::keyed_hash(&self.cfg.flow_key, body);
+        if &want.as_bytes()[..8] != mac {
+            return None;
+        }
+        let protocol = match body.first()? {
+            0 => Protocol::Udp,
+            1 => Protocol::Tcp,
+            2 => Protocol::Tls,
+            _ => return None,
+        };
+        let flow = u64::from_be_bytes(body.get(1..9)?.try_into().ok()?);
+        let ip: IpAddr = match body.len() {
+            15 => <[u8; 4]>::try_from(body.get(9..13)?).ok()?.into(),
+            27 => <[u8; 16]>::try_from(body.get(9..25)?).ok()?.into(),
+            _ => return None,
+        };
+        let port = u16::from_be_bytes(body.get(body.len() - 2..)?.try_into().ok()?);
+        Some(Peer {
+            protocol,
+            addr: SocketAddr::new(ip, port),
+            flow: Some(crate::peer::FlowId(flow)),
         })
     }
 

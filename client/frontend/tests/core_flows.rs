@@ -878,3 +878,108 @@ fn a_user_with_two_phones_is_called_on_both() {
         vec![Dest::Peer(udp(BOB_PHONE)), Dest::Peer(udp(BOB_DESK))]
     );
 }
+
+#[test]
+fn in_dialog_requests_reach_a_tcp_phone_over_its_flow() {
+    let mut fe = Fe::with(CoreConfig {
+        locals: vec![
+            local(),
+            Local {
+                protocol: Protocol::Tcp,
+                host: "127.0.0.1".to_owned(),
+                port: 5060,
+            },
+        ],
+        ..config(Mode::Proxy, 1000)
+    });
+    // Bob registers over a TCP connection from behind a NAT: his Contact
+    // names an address nobody can reach.
+    let flow = Peer {
+        protocol: Protocol::Tcp,
+        addr: "203.0.113.40:40001".parse().expect("address"),
+        flow: Some(sharecall_frontend::peer::FlowId(42)),
+    };
+    let reg = |branch: &str, cseq: u32, auth: &str| {
+        register("bob", "10.0.0.8:5060", branch, cseq, auth)
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+            .replace(
+                "<sip:bob@10.0.0.8:5060>",
+                "<sip:bob@10.0.0.8:5060;transport=tcp>",
+            )
+    };
+    let out = fe.recv(&reg("z9hG4bKtcp1", 1, ""), flow);
+    let challenge = sends(&out).pop().expect("401").1;
+    let auth = answer(&challenge, "bob", "pb", "REGISTER", "sip:a.example", false);
+    let out = fe.recv(&reg("z9hG4bKtcp2", 2, &auth), flow);
+    let (job, publication) = publish_job(&out).expect("publication");
+    let out = fe.input(Input::Published {
+        job,
+        result: Ok(()),
+    });
+    assert_eq!(sends(&out)[0].0, Dest::Peer(flow));
+    let out = fe.recv(
+        &invite(
+            "sip:carol@c.example",
+            &publication.endpoint,
+            "z9hG4bKtcp3",
+            "",
+        ),
+        udp(CAROL_PROXY),
+    );
+    let (dest, fwd) = sends(&out)
+        .into_iter()
+        .find(|(_, t)| t.starts_with("INVITE "))
+        .expect("forwarded");
+    assert_eq!(dest, Dest::Peer(flow));
+    let rr: Vec<&str> = fwd
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert_eq!(rr.len(), 2, "{fwd}");
+    assert!(rr[0].starts_with("<sip:127.0.0.1:5060;transport=tcp;lr;ft="));
+    assert_eq!(rr[1], "<sip:127.0.0.1:5060;transport=udp;lr>");
+
+    let bye = |route: &str, uri: &str, branch: &str| {
+        format!(
+            "BYE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {CAROL_PROXY};branch={branch}\r\nRoute: {route}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:carol@c.example>;tag=c1\r\nTo: <sip:bob@a.example>;tag=b1\r\n\
+             Call-ID: call-z9hG4bKtcp3\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    // The caller's route set is the Record-Route reversed.
+    let route = format!("{}, {}", rr[1], rr[0]);
+    let out = fe.recv(
+        &bye(&route, "sip:bob@10.0.0.8:5060;transport=tcp", "z9hG4bKtcp4"),
+        udp(CAROL_PROXY),
+    );
+    let (dest, sent) = sends(&out)
+        .into_iter()
+        .find(|(_, t)| t.starts_with("BYE "))
+        .expect("BYE forwarded");
+    assert_eq!(dest, Dest::Peer(flow), "over Bob's connection");
+    assert!(sent.starts_with(
+        "BYE sip:bob@10.0.0.8:5060;transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:5060"
+    ));
+    // A forged token is worth nothing: the Request-URI is used.
+    let forged = route.replace("ft=", "ft=00");
+    let out = fe.recv(
+        &bye(
+            &forged,
+            "sip:bob@10.0.0.8:5060;transport=tcp",
+            "z9hG4bKtcp5",
+        ),
+        udp(CAROL_PROXY),
+    );
+    let (dest, _) = sends(&out)
+        .into_iter()
+        .find(|(_, t)| t.starts_with("BYE "))
+        .expect("BYE forwarded");
+    assert_eq!(
+        dest,
+        Dest::Peer(Peer {
+            protocol: Protocol::Tcp,
+            addr: "10.0.0.8:5060".parse().expect("address"),
+            flow: None
+        })
+    );
+}

@@ -53,6 +53,7 @@ fn config(max: usize) -> ProxyConfig {
         record_route: true,
         timers: TimerConfig::default(),
         max_transactions: max,
+        flow_key: [5; 32],
     }
 }
 
@@ -675,9 +676,25 @@ fn tcp_in_udp_out_gets_two_record_routes_and_answers_on_the_flow() {
         &mut out,
     );
     let fwd = sends(&out).pop().expect("forwarded").1;
-    assert!(fwd.contains(
-        "Record-Route: <sip:127.0.0.1:5060;transport=udp;lr>\r\nRecord-Route: <sip:127.0.0.1:5060;transport=tcp;lr>\r\n"
-    ));
+    let rr: Vec<&str> = fwd
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert_eq!(rr.len(), 2);
+    assert_eq!(rr[0], "<sip:127.0.0.1:5060;transport=udp;lr>");
+    // The caller's side names its connection, for in-dialog requests back.
+    assert!(rr[1].starts_with("<sip:127.0.0.1:5060;transport=tcp;lr;ft="));
+    assert!(p.route_is_us(rr[1]));
+    assert_eq!(p.route_flow(rr[1]), Some(from));
+    assert_eq!(p.route_flow(rr[0]), None);
+    let other_key = Proxy::new(
+        ProxyConfig {
+            flow_key: [6; 32],
+            ..config(10)
+        },
+        Metrics::new(),
+    );
+    assert_eq!(other_key.route_flow(rr[1]), None, "the token is keyed");
     // No retransmission timers for the reliable server side, only the UDP client side.
     out.clear();
     p.receive(
