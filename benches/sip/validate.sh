@@ -29,11 +29,13 @@ trap cleanup EXIT
 kamailio -f "$here/kamailio.cfg" -A WITH_AUTH -A "PORT=$port" -A "REDIRECT_PORT=$rport" \
 	-DD -E -m 256 >"$work/kamailio.log" 2>&1 &
 kam_pid=$!
-# Ready when it answers OPTIONS (no user part: answered by the server).
-for _ in $(seq 50); do
-	sleep 0.2
-	if sipp -sn uac -m 1 -timeout 1s -timeout_error -nostdin -s '' \
-		127.0.0.1:"$port" >/dev/null 2>&1 </dev/null; then break; fi
+# Ready once it holds its UDP and TCP sockets.
+for _ in $(seq 100); do
+	sleep 0.1
+	if ss -Hlnu "sport = :$port" | grep -q . && ss -Hlnt "sport = :$port" | grep -q .; then
+		sleep 0.3
+		break
+	fi
 	kill -0 "$kam_pid" 2>/dev/null || { cat "$work/kamailio.log" >&2; exit 1; }
 done
 
