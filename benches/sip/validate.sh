@@ -76,14 +76,14 @@ check register_refused "-sf" "$scen/register_refused.xml" -inf "$scen/wrong.csv"
 
 check "register bob" -sf "$scen/register.xml" -inf "$scen/bob.csv" -auth_uri a.example -m 1 -p 5172 "$target"
 uas uas 'uas.xml' 5172
-check uac_call -sf "$scen/uac_call.xml" -inf "$scen/calls.csv" -auth_uri bob@a.example -m 1 -d 100 -p 5174 "$target"
+check uac_call -sf "$scen/uac_call.xml" -inf "$scen/calls.csv" -auth_uri bob@a.example -m 1 -d 100 -pause_msg_ign -p 5174 "$target"
 waitrc uas
 
 check "register carol (tcp)" -sf "$scen/register.xml" -inf "$work/carol.csv" -auth_uri a.example -m 1 -t t1 -p 5175 "$target"
 ( rc=0; timeout 30 sipp -sf "$scen/uas.xml" -t t1 -p 5175 -m 1 -timeout 20s -timeout_error -nostdin \
 	>/dev/null 2>&1 </dev/null || rc=$?; echo "$rc" >"$work/uas_tcp.rc" ) &
 sleep 0.5
-check "uac_call (tcp)" -sf "$scen/uac_call.xml" -inf "$work/to-carol.csv" -auth_uri carol@a.example -m 1 -d 100 -t t1 -p 5176 "$target"
+check "uac_call (tcp)" -sf "$scen/uac_call.xml" -inf "$work/to-carol.csv" -auth_uri carol@a.example -m 1 -d 100 -pause_msg_ign -t t1 -p 5176 "$target"
 waitrc uas_tcp
 
 check "register dave" -sf "$scen/register.xml" -inf "$work/dave.csv" -auth_uri a.example -m 1 -p 5178 "$target"
@@ -98,7 +98,7 @@ check uac_404 -sf "$scen/uac_404.xml" -inf "$scen/calls_404.csv" -auth_uri nobod
 	-auth_uri a.example -m 1 -d 3000 -p 5177 -timeout 20s -timeout_error -nostdin "$target" \
 	>/dev/null 2>&1 </dev/null || rc=$?; echo "$rc" >"$work/uas_registered.rc" ) &
 sleep 0.7
-check "uac_call to uas_registered" -sf "$scen/uac_call.xml" -inf "$work/to-erin.csv" -auth_uri erin@a.example -m 1 -d 100 -p 5174 "$target"
+check "uac_call to uas_registered" -sf "$scen/uac_call.xml" -inf "$work/to-erin.csv" -auth_uri erin@a.example -m 1 -d 100 -pause_msg_ign -p 5174 "$target"
 waitrc uas_registered
 
 exit $fail

@@ -142,9 +142,11 @@ fn base_args(timeout: Duration, stat: &Path) -> Vec<String> {
         stat.display().to_string(),
         "-fd".into(),
         "1".into(),
-        // The pause before BYE in uac_call.xml unless the caller says.
+        // The pause before BYE in uac_call.xml unless the caller says, and
+        // a late 180 or retransmitted 200 during it is no failure.
         "-d".into(),
         "100".into(),
+        "-pause_msg_ign".into(),
     ]
 }
 
