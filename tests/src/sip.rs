@@ -171,30 +171,23 @@ impl FrontEnd {
         }
         std::fs::write(base.join("users.toml"), users).expect("users.toml");
 
-        let location = match opts.location {
-            Location::Plaintext => "plaintext",
-            Location::Sharecall(_) => "sharecall",
-        };
-        let mut toml = format!(
-            "[sip]\ndomains = {:?}\nmode = {:?}\nlocation = {:?}\nusers = \"users.toml\"\n\n\
-             [listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n\n\
-             [auth]\nalgorithms = {:?}\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n",
-            opts.domains, opts.mode, location, opts.algorithms
-        );
+        let key = base.join("keys/front-end.key");
         if let Location::Sharecall(providers) = &opts.location {
-            let key = base.join("keys/front-end.key");
             enrolled_key(&home, providers, &key);
-            toml += &format!(
-                "[sharecall]\nproviders = {providers:?}\naccount_key = {:?}\ntimeout = \"10s\"\n\n",
-                key.to_str().expect("utf-8 path")
-            );
         }
-        toml += &opts.extra;
+        let mut toml = config_text(&opts, port, metrics_port, &key);
+        toml.push('\n');
         let config = base.join("sip.toml");
         std::fs::write(&config, toml).expect("sip.toml");
 
         let stderr = std::fs::File::create(base.join("stderr.log")).expect("log file");
-        let mut child = Command::new(bin("sharecall"))
+        // SHARECALL_SIP_BIN runs another build of the CLI (e.g. a release
+        // one); keys are still made with this build's `sharecall`.
+        let exe = std::env::var_os("SHARECALL_SIP_BIN")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| bin("sharecall"));
+        let mut child = Command::new(exe)
             .arg("sip")
             .arg("--config")
             .arg(&config)
@@ -243,7 +236,16 @@ impl FrontEnd {
                         );
                     }
                 }
-                Err(_) => panic!(
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Stdout closed without the line: the process ended.
+                    let status = fe.child.as_mut().map(Child::wait);
+                    panic!(
+                        "sharecall sip exited ({status:?}) before listening:\n{}\n--- sip.toml ---\n{}",
+                        fe.log(),
+                        std::fs::read_to_string(&config).unwrap_or_default()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
                     "sharecall sip printed no listening line within {READY_WITHIN:?}:\n{}",
                     fe.log()
                 ),
@@ -288,6 +290,30 @@ impl FrontEnd {
     pub fn running(&mut self) -> bool {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
+}
+
+/// The sip.toml a front end with `opts` gets: UDP and TCP on 127.0.0.1:`port`,
+/// metrics on `metrics_port`, `key` as the sharecall account key, then
+/// `opts.extra`.
+pub fn config_text(opts: &FrontEndOptions, port: u16, metrics_port: u16, key: &Path) -> String {
+    let location = match opts.location {
+        Location::Plaintext => "plaintext",
+        Location::Sharecall(_) => "sharecall",
+    };
+    let mut toml = format!(
+        "[sip]\ndomains = {:?}\nmode = {:?}\nlocation = {:?}\nusers = \"users.toml\"\n\n\
+         [listen]\nudp = \"127.0.0.1:{port}\"\ntcp = \"127.0.0.1:{port}\"\n\n\
+         [auth]\nalgorithms = {:?}\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n",
+        opts.domains, opts.mode, location, opts.algorithms
+    );
+    if let Location::Sharecall(providers) = &opts.location {
+        toml += &format!(
+            "[sharecall]\nproviders = {providers:?}\naccount_key = {:?}\ntimeout = \"10s\"\n\n",
+            key.to_str().expect("utf-8 path")
+        );
+    }
+    toml += &opts.extra;
+    toml
 }
 
 /// The `name=ADDR` pairs of a `sharecall sip: listening ...` line.
@@ -434,6 +460,23 @@ impl UdpAgent {
                 "no final response to:\n{request}"
             );
         }
+    }
+
+    /// OPTIONS to the server itself (no user part): its final response.
+    pub fn options(&self) -> Response {
+        let me = self.addr();
+        let server = self.server;
+        let tag = me.port();
+        self.transact(&format!(
+            "OPTIONS sip:{server} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-options-{tag}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:probe@{me}>;tag=o{tag}\r\n\
+             To: <sip:{server}>\r\n\
+             Call-ID: options-{tag}@{me}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
     }
 
     fn register_request(
