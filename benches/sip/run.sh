@@ -104,7 +104,11 @@ user_csv() { # user_csv NAME FILE
 	printf 'SEQUENTIAL\n%s;%s;[authentication username=%s password=pw-%s]\n' "$1" "$DOMAIN" "$1" "$1" >"$2"
 }
 
-sipp_common=(-nostdin -i 127.0.0.1 -trace_stat -fd 1 -trace_err)
+# -recv_timeout: a scenario waiting 10 s for a message fails instead of
+# staying open (under overload a lost final answer would hold it forever).
+sipp_common=(-nostdin -i 127.0.0.1 -trace_stat -fd 1 -trace_err -recv_timeout 10000)
+# The global bound of a load run of N scenarios: as if only 50/s succeeded.
+run_timeout() { awk -v n="$1" 'BEGIN { printf "%ds", n / 50 + 60 }'; }
 
 # register_load TARGET N: REGISTER/s with N distinct users (each scenario
 # is REGISTER -> 401 -> REGISTER with digest -> 200).
@@ -116,7 +120,7 @@ register_load() {
 	t0=$(now)
 	(cd "$d" && sipp -sf "$scen/register.xml" -inf "$d/users.csv" -auth_uri "$DOMAIN" \
 		-r "$REG_RATE" -l "$LIMIT" -m "$n" -p "$(free_port)" -stf "$d/stat.csv" \
-		-timeout $((n / 100 + 120))s "${sipp_common[@]}" "$target" >/dev/null 2>&1 </dev/null) || rc=$?
+		-timeout "$(run_timeout "$n")" "${sipp_common[@]}" "$target" >/dev/null 2>&1 </dev/null) || rc=$?
 	t1=$(now)
 	local ok fail
 	ok=$(stat_col "$d/stat.csv" 'SuccessfulCall(C)')
@@ -144,7 +148,7 @@ call_load() {
 	}
 	# No -m: a stray retransmission would count as a call and end it early.
 	(cd "$d" && exec sipp -sf "$scen/uas.xml" -p "$p" -stf "$d/uas.csv" \
-		-timeout $((CALLS / 10 + 120))s "${sipp_common[@]}" >/dev/null 2>&1 </dev/null) &
+		-timeout "$(run_timeout "$CALLS")" "${sipp_common[@]}" >/dev/null 2>&1 </dev/null) &
 	local uas=$!
 	pids+=("$uas")
 	sleep 0.5
@@ -152,7 +156,7 @@ call_load() {
 	t0=$(now)
 	(cd "$d" && sipp -sf "$scen/uac_call.xml" -inf "$d/calls.csv" -auth_uri "callee@$DOMAIN" \
 		-r "$CALL_RATE" -l "$LIMIT" -m "$CALLS" -d 0 -pause_msg_ign -p "$(free_port)" -stf "$d/uac.csv" \
-		-timeout $((CALLS / 10 + 120))s "${sipp_common[@]}" "$target" >/dev/null 2>&1 </dev/null) || rc=$?
+		-timeout "$(run_timeout "$CALLS")" "${sipp_common[@]}" "$target" >/dev/null 2>&1 </dev/null) || rc=$?
 	t1=$(now)
 	stop "$uas"
 	local ok fail
