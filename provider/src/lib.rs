@@ -51,6 +51,7 @@ pub mod orchestration;
 pub mod rpc;
 pub mod sequencer;
 pub mod server;
+pub mod sharelog;
 pub mod smc;
 pub mod tables;
 pub mod tls;

@@ -9,7 +9,8 @@ use sharecall_proto::sequencer::{log_record, LogRecord, Sweep};
 use tokio::sync::{RwLock, Semaphore};
 use tracing::warn;
 
-use super::execute::{ExecuteParams, EXECUTE, NOT_HELD};
+use super::execute::{ExecuteParams, ReadOutput, EXECUTE, NOT_HELD};
+use crate::sharelog::order::parse_not_sealed;
 use super::reads::ReadyRead;
 use super::Executor;
 use crate::orchestration::Gateway;
@@ -48,6 +49,7 @@ impl Executor {
             if status.role != "leader" {
                 if was_leader {
                     self.board.clear();
+                    self.seals.clear();
                     was_leader = false;
                 }
                 tokio::select! {
@@ -58,7 +60,15 @@ impl Executor {
                 continue;
             }
             was_leader = true;
-            if last_sweep.elapsed() >= self.config.sweep_interval {
+            // Finished read batches wait for a write batch to seal them
+            // into the share log; with no writes coming, a sweep is one.
+            let seal_due = self.config.log.enabled
+                && status.requests == self.cursor()
+                && self
+                    .seals
+                    .oldest()
+                    .is_some_and(|t| t.elapsed() >= self.config.log.seal_interval);
+            if seal_due || last_sweep.elapsed() >= self.config.sweep_interval {
                 last_sweep = tokio::time::Instant::now();
                 let record = LogRecord {
                     body: Some(log_record::Body::Sweep(Sweep {
@@ -112,7 +122,13 @@ impl Executor {
                 });
                 continue;
             }
-            let next_sweep = last_sweep + self.config.sweep_interval;
+            let mut next_sweep = last_sweep + self.config.sweep_interval;
+            if self.config.log.enabled {
+                if let Some(t) = self.seals.oldest() {
+                    let due = tokio::time::Instant::from_std(t + self.config.log.seal_interval);
+                    next_sweep = next_sweep.min(due);
+                }
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = changes.changed() => {}
@@ -142,6 +158,9 @@ impl Executor {
                 return false;
             }
         };
+        // Every read batch at this cursor has finished (the gate is held
+        // exclusively): seal them into the share log with this batch.
+        let (seal, lost) = self.seals.take();
         let params = ExecuteParams {
             from,
             to,
@@ -149,17 +168,23 @@ impl Executor {
             reads: Vec::new(),
             at_ms: 0,
             skip,
+            log_batch: 0,
+            seal,
+            lost,
         };
-        let Ok(params) = serde_json::to_vec(&params) else {
+        let Ok(bytes) = serde_json::to_vec(&params) else {
+            self.seals.put_back(params.seal, params.lost, &[]);
             return false;
         };
         match gateway
-            .run(EXECUTE, &params, &format!("execute {from}..={to}"))
+            .run(EXECUTE, &bytes, &format!("execute {from}..={to}"))
             .await
         {
             Ok(_) => true,
             Err(e) => {
                 warn!(from, to, "execute job failed: {e}");
+                let not_held = parse_not_sealed(&e.detail);
+                self.seals.put_back(params.seal, params.lost, &not_held);
                 self.catch_up_after_failure().await;
                 false
             }
@@ -177,12 +202,30 @@ impl Executor {
             reads,
             at_ms: sharecall_proto::clock::now_ms(),
             skip: Vec::new(),
+            log_batch: if self.config.log.enabled {
+                self.next_log_batch()
+            } else {
+                0
+            },
+            seal: Vec::new(),
+            lost: Vec::new(),
         };
         let Ok(bytes) = serde_json::to_vec(&params) else {
             return;
         };
         let reads = params.reads;
-        if let Err(e) = gateway.run(EXECUTE, &bytes, &purpose).await {
+        let result = gateway.run(EXECUTE, &bytes, &purpose).await;
+        if let Ok(report) = &result {
+            // All three hold the batch's records with this digest.
+            if let Ok(ReadOutput {
+                log_digest: Some(d),
+                ..
+            }) = serde_json::from_slice::<ReadOutput>(&report.output)
+            {
+                self.seals.finished(params.log_batch, d);
+            }
+        }
+        if let Err(e) = result {
             warn!(at, reads = reads.len(), "read batch failed: {e}");
             self.catch_up_after_failure().await;
             // Reads a peer does not hold (finished or expired there) would
