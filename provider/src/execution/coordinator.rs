@@ -10,10 +10,10 @@ use tokio::sync::{RwLock, Semaphore};
 use tracing::warn;
 
 use super::execute::{ExecuteParams, ReadOutput, EXECUTE, NOT_HELD};
-use crate::sharelog::order::parse_not_sealed;
 use super::reads::ReadyRead;
 use super::Executor;
 use crate::orchestration::Gateway;
+use crate::sharelog::order::parse_not_sealed;
 
 impl Executor {
     /// The coordinator loop: while this provider leads, execute whatever
@@ -31,6 +31,9 @@ impl Executor {
         let gate = Arc::new(RwLock::new(()));
         let read_slots = Arc::new(Semaphore::new(self.config.read_jobs.max(1)));
         let mut last_sweep = tokio::time::Instant::now();
+        // When this coordinator last logged a sweep to seal reads (the
+        // proposal returns before it is applied: one per seal interval).
+        let mut last_seal_sweep: Option<tokio::time::Instant> = None;
         let mut was_leader = false;
         let mut backoff = Duration::ZERO;
         // Consecutive failed write batches: the pause after each grows, so
@@ -67,9 +70,13 @@ impl Executor {
                 && self
                     .seals
                     .oldest()
-                    .is_some_and(|t| t.elapsed() >= self.config.log.seal_interval);
+                    .is_some_and(|t| t.elapsed() >= self.config.log.seal_interval)
+                && last_seal_sweep.is_none_or(|t| t.elapsed() >= self.config.log.seal_interval);
             if seal_due || last_sweep.elapsed() >= self.config.sweep_interval {
                 last_sweep = tokio::time::Instant::now();
+                if seal_due {
+                    last_seal_sweep = Some(last_sweep);
+                }
                 let record = LogRecord {
                     body: Some(log_record::Body::Sweep(Sweep {
                         at_ms: super::fault::proposed_time(sharecall_proto::clock::now_ms()),
@@ -125,7 +132,10 @@ impl Executor {
             let mut next_sweep = last_sweep + self.config.sweep_interval;
             if self.config.log.enabled {
                 if let Some(t) = self.seals.oldest() {
-                    let due = tokio::time::Instant::from_std(t + self.config.log.seal_interval);
+                    let mut due = tokio::time::Instant::from_std(t + self.config.log.seal_interval);
+                    if let Some(l) = last_seal_sweep {
+                        due = due.max(l + self.config.log.seal_interval);
+                    }
                     next_sweep = next_sweep.min(due);
                 }
             }

@@ -62,6 +62,9 @@ pub struct ExecuteParams {
     pub lost: Vec<u64>,
 }
 
+/// A PRF tag's computed bits and their number.
+type Tag = (u32, u8);
+
 /// The output of a read batch (equal at all three providers).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadOutput {
@@ -314,7 +317,7 @@ impl Executor {
                 missing.join(",")
             )));
         }
-        let (results, tags): (Vec<(String, Answer)>, Vec<(u32, u8)>) =
+        let (results, tags): (Vec<(String, Answer)>, Vec<Tag>) =
             if self.config.variant.table().reads_find_nothing(&index) {
                 // Nothing was ever registered: nothing to find, no SMC.
                 let results = requests

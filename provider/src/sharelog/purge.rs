@@ -29,12 +29,17 @@ pub fn cut(at_ms: u64, retention: Duration) -> u64 {
 /// Removes the stored prefix older than `cut_ms` inside `txn`; returns
 /// the `purge` record to append (at log time `at_ms`), or `None` when
 /// nothing is old enough.
-pub fn purge(txn: &WriteTransaction, at_ms: u64, cut_ms: u64) -> Result<Option<Record>, redb::Error> {
+pub fn purge(
+    txn: &WriteTransaction,
+    at_ms: u64,
+    cut_ms: u64,
+) -> Result<Option<Record>, redb::Error> {
     let s = store::state_in(txn)?;
     let mut through = s.first.saturating_sub(1);
     let mut next = s.first;
     'pages: while next <= s.count {
-        let page = store::records_in(txn, next, 4096)?;
+        // Usually the first record is young enough: read a few at a time.
+        let page = store::records_in(txn, next, 64)?;
         if page.is_empty() {
             break;
         }
@@ -77,10 +82,15 @@ mod tests {
         let mut rs: Vec<Record> = [10, 20, 95, 30, 200].into_iter().map(rec).collect();
         store::append(&txn, &mut rs).expect("append");
         assert_eq!(cut(100, Duration::from_millis(50)), 50);
-        let p = purge(&txn, 100, 50).expect("purge").expect("something purged");
+        let p = purge(&txn, 100, 50)
+            .expect("purge")
+            .expect("something purged");
         assert_eq!((p.cursor, p.aux, p.at_ms), (2, 2, 100));
         store::append(&txn, &mut [p]).expect("log the purge");
-        assert!(purge(&txn, 100, 5).expect("again").is_none(), "nothing older");
+        assert!(
+            purge(&txn, 100, 5).expect("again").is_none(),
+            "nothing older"
+        );
         txn.commit().expect("commit");
         let s = store::state(&db).expect("state");
         assert_eq!((s.first, s.count), (3, 6));
@@ -92,7 +102,12 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            [RecordKind::Resolve, RecordKind::Resolve, RecordKind::Resolve, RecordKind::Purge]
+            [
+                RecordKind::Resolve,
+                RecordKind::Resolve,
+                RecordKind::Resolve,
+                RecordKind::Purge
+            ]
         );
     }
 }

@@ -65,12 +65,18 @@ fn corrupt(e: impl std::fmt::Display) -> redb::Error {
     redb::Error::Corrupted(e.to_string())
 }
 
-fn get_u64(t: &impl ReadableTable<&'static str, &'static [u8]>, k: &str) -> Result<Option<u64>, redb::Error> {
+fn get_u64(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    k: &str,
+) -> Result<Option<u64>, redb::Error> {
     Ok(t.get(k)?
         .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
 }
 
-fn get_hash(t: &impl ReadableTable<&'static str, &'static [u8]>, k: &str) -> Result<[u8; 32], redb::Error> {
+fn get_hash(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    k: &str,
+) -> Result<[u8; 32], redb::Error> {
     Ok(t.get(k)?
         .and_then(|v| v.value().try_into().ok())
         .unwrap_or([0u8; 32]))
@@ -275,7 +281,11 @@ pub fn by_tag(db: &redb::Database, tag: u32, limit: usize) -> Result<Vec<u64>, r
     };
     let mut out = Vec::new();
     for bits in 1..=32u8 {
-        let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
+        let mask = if bits >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
         let low = tag & mask;
         for item in t.range((bits, low, 0)..=(bits, low, u64::MAX))? {
             let (k, _) = item?;
@@ -410,8 +420,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = redb::Database::create(dir.path().join("l.redb")).expect("db");
         let txn = db.begin_write().expect("txn");
-        append(&txn, &mut (0..5).map(|i| rec("x", i, 1, 0, 0)).collect::<Vec<_>>())
-            .expect("append");
+        append(
+            &txn,
+            &mut (0..5).map(|i| rec("x", i, 1, 0, 0)).collect::<Vec<_>>(),
+        )
+        .expect("append");
         assert_eq!(remove_prefix(&txn, 2).expect("remove"), 2);
         txn.commit().expect("commit");
         let s = state(&db).expect("state");
