@@ -381,3 +381,59 @@ fn a_short_retention_purges_the_same_records_everywhere_and_logs_it() {
     }
     log_check(&cluster, 0).expect("chains agree after the purge");
 }
+
+#[test]
+fn a_request_refused_for_its_log_time_is_logged_marked_refused() {
+    let mut cluster = Cluster::start(ClusterOptions::default());
+    let alice = TestClient::new(&cluster, 1);
+    alice.enroll();
+    assert_eq!(
+        alice.register("+44 20 7946 0001", "sip:a@192.0.2.1", 3600),
+        "ok"
+    );
+    // Every provider proposes times 100 years ahead: every provider
+    // refuses the next register's log time (fault-injection hook).
+    let far = (100i64 * 365 * 24 * 3600 * 1000).to_string();
+    for i in 0..3 {
+        cluster.set_env(
+            i,
+            vec![("SHARECALL_FAULT_LOG_TIME_OFFSET_MS".into(), far.clone())],
+        );
+    }
+    cluster.restart_all();
+    let alice = TestClient::new(&cluster, 1);
+    assert_eq!(
+        alice.register("+44 20 7946 0002", "sip:b@192.0.2.2", 3600),
+        "refused"
+    );
+    for i in 0..3 {
+        cluster.set_env(i, Vec::new());
+    }
+    cluster.restart_all();
+    let head = settled_heads(&cluster, 2);
+    assert_eq!(head["count"], 2, "{head}");
+    let all: Vec<Vec<Value>> = (0..3).map(|i| records(&cluster, i)).collect();
+    for rs in &all {
+        let kinds: Vec<(&str, &str)> = rs
+            .iter()
+            .map(|r| {
+                (
+                    r["kind"].as_str().unwrap_or(""),
+                    r["code"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(kinds, [("register", "ok"), ("register", "refused")]);
+        // The refused request's origin and shares are logged too.
+        assert_eq!(rs[1]["origin"], hex::encode(TestClient::account_of(1)));
+        assert_eq!(rs[1]["key_share"], true, "{}", rs[1]);
+        assert_eq!(rs[1]["endpoint_shares"], 10, "{}", rs[1]);
+        assert_eq!(rs[1]["tag_bits"], 0, "no tag was computed: {}", rs[1]);
+    }
+    for i in 1..3 {
+        let a: Vec<Value> = all[0].iter().map(agreed).collect();
+        let b: Vec<Value> = all[i].iter().map(agreed).collect();
+        assert_eq!(a, b);
+    }
+    log_check(&cluster, 0).expect("chains agree");
+}
