@@ -437,3 +437,76 @@ fn a_request_refused_for_its_log_time_is_logged_marked_refused() {
     }
     log_check(&cluster, 0).expect("chains agree");
 }
+
+#[test]
+fn reads_a_crashed_leader_did_not_seal_are_logged_lost_at_all_three() {
+    // A long seal interval keeps the reads unsealed until the crash.
+    let mut cluster = Cluster::start(ClusterOptions {
+        seal_interval: "1min",
+        ..ClusterOptions::default()
+    });
+    let leader = {
+        let alice = TestClient::new(&cluster, 1);
+        alice.enroll();
+        assert_eq!(
+            alice.register("+61 2 5550 0001", "sip:a@192.0.2.1", 3600),
+            "ok"
+        );
+        assert_eq!(
+            alice.resolve("+61 2 5550 0001"),
+            Resolved::Found("sip:a@192.0.2.1".into())
+        );
+        assert_eq!(alice.resolve("+61 2 5550 0002"), Resolved::NotFound);
+        let heads: Vec<Value> = (0..3)
+            .map(|i| cluster.get(i, "/v1/admin/log/head").expect("head"))
+            .collect();
+        assert!(
+            heads
+                .iter()
+                .all(|h| h["count"] == 1 && h["unsealed_read_batches"] != 0),
+            "the reads wait for a seal: {heads:?}"
+        );
+        cluster.get(0, "/v1/admin/raft").expect("raft")["leader"]
+            .as_u64()
+            .expect("a leader") as usize
+            - 1
+    };
+    // The leader dies with its held records; another takes over, and the
+    // old leader comes back without them.
+    cluster.kill(leader);
+    let other = (leader + 1) % 3;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = cluster.get(other, "/v1/admin/raft").expect("raft");
+        let l = r["leader"].as_u64().unwrap_or(0);
+        if l != 0 && l as usize - 1 != leader {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.spawn(leader);
+    cluster.wait_ready(leader);
+    // The next write seals: the restarted provider lacks the read batches,
+    // so all three log them lost, then the write.
+    let alice = TestClient::new(&cluster, 1);
+    assert_eq!(
+        alice.register("+61 2 5550 0003", "sip:c@192.0.2.3", 3600),
+        "ok"
+    );
+    let head = settled_heads(&cluster, 3);
+    let all: Vec<Vec<Value>> = (0..3).map(|i| records(&cluster, i)).collect();
+    for i in 1..3 {
+        let a: Vec<Value> = all[0].iter().map(agreed).collect();
+        let b: Vec<Value> = all[i].iter().map(agreed).collect();
+        assert_eq!(a, b, "providers 0 and {i} differ");
+    }
+    let kinds: Vec<&str> = all[0].iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"register"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"register"), "{kinds:?}");
+    let lost = kinds.iter().filter(|k| **k == "reads_lost").count();
+    assert!(lost >= 1, "the unsealed reads are marked lost: {kinds:?}");
+    assert_eq!(kinds.len(), 2 + lost, "{kinds:?}");
+    assert_eq!(head["count"], kinds.len() as u64);
+    log_check(&cluster, other).expect("chains agree");
+}

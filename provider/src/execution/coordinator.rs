@@ -62,6 +62,16 @@ impl Executor {
                 }
                 continue;
             }
+            if !was_leader && self.config.log.enabled && status.requests == self.cursor() {
+                // Read batches the previous leader ran here and did not
+                // seal: seal them too (a peer that lacks one refuses, and
+                // it is logged lost at all three instead). Only when this
+                // provider has executed all it applied: a provider that is
+                // behind holds batches the others sealed already.
+                for (batch, digest) in self.pending.held_at(self.cursor()) {
+                    self.seals.finished(batch, hex::encode(digest));
+                }
+            }
             was_leader = true;
             // Finished read batches wait for a write batch to seal them
             // into the share log; with no writes coming, a sweep is one.
@@ -225,14 +235,28 @@ impl Executor {
         };
         let reads = params.reads;
         let result = gateway.run(EXECUTE, &bytes, &purpose).await;
-        if let Ok(report) = &result {
-            // All three hold the batch's records with this digest.
-            if let Ok(ReadOutput {
-                log_digest: Some(d),
-                ..
-            }) = serde_json::from_slice::<ReadOutput>(&report.output)
-            {
+        if self.config.log.enabled {
+            let digest = match &result {
+                // All three hold the batch's records with this digest.
+                Ok(report) => serde_json::from_slice::<ReadOutput>(&report.output)
+                    .ok()
+                    .and_then(|o| o.log_digest),
+                // The job failed, but the peers may have completed the
+                // batch (and answered) all the same: seal what this
+                // provider holds; a peer lacking it refuses, and it is
+                // logged lost at all three.
+                Err(_) => self
+                    .pending
+                    .held_at(at)
+                    .into_iter()
+                    .find(|(b, _)| *b == params.log_batch)
+                    .map(|(_, d)| hex::encode(d)),
+            };
+            if let Some(d) = digest {
                 self.seals.finished(params.log_batch, d);
+                // Wake the loop, which may be asleep with nothing unsealed
+                // when this arrives: it times the seal.
+                self.board.notify.notify_one();
             }
         }
         if let Err(e) = result {

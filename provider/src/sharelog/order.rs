@@ -19,6 +19,10 @@
 //!    marks them lost), and appends them, in the seal's order, before the
 //!    write batch's own records, in the batch's one transaction.
 //!
+//! A new leader seals the batches it holds at its cursor as well (its
+//! predecessor ran them and may not have sealed them); a provider lacking
+//! one refuses, and it is logged lost.
+//!
 //! So the order of resolutions in the log is (write cursor, seal position,
 //! position in batch): named by the leader, checked by every peer, and the
 //! same at all three regardless of when each batch finished where.
@@ -121,6 +125,16 @@ impl PendingReads {
         let before = g.len();
         g.retain(|_, p| p.at >= cursor);
         (before - g.len()).saturating_sub(sealed.len())
+    }
+
+    /// The batches held that ran at `cursor`, in id order, with their
+    /// digests (what a new leader seals of its predecessor's batches).
+    pub fn held_at(&self, cursor: u64) -> Vec<(u64, [u8; 32])> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| p.at == cursor)
+            .map(|(b, p)| (*b, p.digest))
+            .collect()
     }
 
     /// Read batches held.
@@ -248,6 +262,8 @@ mod tests {
         };
         assert_eq!(ids(&a), ["z", "x", "y"]);
         assert_eq!(ids(&a), ids(&b));
+        assert_eq!(a.held_at(3), [(5, d5), (7, d7)]);
+        assert!(a.held_at(4).is_empty());
         assert_eq!(a.drop_before(4, &seal), 0);
         assert!(a.is_empty());
     }
