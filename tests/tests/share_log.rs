@@ -510,3 +510,54 @@ fn reads_a_crashed_leader_did_not_seal_are_logged_lost_at_all_three() {
     assert_eq!(head["count"], kinds.len() as u64);
     log_check(&cluster, other).expect("chains agree");
 }
+
+#[test]
+fn a_provider_that_catches_up_from_transcripts_logs_the_same_records() {
+    let mut options = ClusterOptions::default();
+    // Provider 2 dies after agreeing on request 3's batch, before
+    // committing it (fault-injection hook).
+    options.providers[2].env = vec![("SHARECALL_FAULT_EXIT_BEFORE_COMMIT".into(), "3".into())];
+    let mut cluster = Cluster::start(options);
+    {
+        let alice = TestClient::new(&cluster, 1);
+        alice.enroll();
+        assert_eq!(
+            alice.register("+81 3 5550 0001", "sip:a@192.0.2.1", 3600),
+            "ok"
+        );
+        assert_eq!(
+            alice.register("+81 3 5550 0002", "sip:b@192.0.2.2", 3600),
+            "ok"
+        );
+        let parts = sharecall_tests::table::entry_parts("+81 3 5550 0003", "sip:c@192.0.2.3", 3600);
+        let _ = alice.send(alice.bodies(&alice.id(), "register", &parts, 10_000));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster.log(2).contains("exiting before commit") {
+        assert!(Instant::now() < deadline, "provider 2 did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.set_env(2, Vec::new());
+    cluster.restart(2);
+    // The next batch makes provider 2 replay request 3's transcript, and
+    // its share log takes the same record from its own part.
+    let alice = TestClient::new(&cluster, 1);
+    assert_eq!(
+        alice.register("+81 3 5550 0004", "sip:d@192.0.2.4", 3600),
+        "ok"
+    );
+    let head = settled_heads(&cluster, 4);
+    assert_eq!(head["count"], 4, "{head}");
+    let all: Vec<Vec<Value>> = (0..3).map(|i| records(&cluster, i)).collect();
+    for (i, rs) in all.iter().enumerate() {
+        let a: Vec<Value> = all[0].iter().map(agreed).collect();
+        let b: Vec<Value> = rs.iter().map(agreed).collect();
+        assert_eq!(a, b, "providers 0 and {i} differ");
+        assert!(
+            rs.iter()
+                .all(|r| r["key_share"] == true && r["endpoint_shares"] == 10),
+            "provider {i} logged its own shares: {rs:?}"
+        );
+    }
+    log_check(&cluster, 2).expect("chains agree");
+}
