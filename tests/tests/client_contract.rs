@@ -475,7 +475,7 @@ async fn a_provider_that_never_finishes_is_left_out_at_the_timeout() {
     let mut c = start(ClusterOptions::default());
     let cl = enrolled(&c).await;
     register_alice(&cl).await;
-    let cl = cl.with_timeout(Duration::from_millis(1500));
+    let cl = cl.with_timeout(Duration::from_millis(3000));
     // P1 executes and then answers `202 pending` for ever.
     c.set_env(1, env("SHARECALL_FAULT_ANSWER_STATUS", "202"));
     blocking(|| c.restart(1));
@@ -499,10 +499,11 @@ async fn a_hanging_provider_is_left_out_at_the_timeout() {
     register_alice(&cl).await;
     let proxy = Proxy::start(c.addrs[1].api).await;
     proxy.set_mode(Mode::Hang);
-    let cl = client_at(&via(&c, 1, &proxy), cl.account()).with_timeout(Duration::from_millis(1500));
+    // 3 s: the two others must finish the SMC within it on a loaded machine.
+    let cl = client_at(&via(&c, 1, &proxy), cl.account()).with_timeout(Duration::from_millis(3000));
     let started = Instant::now();
     let r = cl.resolve(&alice().0).await.expect("two answered");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(r.endpoint, Some(alice().1));
     let d = r.degraded.expect("degraded");
     assert_eq!(d.missing, p(1));
