@@ -141,6 +141,11 @@ pub struct Listen {
     /// published endpoints. Default: the IP of the first listener.
     #[serde(default)]
     pub advertise: Option<String>,
+    /// Trusted roots (PEM certificates) for outbound TLS to other front
+    /// ends. Without it outbound TLS is refused (never unverified).
+    /// Default none.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Listen {
@@ -152,6 +157,7 @@ impl Default for Listen {
             tls_cert: None,
             tls_key: None,
             advertise: None,
+            tls_ca: None,
         }
     }
 }
@@ -271,6 +277,10 @@ pub struct Limits {
     /// (slow-loris bound), and a TLS handshake done. Default 10 s.
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
     pub message_timeout: Duration,
+    /// An outbound TCP connect (and TLS handshake) must finish within
+    /// this, else the send fails. Default 5 s.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -280,6 +290,7 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             idle_timeout: default_idle(),
             message_timeout: default_message_timeout(),
+            connect_timeout: default_connect_timeout(),
         }
     }
 }
@@ -440,6 +451,12 @@ impl Config {
                 "limits: max_message must be at least 1024 and max_connections at least 1".into(),
             );
         }
+        let l = &self.limits;
+        if l.idle_timeout.is_zero() || l.message_timeout.is_zero() || l.connect_timeout.is_zero() {
+            return bad(
+                "limits: idle_timeout, message_timeout and connect_timeout must be positive".into(),
+            );
+        }
         if self.timers.t1.is_zero() || self.timers.t2 < self.timers.t1 {
             return bad("timers: need 0 < t1 <= t2".into());
         }
@@ -497,6 +514,9 @@ fn default_idle() -> Duration {
 }
 fn default_message_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_t1() -> Duration {
     Duration::from_millis(500)
