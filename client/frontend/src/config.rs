@@ -121,14 +121,14 @@ pub struct Sip {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    /// UDP socket. Default `127.0.0.1:5060`.
-    #[serde(default = "default_udp")]
+    /// UDP socket. Default `127.0.0.1:5060`; `"off"` opens none.
+    #[serde(default = "default_udp", deserialize_with = "addr_or_off")]
     pub udp: Option<SocketAddr>,
-    /// TCP listener. Default `127.0.0.1:5060`.
-    #[serde(default = "default_tcp")]
+    /// TCP listener. Default `127.0.0.1:5060`; `"off"` opens none.
+    #[serde(default = "default_tcp", deserialize_with = "addr_or_off")]
     pub tcp: Option<SocketAddr>,
-    /// TLS listener. Default none.
-    #[serde(default)]
+    /// TLS listener. Default none (`"off"`).
+    #[serde(default, deserialize_with = "addr_or_off")]
     pub tls: Option<SocketAddr>,
     /// TLS certificate chain (PEM). Without it (and `tls_key`) a
     /// self-signed certificate for `advertise` is made at start.
@@ -464,6 +464,17 @@ impl Config {
     }
 }
 
+/// A socket address, or `"off"` for a listener the defaults would open.
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (write HOST:PORT or \"off\")")))
+}
+
 fn yes() -> bool {
     true
 }
@@ -564,5 +575,20 @@ mod tests {
         assert!(Config::parse(&expiry, Path::new(".")).is_err());
         let alg = format!("{MIN}[auth]\nalgorithms = [\"SHA-1\"]\n");
         assert!(Config::parse(&alg, Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn the_example_file_parses_and_listeners_can_be_turned_off() {
+        let text = include_str!("../../../docs/sip.example.toml");
+        let c = Config::parse(text, Path::new("/etc/sc")).expect("docs/sip.example.toml");
+        assert_eq!(c.limits.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.listen.tls_ca, None);
+        let off = format!("{MIN}[listen]\nudp = \"off\"\ntls = \"127.0.0.1:5061\"\n");
+        let c = Config::parse(&off, Path::new(".")).expect("off");
+        assert_eq!(c.listen.udp, None);
+        assert_eq!(c.listen.tcp, default_tcp());
+        assert!(c.listen.tls.is_some());
+        let bad = format!("{MIN}[listen]\nudp = \"nowhere\"\n");
+        assert!(Config::parse(&bad, Path::new(".")).is_err());
     }
 }
