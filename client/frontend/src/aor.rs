@@ -143,12 +143,17 @@ mod tests {
 
     #[test]
     fn parses_uris_into_addresses_of_record() {
-        let a = Aor::from_uri("sip:alice:pw@A.Example:5060;transport=tcp?x=y").unwrap();
+        let a = Aor::from_uri("sip:alice:pw@A.Example:5060;transport=tcp?x=y").expect("test value");
         assert_eq!(a.to_string(), "alice@a.example");
         assert_eq!(a.to_uri(), "sip:alice@a.example");
-        assert_eq!(a.pseudonym().unwrap().as_str(), "alice@a.example");
         assert_eq!(
-            Aor::from_uri("sips:bob@[::1]:5061").unwrap().host(),
+            a.pseudonym().expect("test value").as_str(),
+            "alice@a.example"
+        );
+        assert_eq!(
+            Aor::from_uri("sips:bob@[::1]:5061")
+                .expect("test value")
+                .host(),
             "[::1]"
         );
         assert!(matches!(

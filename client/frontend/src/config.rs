@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn minimal_file_gets_documented_defaults() {
-        let c = Config::parse(MIN, Path::new("/etc/sc")).unwrap();
+        let c = Config::parse(MIN, Path::new("/etc/sc")).expect("test value");
         assert_eq!(c.sip.mode, Mode::Proxy);
         assert_eq!(c.listen.udp, default_udp());
         assert_eq!(c.registrar.default_expires, 3600);
@@ -568,7 +568,7 @@ mod tests {
         ));
         let no_sharecall = MIN.replace("plaintext", "sharecall");
         let e = Config::parse(&no_sharecall, Path::new("."))
-            .unwrap_err()
+            .expect_err("must fail")
             .to_string();
         assert!(e.contains("[sharecall]"), "{e}");
         let expiry = format!("{MIN}[registrar]\nmin_expires = 7200\n");

@@ -19,7 +19,8 @@
 //! - [`core`]: the sans-IO front end: messages and results in, sends and
 //!   location jobs out, time passed in;
 //! - [`config`], [`metrics`], [`transport`], [`server`]: the IO shell that
-//!   runs a [`core::Core`] on UDP, TCP and TLS sockets.
+//!   runs a [`core::Core`] on UDP, TCP and TLS sockets;
+//! - [`ua`]: a minimal user agent for the demo, benchmarks and tests.
 
 pub mod aor;
 pub mod auth;
@@ -32,4 +33,5 @@ pub mod proxy;
 pub mod registrar;
 pub mod server;
 pub mod transport;
+pub mod ua;
 pub mod users;
