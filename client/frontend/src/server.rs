@@ -584,3 +584,37 @@ pub fn load_token_key(dir: &Path) -> Result<TokenKey, ServerError> {
         Err(e) => Err(state(&path, format!("cannot read: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aor::Aor;
+
+    #[test]
+    fn the_token_key_is_made_once_kept_private_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let aor = Aor::new("alice", "a.example");
+        let first = load_token_key(&state).expect("made").token(&aor);
+        let second = load_token_key(&state).expect("read").token(&aor);
+        assert_eq!(first, second);
+        let key = state.join("token.key");
+        assert_eq!(std::fs::read(&key).expect("key").len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode(&key), 0o600);
+            assert_eq!(mode(&state), 0o700);
+        }
+        std::fs::write(&key, b"short").expect("write");
+        let e = load_token_key(&state).expect_err("a truncated key is refused");
+        assert!(e.to_string().contains("expected 32"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(ip_host("::1".parse().expect("ip")), "[::1]");
+        assert_eq!(ip_host("10.0.0.1".parse().expect("ip")), "10.0.0.1");
+    }
+}

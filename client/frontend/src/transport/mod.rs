@@ -404,7 +404,8 @@ impl TransportHandle {
                 let this = self.clone();
                 tokio::spawn(async move {
                     let lookup = tokio::time::timeout(shared.cfg.connect_timeout, async {
-                        tokio::net::lookup_host((host.as_str(), port))
+                        let bare = host.trim_start_matches('[').trim_end_matches(']');
+                        tokio::net::lookup_host((bare, port))
                             .await
                             .map(|mut a| a.next())
                     })
@@ -558,7 +559,8 @@ pub(crate) fn salvage_response(bytes: &[u8], status: u16) -> Option<Vec<u8>> {
 /// here (its checks failed).
 pub(crate) enum Checked {
     Deliver(Message),
-    Reject(Option<Vec<u8>>, ParseError),
+    /// The answer (if any), the error, and the Call-ID for the log.
+    Reject(Option<Vec<u8>>, ParseError, Option<String>),
 }
 
 pub(crate) fn check(msg: Message) -> Checked {
@@ -566,7 +568,7 @@ pub(crate) fn check(msg: Message) -> Checked {
         Ok(()) => Checked::Deliver(msg),
         Err(e) => {
             let reply = stateless_response(&msg, e.status(), &[]);
-            Checked::Reject(reply, e)
+            Checked::Reject(reply, e, msg.call_id().ok())
         }
     }
 }
@@ -641,7 +643,9 @@ From: <sip:a@a.example>;tag=1\r\nTo: <sip:b@b.example>\r\nCall-ID: c1\r\nCSeq: 1
         let m = parse_datagram(&no_cseq, &Limits::default())
             .expect("test value")
             .expect("test value");
-        assert!(matches!(check(m), Checked::Reject(Some(r), _) if r.starts_with(b"SIP/2.0 400")));
+        assert!(
+            matches!(check(m), Checked::Reject(Some(r), _, _) if r.starts_with(b"SIP/2.0 400"))
+        );
         let mut ok = REQ.to_vec();
         ok.extend_from_slice(b"\r\n");
         let m = parse_datagram(&ok, &Limits::default())

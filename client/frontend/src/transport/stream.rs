@@ -113,6 +113,7 @@ pub(super) async fn connect(
         Protocol::Tcp => {
             let tcp = tcp_connect(shared, addr).await?;
             let _ = tcp.set_nodelay(true);
+            register(shared, flow, protocol, addr, &tx);
             tokio::spawn(serve_with(
                 shared.clone(),
                 tcp,
@@ -136,6 +137,7 @@ pub(super) async fn connect(
                     Ok(Err(e)) => return Err(format!("TLS handshake: {e}")),
                     Err(_) => return Err("TLS handshake timed out".into()),
                 };
+            register(shared, flow, protocol, addr, &tx);
             tokio::spawn(serve_with(
                 shared.clone(),
                 tls,
@@ -148,6 +150,25 @@ pub(super) async fn connect(
         }
     }
     Ok(tx)
+}
+
+/// Puts a connection in the flow table before its task runs, so sends
+/// issued meanwhile reuse it instead of connecting again.
+fn register(
+    shared: &Shared,
+    flow: FlowId,
+    protocol: Protocol,
+    addr: SocketAddr,
+    tx: &mpsc::Sender<Vec<u8>>,
+) {
+    shared.flows().insert(
+        flow,
+        FlowEntry {
+            protocol,
+            addr,
+            tx: tx.clone(),
+        },
+    );
 }
 
 async fn serve<S>(
@@ -185,14 +206,7 @@ async fn serve_with<S>(
         shared.cfg.message_timeout,
         addr,
     ));
-    shared.flows().insert(
-        flow,
-        FlowEntry {
-            protocol,
-            addr,
-            tx: tx.clone(),
-        },
-    );
+    register(&shared, flow, protocol, addr, &tx);
     tracing::debug!(%protocol, %addr, flow = flow.0, "connection open");
     let peer = Peer {
         protocol,
@@ -372,8 +386,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                                 return;
                             }
                         }
-                        Checked::Reject(reply, e) => {
-                            tracing::info!(%addr, error = %e, "invalid SIP message");
+                        Checked::Reject(reply, e, call_id) => {
+                            tracing::info!(%addr, ?call_id, error = %e, "invalid SIP message");
                             if let Some(r) = reply {
                                 if tx.send(r).await.is_err() {
                                     return;

@@ -75,8 +75,8 @@ async fn on_datagram(shared: &Arc<Shared>, bytes: &[u8], from: SocketAddr) -> bo
                     .await
                     .is_ok()
             }
-            Checked::Reject(r, e) => {
-                tracing::info!(%from, error = %e, "invalid SIP message over UDP");
+            Checked::Reject(r, e, call_id) => {
+                tracing::info!(%from, ?call_id, error = %e, "invalid SIP message over UDP");
                 reply(shared, r);
                 true
             }
