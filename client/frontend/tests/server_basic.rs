@@ -22,7 +22,8 @@ const WAIT: Duration = Duration::from_secs(10);
 fn write_files(dir: &Path, listen: &str) -> Config {
     std::fs::write(
         dir.join("users.toml"),
-        "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n",
+        "[[user]]\nname = \"alice\"\npassword = \"wonderland\"\n\
+         [[user]]\nname = \"bob\"\npassword = \"builder\"\n",
     )
     .expect("users file");
     let text = format!(
@@ -224,6 +225,137 @@ async fn options_over_udp_tcp_tls_register_challenge_metrics_and_shutdown() {
     let r = timeout(Duration::from_secs(15), running)
         .await
         .expect("graceful shutdown within the drain timeout")
+        .expect("no panic");
+    assert!(r.is_ok(), "{r:?}");
+}
+
+async fn start_udp(
+    dir: &Path,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), ServerError>>,
+) {
+    let config = write_files(dir, "udp = \"127.0.0.1:0\"\ntcp = \"off\"\n");
+    let server = Server::bind(config).await.expect("bind");
+    let udp = server.local_addrs().udp.expect("udp");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(PlaintextLocation::new(), async {
+        let _ = stopped.await;
+    }));
+    (udp, stop, running)
+}
+
+/// Needs the core.
+#[tokio::test]
+async fn a_call_between_two_registered_users_over_udp() {
+    use sharecall_frontend::aor::Aor;
+    use sharecall_frontend::ua::UserAgent;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (udp, stop, running) = start_udp(dir.path()).await;
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let mut alice = UserAgent::bind(Aor::new("alice", "a.example"), "wonderland", udp, any)
+        .await
+        .expect("bind");
+    let mut bob = UserAgent::bind(Aor::new("bob", "a.example"), "builder", udp, any)
+        .await
+        .expect("bind");
+    alice.register(600).await.expect("alice registers");
+    let contacts = bob.register(600).await.expect("bob registers");
+    assert!(
+        contacts
+            .iter()
+            .any(|c| c.contains(&bob.local_addr().to_string())),
+        "{contacts:?}"
+    );
+    let bob_contact = bob.contact();
+    let answering = tokio::spawn(async move { bob.answer(WAIT).await });
+    let call = timeout(WAIT, alice.call("sip:bob@a.example"))
+        .await
+        .expect("in time")
+        .expect("bob answers");
+    let answered = answering
+        .await
+        .expect("no panic")
+        .expect("bob saw the call");
+    assert_eq!(answered.request_uri, bob_contact);
+    assert!(
+        answered.from.contains("sip:alice@a.example"),
+        "{}",
+        answered.from
+    );
+    assert!(
+        call.callee_contact.contains(&bob_contact),
+        "{}",
+        call.callee_contact
+    );
+    stop.send(()).expect("running");
+    timeout(Duration::from_secs(15), running)
+        .await
+        .expect("stops")
+        .expect("no panic")
+        .expect("ok");
+}
+
+/// Needs the core. While draining, new out-of-dialog requests get 503;
+/// a transaction still alive holds the server until the drain timeout.
+#[tokio::test]
+async fn shutdown_drains_and_turns_new_requests_away() {
+    use sharecall_frontend::aor::Aor;
+    use sharecall_frontend::ua::UserAgent;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (udp, stop, running) = start_udp(dir.path()).await;
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let mut bob = UserAgent::bind(Aor::new("bob", "a.example"), "builder", udp, any)
+        .await
+        .expect("bind");
+    bob.register(600).await.expect("bob registers");
+    // A caller from another domain (not authenticated here) calls bob, who
+    // never answers: the INVITE transaction stays alive.
+    let caller = UdpSocket::bind(any).await.expect("bind");
+    let invite = format!(
+        "INVITE sip:bob@a.example SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKinv1;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:carol@c.example>;tag=c1\r\nTo: <sip:bob@a.example>\r\n\
+         Call-ID: inv1\r\nCSeq: 1 INVITE\r\nContact: <sip:carol@{}>\r\nContent-Length: 0\r\n\r\n",
+        caller.local_addr().expect("addr"),
+        caller.local_addr().expect("addr"),
+    );
+    caller.send_to(invite.as_bytes(), udp).await.expect("send");
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = timeout(WAIT, caller.recv_from(&mut buf))
+        .await
+        .expect("100 Trying in time")
+        .expect("recv");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 100"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    stop.send(()).expect("running");
+    // The shutdown is noticed by the core task asynchronously: ask until
+    // the answer is the 503.
+    let turned_away = timeout(WAIT, async {
+        let mut i = 0;
+        loop {
+            i += 1;
+            let uri = format!("sip:{udp}");
+            let r = udp_ask(
+                udp,
+                &request("OPTIONS", &uri, &format!("late{i}"), "UDP", ""),
+            )
+            .await;
+            if r.starts_with("SIP/2.0 503") {
+                return r;
+            }
+        }
+    })
+    .await
+    .expect("503 while draining");
+    assert!(turned_away.contains("Retry-After:"), "{turned_away}");
+    let r = timeout(Duration::from_secs(20), running)
+        .await
+        .expect("returns after the drain timeout")
         .expect("no panic");
     assert!(r.is_ok(), "{r:?}");
 }

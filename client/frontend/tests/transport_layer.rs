@@ -569,3 +569,47 @@ async fn failed_sends_are_reported_for_their_transaction() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn names_are_looked_up_before_sending() {
+    let (ha, _a, _seen_a) = start(BindSpec {
+        udp: Some(localhost()),
+        ..BindSpec::default()
+    })
+    .await;
+    let peer = UdpSocket::bind(localhost()).await.expect("bind");
+    let port = peer.local_addr().expect("addr").port();
+    let to = Dest::Name {
+        protocol: Protocol::Udp,
+        host: "localhost".into(),
+        port,
+    };
+    ha.send(to, options("named", "UDP"), None);
+    let got = udp_recv(&peer).await;
+    assert!(
+        got.starts_with("OPTIONS ") && got.contains("Call-ID: named"),
+        "{got}"
+    );
+
+    let (_hb, b, mut seen_b) = start(tcp_only()).await;
+    let (hc, _c, _seen_c) = start(tcp_only()).await;
+    // An IP literal as the name: "localhost" may put ::1 first, and a
+    // stream goes to the first address only.
+    let to = Dest::Name {
+        protocol: Protocol::Tcp,
+        host: "127.0.0.1".into(),
+        port: b.tcp.expect("tcp").port(),
+    };
+    hc.send(to, options("named-tcp", "TCP"), None);
+    match timeout(WAIT, seen_b.recv())
+        .await
+        .expect("seen")
+        .expect("open")
+    {
+        Seen::Request { call_id, from } => {
+            assert_eq!(call_id, "named-tcp");
+            assert_eq!(from.protocol, Protocol::Tcp);
+        }
+        other => panic!("{other:?}"),
+    }
+}

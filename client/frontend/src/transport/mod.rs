@@ -403,11 +403,23 @@ impl TransportHandle {
                 let shared = self.shared.clone();
                 let this = self.clone();
                 tokio::spawn(async move {
+                    // Over UDP we send from our one socket: prefer an
+                    // address of its family.
+                    let family = shared
+                        .udp
+                        .as_ref()
+                        .and_then(|u| u.local_addr().ok())
+                        .filter(|_| protocol == Protocol::Udp)
+                        .map(|a| a.is_ipv4());
                     let lookup = tokio::time::timeout(shared.cfg.connect_timeout, async {
                         let bare = host.trim_start_matches('[').trim_end_matches(']');
-                        tokio::net::lookup_host((bare, port))
-                            .await
-                            .map(|mut a| a.next())
+                        tokio::net::lookup_host((bare, port)).await.map(|a| {
+                            let all: Vec<SocketAddr> = a.collect();
+                            all.iter()
+                                .find(|a| family.is_none_or(|v4| a.is_ipv4() == v4))
+                                .or(all.first())
+                                .copied()
+                        })
                     })
                     .await;
                     let addr = match lookup {
