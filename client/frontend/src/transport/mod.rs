@@ -265,6 +265,15 @@ impl FlowTable {
     }
 }
 
+/// The outcome of a send on an open connection.
+enum FlowSend {
+    Sent,
+    /// No open connection (or it just closed): the bytes back.
+    NoFlow(Vec<u8>),
+    /// The connection's queue is full.
+    Full(Vec<u8>),
+}
+
 struct Shared {
     cfg: TransportConfig,
     udp: Option<Arc<UdpSocket>>,
@@ -290,8 +299,14 @@ impl Shared {
 
     /// Reports a failed send to the core (when it belonged to a
     /// transaction).
-    fn failed(&self, tx: Option<TxId>, to: &str, why: &str) {
-        tracing::warn!(to, why, "send failed");
+    fn failed(&self, tx: Option<TxId>, to: &str, why: &str, bytes: &[u8]) {
+        // Parsing again costs only on this (rare) path, and names the
+        // dialog in the log.
+        let call_id = parse_datagram(bytes, &Limits::default())
+            .ok()
+            .flatten()
+            .and_then(|m| m.call_id().ok());
+        tracing::warn!(to, why, ?call_id, "send failed");
         if let Some(tx) = tx {
             let inputs = self.inputs.clone();
             // The core reads this channel: never block its task on it.
@@ -307,7 +322,7 @@ impl Shared {
 
     fn send_udp(self: &Arc<Self>, addr: SocketAddr, bytes: Vec<u8>, tx: Option<TxId>) {
         let Some(sock) = self.udp.clone() else {
-            self.failed(tx, &addr.to_string(), "no UDP listener");
+            self.failed(tx, &addr.to_string(), "no UDP listener", &bytes);
             return;
         };
         match sock.try_send_to(&bytes, addr) {
@@ -316,11 +331,11 @@ impl Shared {
                 let shared = self.clone();
                 tokio::spawn(async move {
                     if let Err(e) = sock.send_to(&bytes, addr).await {
-                        shared.failed(tx, &addr.to_string(), &e.to_string());
+                        shared.failed(tx, &addr.to_string(), &e.to_string(), &bytes);
                     }
                 });
             }
-            Err(e) => self.failed(tx, &addr.to_string(), &e.to_string()),
+            Err(e) => self.failed(tx, &addr.to_string(), &e.to_string(), &bytes),
         }
     }
 
@@ -332,16 +347,16 @@ impl Shared {
         protocol: Protocol,
         addr: SocketAddr,
         bytes: Vec<u8>,
-    ) -> Result<(), Option<Vec<u8>>> {
+    ) -> FlowSend {
         let Some(sender) = self.flows().sender(flow, protocol, addr) else {
-            return Err(Some(bytes));
+            return FlowSend::NoFlow(bytes);
         };
         match sender.try_send(bytes) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Closed(b)) => Err(Some(b)),
+            Ok(()) => FlowSend::Sent,
+            Err(mpsc::error::TrySendError::Closed(b)) => FlowSend::NoFlow(b),
             // A peer that does not read what we already queued: dropping
             // is better than queueing without bound.
-            Err(mpsc::error::TrySendError::Full(_)) => Err(None),
+            Err(mpsc::error::TrySendError::Full(b)) => FlowSend::Full(b),
         }
     }
 
@@ -355,17 +370,19 @@ impl Shared {
     ) {
         // Another send may have connected meanwhile.
         let bytes = match self.send_on_flow(None, protocol, addr, bytes) {
-            Ok(()) => return,
-            Err(None) => return self.failed(tx, &addr.to_string(), "connection send queue full"),
-            Err(Some(b)) => b,
+            FlowSend::Sent => return,
+            FlowSend::Full(b) => {
+                return self.failed(tx, &addr.to_string(), "connection send queue full", &b)
+            }
+            FlowSend::NoFlow(b) => b,
         };
         match stream::connect(&self, protocol, addr, name).await {
             Ok(sender) => {
-                if sender.send(bytes).await.is_err() {
-                    self.failed(tx, &addr.to_string(), "connection closed at once");
+                if let Err(e) = sender.send(bytes).await {
+                    self.failed(tx, &addr.to_string(), "connection closed at once", &e.0);
                 }
             }
-            Err(why) => self.failed(tx, &format!("{protocol} {addr}"), &why),
+            Err(why) => self.failed(tx, &format!("{protocol} {addr}"), &why, &bytes),
         }
     }
 }
@@ -424,11 +441,13 @@ impl TransportHandle {
                     .await;
                     let addr = match lookup {
                         Ok(Ok(addr)) => addr,
-                        Ok(Err(e)) => return shared.failed(tx, &host, &format!("lookup: {e}")),
-                        Err(_) => return shared.failed(tx, &host, "lookup timed out"),
+                        Ok(Err(e)) => {
+                            return shared.failed(tx, &host, &format!("lookup: {e}"), &bytes)
+                        }
+                        Err(_) => return shared.failed(tx, &host, "lookup timed out", &bytes),
                     };
                     let Some(addr) = addr else {
-                        return shared.failed(tx, &host, "lookup found no address");
+                        return shared.failed(tx, &host, "lookup found no address", &bytes);
                     };
                     let peer = Peer {
                         protocol,
@@ -446,11 +465,12 @@ impl TransportHandle {
             return self.shared.send_udp(p.addr, bytes, tx);
         }
         match self.shared.send_on_flow(p.flow, p.protocol, p.addr, bytes) {
-            Ok(()) => {}
-            Err(None) => self
-                .shared
-                .failed(tx, &p.addr.to_string(), "connection send queue full"),
-            Err(Some(bytes)) => {
+            FlowSend::Sent => {}
+            FlowSend::Full(b) => {
+                self.shared
+                    .failed(tx, &p.addr.to_string(), "connection send queue full", &b)
+            }
+            FlowSend::NoFlow(bytes) => {
                 tokio::spawn(
                     self.shared
                         .clone()
