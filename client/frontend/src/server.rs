@@ -50,7 +50,8 @@ pub enum ServerError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// The users file is unusable.
-    #[error("users file {path}: {source}")]
+    /// (The users module names the file in its messages.)
+    #[error("{source}")]
     Users {
         /// The file.
         path: PathBuf,
@@ -467,6 +468,10 @@ impl<L: Location> CoreTask<L> {
                     && !matches!(method.as_deref(), Some("ACK") | Some("CANCEL"))
                     && msg.to().map(|t| t.tag().is_none()).unwrap_or(true);
                 if out_of_dialog {
+                    // The core does not see it: count it here.
+                    let method = method.unwrap_or_default();
+                    self.metrics.request(&method);
+                    self.metrics.response(&method, 503);
                     if let Some(r) =
                         transport::stateless_response(msg, 503, &["Retry-After: 5".to_string()])
                     {
