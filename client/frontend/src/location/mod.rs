@@ -1,5 +1,4 @@
 //! The location service: where an address of record is reachable.
-//! SKELETON: the registrar helper fills in the implementations.
 //!
 //! The core never calls it: it emits jobs, and the server runs them on a
 //! [`Location`] and feeds the results back.
