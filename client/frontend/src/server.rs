@@ -27,7 +27,7 @@ use crate::config::{Config, LocationKind};
 use crate::core::{Core, CoreConfig, Input, Output};
 use crate::location::plaintext::PlaintextLocation;
 use crate::location::sharecall::SharecallLocation;
-use crate::location::{Location, LocationError};
+use crate::location::Location;
 use crate::metrics::Metrics;
 use crate::peer::{Dest, Local, Protocol};
 use crate::registrar::RegistrarConfig;
@@ -77,9 +77,9 @@ pub enum ServerError {
     /// An account key (the front end's or a user's) is unusable.
     #[error("account key: {0}")]
     Key(#[from] sharecall_client::KeyError),
-    /// The location service cannot be set up.
-    #[error("location service: {0}")]
-    Location(#[from] LocationError),
+    /// The sharecall clients cannot be set up (bad provider URLs).
+    #[error("sharecall: {0}")]
+    Sharecall(#[from] crate::location::sharecall::SetupError),
     /// The configuration is inconsistent in a way only the server sees.
     #[error("{0}")]
     Config(String),
