@@ -593,11 +593,11 @@ async fn names_are_looked_up_before_sending() {
 
     let (_hb, b, mut seen_b) = start(tcp_only()).await;
     let (hc, _c, _seen_c) = start(tcp_only()).await;
-    // An IP literal as the name: "localhost" may put ::1 first, and a
-    // stream goes to the first address only.
+    // "localhost" may put ::1 first, where nobody listens: the next
+    // address is tried.
     let to = Dest::Name {
         protocol: Protocol::Tcp,
-        host: "127.0.0.1".into(),
+        host: "localhost".into(),
         port: b.tcp.expect("tcp").port(),
     };
     hc.send(to, options("named-tcp", "TCP"), None);

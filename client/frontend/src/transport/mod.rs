@@ -360,30 +360,43 @@ impl Shared {
         }
     }
 
+    /// Connects to the first of `addrs` that accepts (A/AAAA order) and
+    /// sends; reuses a connection another send opened meanwhile.
     async fn connect_and_send(
         self: Arc<Self>,
         protocol: Protocol,
-        addr: SocketAddr,
+        addrs: Vec<SocketAddr>,
         name: Option<String>,
         bytes: Vec<u8>,
         tx: Option<TxId>,
     ) {
-        // Another send may have connected meanwhile.
-        let bytes = match self.send_on_flow(None, protocol, addr, bytes) {
-            FlowSend::Sent => return,
-            FlowSend::Full(b) => {
-                return self.failed(tx, &addr.to_string(), "connection send queue full", &b)
-            }
-            FlowSend::NoFlow(b) => b,
-        };
-        match stream::connect(&self, protocol, addr, name).await {
-            Ok(sender) => {
-                if let Err(e) = sender.send(bytes).await {
-                    self.failed(tx, &addr.to_string(), "connection closed at once", &e.0);
+        let mut bytes = bytes;
+        for addr in &addrs {
+            bytes = match self.send_on_flow(None, protocol, *addr, bytes) {
+                FlowSend::Sent => return,
+                FlowSend::Full(b) => {
+                    return self.failed(tx, &addr.to_string(), "connection send queue full", &b)
+                }
+                FlowSend::NoFlow(b) => b,
+            };
+        }
+        let mut why = String::from("no address");
+        for addr in addrs {
+            match stream::connect(&self, protocol, addr, name.clone()).await {
+                Ok(sender) => {
+                    if let Err(e) = sender.send(bytes).await {
+                        self.failed(tx, &addr.to_string(), "connection closed at once", &e.0);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(%protocol, %addr, error = %e, "connect failed");
+                    why = format!("{protocol} {addr}: {e}");
                 }
             }
-            Err(why) => self.failed(tx, &format!("{protocol} {addr}"), &why, &bytes),
         }
+        let to = name.unwrap_or_else(|| "peer".into());
+        self.failed(tx, &to, &why, &bytes)
     }
 }
 
@@ -411,17 +424,16 @@ impl TransportHandle {
     /// [`Input::SendFailed`].
     pub fn send(&self, to: Dest, bytes: Vec<u8>, tx: Option<TxId>) {
         match to {
-            Dest::Peer(p) => self.send_to_peer(p, None, bytes, tx),
+            Dest::Peer(p) => self.send_to_peer(p, bytes, tx),
             Dest::Name {
                 protocol,
                 host,
                 port,
             } => {
                 let shared = self.shared.clone();
-                let this = self.clone();
                 tokio::spawn(async move {
-                    // Over UDP we send from our one socket: prefer an
-                    // address of its family.
+                    // Over UDP we send from our one socket: prefer
+                    // addresses of its family.
                     let family = shared
                         .udp
                         .as_ref()
@@ -431,36 +443,33 @@ impl TransportHandle {
                     let lookup = tokio::time::timeout(shared.cfg.connect_timeout, async {
                         let bare = host.trim_start_matches('[').trim_end_matches(']');
                         tokio::net::lookup_host((bare, port)).await.map(|a| {
-                            let all: Vec<SocketAddr> = a.collect();
-                            all.iter()
-                                .find(|a| family.is_none_or(|v4| a.is_ipv4() == v4))
-                                .or(all.first())
-                                .copied()
+                            let mut all: Vec<SocketAddr> = a.collect();
+                            // Stable: the resolver's order otherwise.
+                            all.sort_by_key(|a| family.is_some_and(|v4| a.is_ipv4() != v4));
+                            all
                         })
                     })
                     .await;
-                    let addr = match lookup {
-                        Ok(Ok(addr)) => addr,
+                    let addrs = match lookup {
+                        Ok(Ok(addrs)) if !addrs.is_empty() => addrs,
+                        Ok(Ok(_)) => {
+                            return shared.failed(tx, &host, "lookup found no address", &bytes)
+                        }
                         Ok(Err(e)) => {
                             return shared.failed(tx, &host, &format!("lookup: {e}"), &bytes)
                         }
                         Err(_) => return shared.failed(tx, &host, "lookup timed out", &bytes),
                     };
-                    let Some(addr) = addr else {
-                        return shared.failed(tx, &host, "lookup found no address", &bytes);
-                    };
-                    let peer = Peer {
-                        protocol,
-                        addr,
-                        flow: None,
-                    };
-                    this.send_to_peer(peer, Some(host), bytes, tx);
+                    if protocol == Protocol::Udp {
+                        return shared.send_udp(addrs[0], bytes, tx);
+                    }
+                    tokio::spawn(shared.connect_and_send(protocol, addrs, Some(host), bytes, tx));
                 });
             }
         }
     }
 
-    fn send_to_peer(&self, p: Peer, name: Option<String>, bytes: Vec<u8>, tx: Option<TxId>) {
+    fn send_to_peer(&self, p: Peer, bytes: Vec<u8>, tx: Option<TxId>) {
         if p.protocol == Protocol::Udp {
             return self.shared.send_udp(p.addr, bytes, tx);
         }
@@ -471,11 +480,13 @@ impl TransportHandle {
                     .failed(tx, &p.addr.to_string(), "connection send queue full", &b)
             }
             FlowSend::NoFlow(bytes) => {
-                tokio::spawn(
-                    self.shared
-                        .clone()
-                        .connect_and_send(p.protocol, p.addr, name, bytes, tx),
-                );
+                tokio::spawn(self.shared.clone().connect_and_send(
+                    p.protocol,
+                    vec![p.addr],
+                    None,
+                    bytes,
+                    tx,
+                ));
             }
         }
     }
