@@ -697,6 +697,53 @@ From: <sip:a@a.example>;tag=1\r\nTo: <sip:b@b.example>\r\nCall-ID: c1\r\nCSeq: 1
         assert!(matches!(check(m), Checked::Deliver(_)));
     }
 
+    #[test]
+    fn the_flow_table_prefers_the_flow_then_the_newest_connection_to_the_addr() {
+        let addr: SocketAddr = "192.0.2.1:5060".parse().expect("addr");
+        let entry = |tx: &mpsc::Sender<Vec<u8>>| FlowEntry {
+            protocol: Protocol::Tcp,
+            addr,
+            tx: tx.clone(),
+        };
+        let (a, mut ra) = mpsc::channel(1);
+        let (b, mut rb) = mpsc::channel(1);
+        let mut t = FlowTable::default();
+        t.insert(FlowId(1), entry(&a));
+        t.insert(FlowId(2), entry(&b));
+        let send = |t: &FlowTable, flow| {
+            t.sender(flow, Protocol::Tcp, addr)
+                .expect("a sender")
+                .try_send(vec![])
+                .expect("room");
+        };
+        send(&t, Some(FlowId(1)));
+        assert!(ra.try_recv().is_ok());
+        send(&t, None);
+        assert!(rb.try_recv().is_ok(), "the newest connection to the addr");
+        // Another protocol or an unknown addr: nothing to reuse.
+        assert!(t.sender(Some(FlowId(1)), Protocol::Tls, addr).is_none());
+        let other: SocketAddr = "192.0.2.2:5060".parse().expect("addr");
+        assert!(t.sender(None, Protocol::Tcp, other).is_none());
+        // Removing the older flow keeps the addr mapped to the newer.
+        t.remove(FlowId(1));
+        send(&t, Some(FlowId(1)));
+        assert!(rb.try_recv().is_ok());
+        t.remove(FlowId(2));
+        assert!(t.sender(None, Protocol::Tcp, addr).is_none());
+    }
+
+    #[test]
+    fn limits_map_to_parser_limits() {
+        let mut l = crate::config::Limits::default();
+        let c = TransportConfig::from_limits(&l);
+        assert_eq!(c.limits.max_header_bytes, 16 * 1024);
+        assert_eq!(c.limits.max_body_bytes, 65_535);
+        l.max_message = 4096;
+        let c = TransportConfig::from_limits(&l);
+        assert_eq!(c.limits.max_header_bytes, 4096);
+        assert_eq!(c.max_message, 4096);
+    }
+
     trait Replace {
         fn replace_bytes(&self, from: &[u8], to: &[u8]) -> Vec<u8>;
     }
