@@ -346,6 +346,9 @@ impl Server {
         let handle = self.transport.start(in_tx.clone());
         let stop_metrics = CancellationToken::new();
         if let Some(listener) = self.metrics_listener {
+            if let Some(a) = self.metrics_addr {
+                tracing::info!("metrics at http://{a}/metrics");
+            }
             tokio::spawn(serve_metrics(
                 listener,
                 self.metrics.clone(),
