@@ -342,9 +342,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
         let ready = self.ready_line();
+        let core = Core::new(self.core_config, self.metrics.clone(), Instant::now());
         let (in_tx, in_rx) = mpsc::channel(INPUT_QUEUE);
         let handle = self.transport.start(in_tx.clone());
         let stop_metrics = CancellationToken::new();
+        // Whether run returns or its future is dropped, the sockets close.
+        let _stop = StopOnDrop(handle.clone(), stop_metrics.clone());
         if let Some(listener) = self.metrics_listener {
             if let Some(a) = self.metrics_addr {
                 tracing::info!("metrics at http://{a}/metrics");
@@ -355,13 +358,12 @@ impl Server {
                 stop_metrics.clone(),
             ));
         }
-        let core = Core::new(self.core_config, self.metrics.clone(), Instant::now());
         {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{ready}");
             let _ = stdout.flush();
         }
-        let r = CoreTask {
+        CoreTask {
             core,
             location: Arc::new(location),
             handle: handle.clone(),
@@ -369,10 +371,7 @@ impl Server {
             metrics: self.metrics,
         }
         .run(in_rx, shutdown)
-        .await;
-        handle.shutdown();
-        stop_metrics.cancel();
-        r
+        .await
     }
 }
 
@@ -392,6 +391,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     Server::bind(config).await?.run_configured(shutdown).await
+}
+
+struct StopOnDrop(TransportHandle, CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.shutdown();
+        self.1.cancel();
+    }
 }
 
 struct CoreTask<L> {
