@@ -327,10 +327,11 @@ impl UserAgent {
         } else {
             ("WWW-Authenticate", "Authorization")
         };
+        // Whole header values: a challenge's parameters are comma-separated,
+        // so the list-splitting `values` would cut them apart.
         let (params, alg) = resp
-            .values(challenge)
-            .iter()
-            .filter_map(|v| AuthParams::parse(challenge, v).ok())
+            .headers_named(challenge)
+            .filter_map(|h| AuthParams::parse(challenge, &h.value()).ok())
             .filter(AuthParams::is_digest)
             .find_map(|p| {
                 let alg = Algorithm::from_name(p.get("algorithm").unwrap_or("MD5"))?;
