@@ -59,4 +59,6 @@ pub fn sharecall(home: &std::path::Path, providers: &str, args: &[&str]) -> (i32
 
 pub mod cluster;
 pub mod proxy;
+pub mod sip;
+pub mod sipp;
 pub mod table;
