@@ -122,6 +122,9 @@ pub enum ConfigError {
     /// `tables.variant` is not a table variant.
     #[error("tables.variant: {0}")]
     BadVariant(String),
+    /// `log.retention` or `log.seal_interval` is out of range.
+    #[error("log.{0} is out of range: {1:?} (retention at least 1s, seal_interval 10ms..=1min)")]
+    BadShareLog(&'static str, Duration),
     /// `tables.max_log_skew` is out of range.
     #[error("tables.max_log_skew must be between 1s and 1h, not {0:?}")]
     BadLogSkew(Duration),
@@ -543,19 +546,49 @@ impl Default for SequencerSettings {
     }
 }
 
-/// Logging (section `[log]`).
+/// Logging (section `[log]`): the process's diagnostic log (`filter`) and
+/// the share log of pseudonym requests (`enabled`, `retention`,
+/// `seal_interval`; docs/ARCHITECTURE.md, "Share log").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `tracing` EnvFilter directives, e.g. `"info"` or
     /// `"info,sharecall_provider::smc=debug"`. Default `"info"`.
     pub filter: String,
+    /// Whether the share log records requests. All three providers must
+    /// agree (their chains are compared). Default `true`.
+    pub enabled: bool,
+    /// How long share-log records are kept, by log time; older ones are
+    /// purged at the next sweep (a logged, deterministic purge). At least
+    /// 1 s. Default `"180days"`.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How long a finished read batch may wait to be sealed into the
+    /// share log (with no writes coming, the leader then logs a sweep).
+    /// 10 ms..=1 min. Default `"1s"`.
+    #[serde(with = "humantime_serde")]
+    pub seal_interval: Duration,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
+        let s = crate::sharelog::Settings::default();
         LogConfig {
             filter: "info".to_string(),
+            enabled: s.enabled,
+            retention: s.retention,
+            seal_interval: s.seal_interval,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The share log's settings.
+    pub fn share_log(&self) -> crate::sharelog::Settings {
+        crate::sharelog::Settings {
+            enabled: self.enabled,
+            retention: self.retention,
+            seal_interval: self.seal_interval,
         }
     }
 }
@@ -620,6 +653,17 @@ impl ProviderConfig {
         if self.tables.max_batch == 0 {
             return Err(ConfigError::BadVariant(
                 "tables.max_batch must be at least 1".into(),
+            ));
+        }
+        if self.log.retention < Duration::from_secs(1) {
+            return Err(ConfigError::BadShareLog("retention", self.log.retention));
+        }
+        if self.log.seal_interval < Duration::from_millis(10)
+            || self.log.seal_interval > Duration::from_secs(60)
+        {
+            return Err(ConfigError::BadShareLog(
+                "seal_interval",
+                self.log.seal_interval,
             ));
         }
         if self.tables.max_log_skew < Duration::from_secs(1)
@@ -821,6 +865,8 @@ fingerprint = "{f2}"
         assert_eq!(c.timeouts, Timeouts::default());
         assert_eq!(c.timeouts.prepare, Duration::from_secs(2));
         assert_eq!(c.timeouts.link, Duration::from_secs(10));
+        assert!(c.log.enabled);
+        assert_eq!(c.log.retention, Duration::from_secs(180 * 24 * 3600));
         assert_eq!(c.timeouts.session, Duration::from_secs(15));
         assert_eq!(c.timeouts.smc_op, Duration::from_secs(5));
         assert_eq!(c.timeouts.heartbeat_interval, Duration::from_millis(500));
@@ -834,7 +880,7 @@ fingerprint = "{f2}"
         assert_eq!(c.policy.max_task_skew, Duration::from_secs(60));
         assert_eq!(
             c.policy.allowed_kinds,
-            vec!["secure-sum", "noop", "execute"]
+            vec!["secure-sum", "noop", "execute", "log-check"]
         );
         assert_eq!(c.tables, TablesConfig::default());
         assert_eq!(c.tables.variant, "hash");
@@ -876,6 +922,7 @@ fingerprint = "{f2}"
         assert_eq!(c.policy, PolicyConfig::default());
         assert_eq!(c.secure_sum, SecureSumConfig::default());
         assert_eq!(c.log, LogConfig::default());
+        assert_eq!(c.log.share_log(), crate::sharelog::Settings::default());
         // And it mentions every key, so none goes undocumented.
         let table: toml::Table = toml::from_str(EXAMPLE).expect("toml");
         let written =

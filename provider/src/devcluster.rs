@@ -26,6 +26,8 @@ pub struct DevOptions {
     pub tables: TablesConfig,
     /// Account settings (the same at all three).
     pub accounts: AccountsConfig,
+    /// Logging and the share log (the same at all three).
+    pub log: LogConfig,
     /// SMC lanes per provider.
     pub lanes: u32,
     /// Serve the public APIs as plain HTTP (`listen.api_plaintext_insecure`).
@@ -43,6 +45,7 @@ impl DevOptions {
                 enrollment: "open".into(),
                 ..AccountsConfig::default()
             },
+            log: LogConfig::default(),
             lanes: 6,
             api_plaintext_insecure: false,
         }
@@ -148,7 +151,7 @@ impl DevCluster {
             sequencer: SequencerSettings::default(),
             tables: options.tables.clone(),
             accounts: options.accounts.clone(),
-            log: LogConfig::default(),
+            log: options.log.clone(),
             api_tls: ApiTlsConfig::default(),
         });
         let stop = CancellationToken::new();

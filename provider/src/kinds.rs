@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::execution::{Execute, Executor, EXECUTE};
 use crate::orchestration::computations::{noop, secure_sum};
 use crate::orchestration::{Computation, Registry, TaskKind};
+use crate::sharelog::{LogCheck, LOG_CHECK};
 
 /// What the computations are built from at start-up.
 pub struct Resources<'a> {
@@ -41,6 +42,10 @@ pub const KINDS: &[Kind] = &[
     Kind {
         kind: EXECUTE,
         build: |r| Arc::new(Execute::new(r.executor.clone())),
+    },
+    Kind {
+        kind: LOG_CHECK,
+        build: |r| Arc::new(LogCheck::new(r.executor.clone())),
     },
 ];
 

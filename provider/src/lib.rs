@@ -20,6 +20,9 @@
 //! - [`execution`]: the `execute` task kind: write and read batches, the
 //!   coordinator, catch-up from transcripts (`Transcripts` service) and
 //!   read readiness (`Reads` service);
+//! - [`sharelog`]: the share log: one hash-chained record per pseudonym
+//!   request at every provider, its redb store and indexes, the order of
+//!   resolutions (seals), retention and the `log-check` task kind;
 //! - [`tables`]: the lookup-table trait and its variants (`list`, `hash`,
 //!   `tree`), one file each, registered in `tables::variant`;
 //! - [`http`]: the public router (`listen.api`: what an internet client can
@@ -51,6 +54,7 @@ pub mod orchestration;
 pub mod rpc;
 pub mod sequencer;
 pub mod server;
+pub mod sharelog;
 pub mod smc;
 pub mod tables;
 pub mod tls;

@@ -240,6 +240,7 @@ pub async fn run(
             metrics: metrics.clone(),
             read_jobs: config.tables.read_jobs,
             max_log_skew: config.tables.max_log_skew,
+            log: config.log.share_log(),
         },
         sequencer.clone(),
         peer_channels,

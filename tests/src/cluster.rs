@@ -31,7 +31,12 @@ impl Default for ProviderOptions {
     fn default() -> Self {
         ProviderOptions {
             value: 0,
-            allowed_kinds: vec!["secure-sum".into(), "noop".into(), "execute".into()],
+            allowed_kinds: vec![
+                "secure-sum".into(),
+                "noop".into(),
+                "execute".into(),
+                "log-check".into(),
+            ],
             env: Vec::new(),
             rate: None,
             answer_wait: None,
@@ -67,6 +72,10 @@ pub struct ClusterOptions {
     /// Serve the public APIs as plain HTTP
     /// (`listen.api_plaintext_insecure`); default TLS.
     pub api_plaintext_insecure: bool,
+    /// `log.retention` (share log).
+    pub log_retention: &'static str,
+    /// `log.seal_interval` (share log).
+    pub seal_interval: &'static str,
 }
 
 impl Default for ClusterOptions {
@@ -84,6 +93,8 @@ impl Default for ClusterOptions {
             rate: (10_000, 10_000),
             importers: Vec::new(),
             api_plaintext_insecure: false,
+            log_retention: "180days",
+            seal_interval: "1s",
         }
     }
 }
@@ -236,8 +247,8 @@ impl Cluster {
             o.session_timeout
         );
         s += &format!(
-            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\n\n",
-            o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every
+            "[jobs]\nlanes = {}\nmax_queued = {}\n\n[secure_sum]\nvalue = {}\n\n[policy]\nallowed_kinds = {:?}\n\n[sequencer]\ncompact_every = {}\n\n[log]\nfilter = \"info\"\nretention = {:?}\nseal_interval = {:?}\n\n",
+            o.lanes, o.max_queued, p.value, p.allowed_kinds, o.compact_every, o.log_retention, o.seal_interval
         );
         let rate = p.rate.unwrap_or(o.rate);
         s += &format!(

@@ -65,6 +65,10 @@ struct Args {
     /// function on the stack.
     #[arg(long, default_value_t = 0)]
     profile_top: usize,
+    /// Record every request in the share log (`[log] enabled`): `on` or
+    /// `off`, to measure what logging costs side by side.
+    #[arg(long, default_value = "on")]
+    share_log: String,
 }
 
 /// Prints where the samples of `report` fall: the `top` functions by own
@@ -161,6 +165,11 @@ async fn main() -> anyhow::Result<()> {
     options.tables.max_batch = 1024;
     options.accounts.rate_per_second = 1_000_000;
     options.accounts.burst = 1_000_000;
+    options.log.enabled = match args.share_log.as_str() {
+        "on" => true,
+        "off" => false,
+        other => anyhow::bail!("--share-log is on or off, not {other:?}"),
+    };
     let main_key = AccountKey::generate(&mut OsRng);
     options.accounts.importers = vec![hex::encode(main_key.public_key())];
     let delay = Duration::from_secs_f64(args.latency_ms / 1000.0);

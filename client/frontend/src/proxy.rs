@@ -638,16 +638,11 @@ impl Proxy {
             return None;
         }
         stamp_source(&mut msg, from);
-        let Some(key) = TransactionKey::of(&msg) else {
-            // RFC 2543 peers: no transaction to match; ACKs still route.
-            if ack {
-                return Some(Incoming {
-                    server: None,
-                    msg,
-                    from,
-                });
+        // RFC 2543 peers (no magic cookie) are matched by §17.2.3's rule.
+        let Some(key) = TransactionKey::of(&msg).or_else(|| TransactionKey::rfc2543(&msg)) else {
+            if !ack {
+                self.send_stateless(&msg, 400, &[], from, out);
             }
-            self.send_stateless(&msg, 400, &[], from, out);
             return None;
         };
         if let Some(&id) = self.server_keys.get(&key) {

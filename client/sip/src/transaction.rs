@@ -502,6 +502,33 @@ pub struct TransactionKey {
 }
 
 impl TransactionKey {
+    /// The key of a request from an RFC 2543 peer (top Via without an RFC
+    /// 3261 branch), by §17.2.3's fallback: Request-URI, From tag, Call-ID,
+    /// CSeq number and the whole top Via. The To tag is left out so the
+    /// ACK of a non-2xx (which carries ours) matches its INVITE; ACK maps to
+    /// INVITE as in [`TransactionKey::of`]. `None` for responses and for
+    /// requests lacking those headers.
+    pub fn rfc2543(msg: &Message) -> Option<TransactionKey> {
+        let uri = msg.request_uri()?;
+        let via = msg.values("Via").into_iter().next()?;
+        let from = msg.from().ok()?;
+        let call_id = msg.call_id().ok()?;
+        let cseq = msg.cseq().ok()?;
+        let mut method = msg.method()?;
+        if method == "ACK" {
+            method = "INVITE".to_owned();
+        }
+        Some(TransactionKey {
+            branch: format!(
+                "rfc2543|{uri}|{}|{call_id}|{}",
+                from.tag().unwrap_or_default(),
+                cseq.seq
+            ),
+            sent_by: via,
+            method,
+        })
+    }
+
     /// The key of a request or response.
     pub fn of(msg: &Message) -> Option<TransactionKey> {
         let via = msg.vias().ok()?.into_iter().next()?;

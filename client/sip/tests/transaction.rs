@@ -364,6 +364,29 @@ fn keys_match_request_response_and_ack() {
 }
 
 #[test]
+fn rfc2543_requests_get_the_fallback_key() {
+    let old = |method: &str, to_tag: &str| {
+        msg(&format!(
+            "{method} sip:bob@b.example SIP/2.0\r\nVia: SIP/2.0/UDP a.example;branch=old1\r\nFrom: <sip:alice@a.example>;tag=1\r\nTo: <sip:bob@b.example>{to_tag}\r\nCall-ID: c1\r\nCSeq: 7 {method}\r\nContent-Length: 0\r\n\r\n"
+        ))
+    };
+    assert_eq!(TransactionKey::of(&old("INVITE", "")), None);
+    let k = TransactionKey::rfc2543(&old("INVITE", "")).expect("key");
+    // The ACK of a non-2xx carries the To tag the server added.
+    assert_eq!(
+        TransactionKey::rfc2543(&old("ACK", ";tag=9")),
+        Some(k.clone())
+    );
+    let cancel = TransactionKey::rfc2543(&old("CANCEL", "")).expect("key");
+    assert_eq!(
+        (cancel.branch.as_str(), cancel.method.as_str()),
+        (k.branch.as_str(), "CANCEL")
+    );
+    assert_ne!(TransactionKey::rfc2543(&old("BYE", ";tag=9")), Some(k));
+    assert_eq!(TransactionKey::rfc2543(&response(180, "INVITE")), None);
+}
+
+#[test]
 fn transport_error_ends_the_transaction() {
     let t0 = Instant::now();
     let (mut t, _) = Transaction::client(

@@ -142,6 +142,17 @@ pub struct Transcript {
     /// Records skipped because their log time was out of bounds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<u64>,
+    /// Per entry of `results`: the PRF tag's computed bits and how many
+    /// there are (0 without a tag), for the share log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(u32, u8)>,
+    /// The read batches this batch seals into the share log, in order
+    /// (`sharelog::order`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed: Vec<crate::sharelog::order::SealRef>,
+    /// Read batches named lost (a provider did not hold them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<u64>,
 }
 
 /// Everything a batch produced, to be committed in one transaction.
@@ -545,13 +556,20 @@ pub async fn run(
             (requests[it.pos].id.clone(), kind.to_string(), *code)
         })
         .collect();
+    let mut tags: Vec<(u32, u8)> = (0..items.len())
+        .map(|q| (narrowed.tag(q), narrowed.tag_bits(q)))
+        .collect();
     for r in requests {
         if let Op::Refused(kind) = &r.op {
             if Kind::parse(kind).is_some() {
                 results.push((r.id.clone(), REFUSED.into(), Code::Refused));
                 per_item.push(Answer::code(Code::Refused));
+                tags.push((0, 0));
             }
         }
+    }
+    if tags.iter().all(|(_, bits)| *bits == 0) {
+        tags.clear();
     }
     let answers = aggregate(&results, per_item);
     Ok(Outcome {
@@ -571,6 +589,9 @@ pub async fn run(
             created_prf_key: created_key.is_some(),
             log_time_ms: 0,
             skipped: Vec::new(),
+            tags,
+            sealed: Vec::new(),
+            lost: Vec::new(),
         },
     })
 }
@@ -919,6 +940,9 @@ mod tests {
             created_prf_key: false,
             log_time_ms: 1_000,
             skipped: Vec::new(),
+            tags: Vec::new(),
+            sealed: Vec::new(),
+            lost: Vec::new(),
         }
     }
 

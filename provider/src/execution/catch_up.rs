@@ -109,7 +109,10 @@ impl Executor {
                         )),
                         e => e,
                     })?;
-                self.commit_replayed(index, outcome)?;
+                // The share log's records come from this provider's own
+                // parts, as in a live batch.
+                let requests = self.load(t.from, t.to, &t.skipped)?;
+                self.commit_replayed(index, outcome, &requests)?;
                 self.set_catch_up_refused(None);
                 info!(
                     from = t.from,

@@ -9,10 +9,11 @@ use sharecall_proto::sequencer::{log_record, LogRecord, Sweep};
 use tokio::sync::{RwLock, Semaphore};
 use tracing::warn;
 
-use super::execute::{ExecuteParams, EXECUTE, NOT_HELD};
+use super::execute::{ExecuteParams, ReadOutput, EXECUTE, NOT_HELD};
 use super::reads::ReadyRead;
 use super::Executor;
 use crate::orchestration::Gateway;
+use crate::sharelog::order::parse_not_sealed;
 
 impl Executor {
     /// The coordinator loop: while this provider leads, execute whatever
@@ -30,6 +31,9 @@ impl Executor {
         let gate = Arc::new(RwLock::new(()));
         let read_slots = Arc::new(Semaphore::new(self.config.read_jobs.max(1)));
         let mut last_sweep = tokio::time::Instant::now();
+        // When this coordinator last logged a sweep to seal reads (the
+        // proposal returns before it is applied: one per seal interval).
+        let mut last_seal_sweep: Option<tokio::time::Instant> = None;
         let mut was_leader = false;
         let mut backoff = Duration::ZERO;
         // Consecutive failed write batches: the pause after each grows, so
@@ -48,6 +52,7 @@ impl Executor {
             if status.role != "leader" {
                 if was_leader {
                     self.board.clear();
+                    self.seals.clear();
                     was_leader = false;
                 }
                 tokio::select! {
@@ -57,9 +62,31 @@ impl Executor {
                 }
                 continue;
             }
+            if !was_leader && self.config.log.enabled && status.requests == self.cursor() {
+                // Read batches the previous leader ran here and did not
+                // seal: seal them too (a peer that lacks one refuses, and
+                // it is logged lost at all three instead). Only when this
+                // provider has executed all it applied: a provider that is
+                // behind holds batches the others sealed already.
+                for (batch, digest) in self.pending.held_at(self.cursor()) {
+                    self.seals.finished(batch, hex::encode(digest));
+                }
+            }
             was_leader = true;
-            if last_sweep.elapsed() >= self.config.sweep_interval {
+            // Finished read batches wait for a write batch to seal them
+            // into the share log; with no writes coming, a sweep is one.
+            let seal_due = self.config.log.enabled
+                && status.requests == self.cursor()
+                && self
+                    .seals
+                    .oldest()
+                    .is_some_and(|t| t.elapsed() >= self.config.log.seal_interval)
+                && last_seal_sweep.is_none_or(|t| t.elapsed() >= self.config.log.seal_interval);
+            if seal_due || last_sweep.elapsed() >= self.config.sweep_interval {
                 last_sweep = tokio::time::Instant::now();
+                if seal_due {
+                    last_seal_sweep = Some(last_sweep);
+                }
                 let record = LogRecord {
                     body: Some(log_record::Body::Sweep(Sweep {
                         at_ms: super::fault::proposed_time(sharecall_proto::clock::now_ms()),
@@ -112,7 +139,16 @@ impl Executor {
                 });
                 continue;
             }
-            let next_sweep = last_sweep + self.config.sweep_interval;
+            let mut next_sweep = last_sweep + self.config.sweep_interval;
+            if self.config.log.enabled {
+                if let Some(t) = self.seals.oldest() {
+                    let mut due = tokio::time::Instant::from_std(t + self.config.log.seal_interval);
+                    if let Some(l) = last_seal_sweep {
+                        due = due.max(l + self.config.log.seal_interval);
+                    }
+                    next_sweep = next_sweep.min(due);
+                }
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = changes.changed() => {}
@@ -142,6 +178,9 @@ impl Executor {
                 return false;
             }
         };
+        // Every read batch at this cursor has finished (the gate is held
+        // exclusively): seal them into the share log with this batch.
+        let (seal, lost) = self.seals.take();
         let params = ExecuteParams {
             from,
             to,
@@ -149,17 +188,23 @@ impl Executor {
             reads: Vec::new(),
             at_ms: 0,
             skip,
+            log_batch: 0,
+            seal,
+            lost,
         };
-        let Ok(params) = serde_json::to_vec(&params) else {
+        let Ok(bytes) = serde_json::to_vec(&params) else {
+            self.seals.put_back(params.seal, params.lost, &[]);
             return false;
         };
         match gateway
-            .run(EXECUTE, &params, &format!("execute {from}..={to}"))
+            .run(EXECUTE, &bytes, &format!("execute {from}..={to}"))
             .await
         {
             Ok(_) => true,
             Err(e) => {
                 warn!(from, to, "execute job failed: {e}");
+                let not_held = parse_not_sealed(&e.detail);
+                self.seals.put_back(params.seal, params.lost, &not_held);
                 self.catch_up_after_failure().await;
                 false
             }
@@ -177,12 +222,44 @@ impl Executor {
             reads,
             at_ms: sharecall_proto::clock::now_ms(),
             skip: Vec::new(),
+            log_batch: if self.config.log.enabled {
+                self.next_log_batch()
+            } else {
+                0
+            },
+            seal: Vec::new(),
+            lost: Vec::new(),
         };
         let Ok(bytes) = serde_json::to_vec(&params) else {
             return;
         };
         let reads = params.reads;
-        if let Err(e) = gateway.run(EXECUTE, &bytes, &purpose).await {
+        let result = gateway.run(EXECUTE, &bytes, &purpose).await;
+        if self.config.log.enabled {
+            let digest = match &result {
+                // All three hold the batch's records with this digest.
+                Ok(report) => serde_json::from_slice::<ReadOutput>(&report.output)
+                    .ok()
+                    .and_then(|o| o.log_digest),
+                // The job failed, but the peers may have completed the
+                // batch (and answered) all the same: seal what this
+                // provider holds; a peer lacking it refuses, and it is
+                // logged lost at all three.
+                Err(_) => self
+                    .pending
+                    .held_at(at)
+                    .into_iter()
+                    .find(|(b, _)| *b == params.log_batch)
+                    .map(|(_, d)| hex::encode(d)),
+            };
+            if let Some(d) = digest {
+                self.seals.finished(params.log_batch, d);
+                // Wake the loop, which may be asleep with nothing unsealed
+                // when this arrives: it times the seal.
+                self.board.notify.notify_one();
+            }
+        }
+        if let Err(e) = result {
             warn!(at, reads = reads.len(), "read batch failed: {e}");
             self.catch_up_after_failure().await;
             // Reads a peer does not hold (finished or expired there) would

@@ -13,6 +13,7 @@ use super::batch::{self, Answer, BatchError, Code, Op, Request};
 use super::reads::ReadyRead;
 use super::Executor;
 use crate::orchestration::{Computation, ComputationError, TaskKind};
+use crate::sharelog::order::{SealRef, NOT_SEALED};
 use crate::smc::LaneSession;
 use crate::tables::part::Kind;
 
@@ -47,6 +48,32 @@ pub struct ExecuteParams {
     /// only if its own verdict is the same list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<u64>,
+    /// A read batch: its id in the share log (strictly increasing at the
+    /// coordinator), so a later seal can name it (`sharelog::order`).
+    #[serde(default)]
+    pub log_batch: u64,
+    /// A write batch: the finished read batches it seals into the share
+    /// log, in order, each with its digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seal: Vec<SealRef>,
+    /// A write batch: read batches of an earlier seal that a provider did
+    /// not hold; every provider logs them as lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<u64>,
+}
+
+/// A PRF tag's computed bits and their number.
+type Tag = (u32, u8);
+
+/// The output of a read batch (equal at all three providers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadOutput {
+    /// Digest of the answers' public parts (ids, codes, expiry).
+    pub digest: String,
+    /// Digest of the share-log records the batch holds for its seal
+    /// (`sharelog::order::digest`); absent with the log off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_digest: Option<String>,
 }
 
 /// Why a batch was not executed here.
@@ -184,17 +211,34 @@ impl Executor {
                 verdict.why.join("; ")
             );
         }
+        // The seal names read batches this provider must hold; one it
+        // lacks (it restarted since) is refused before any SMC, and the
+        // coordinator names it lost instead.
+        let missing = if self.config.log.enabled {
+            self.pending.missing(&p.seal)
+        } else {
+            Vec::new()
+        };
+        if !missing.is_empty() {
+            let ids: Vec<String> = missing.iter().map(u64::to_string).collect();
+            let why = format!("{NOT_SEALED}{}", ids.join(","));
+            warn!(from = p.from, "write batch refused: {why}");
+            session.refuse(&why).await;
+            return Err(ExecuteError::Params(why));
+        }
         let requests = self.load(p.from, p.to, &p.skip)?;
         let mut outcome =
             batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
         let (_, log_time) = self.effective_times(p.from, p.to, &p.skip)?;
         outcome.transcript.log_time_ms = log_time;
         outcome.transcript.skipped = p.skip.clone();
+        outcome.transcript.sealed = p.seal.clone();
+        outcome.transcript.lost = p.lost.clone();
         super::fault::alter_outcome(&mut outcome.transcript);
         // Nothing is written unless all three computed the same outcome.
         agree(session, &outcome.transcript).await?;
         super::fault::exit_before_commit(&outcome.transcript).await;
-        let digest = self.commit(&mut index, outcome)?;
+        let digest = self.commit(&mut index, outcome, &requests)?;
         debug!(from = p.from, to = p.to, "batch executed");
         Ok(digest.into_bytes())
     }
@@ -273,13 +317,14 @@ impl Executor {
                 missing.join(",")
             )));
         }
-        let results: Vec<(String, Answer)> =
+        let (results, tags): (Vec<(String, Answer)>, Vec<Tag>) =
             if self.config.variant.table().reads_find_nothing(&index) {
                 // Nothing was ever registered: nothing to find, no SMC.
-                requests
+                let results = requests
                     .iter()
                     .map(|r| (r.id.clone(), Answer::code(Code::NotFound)))
-                    .collect()
+                    .collect();
+                (results, Vec::new())
             } else {
                 let outcome =
                     batch::run(&self.config.variant, &index, self.db(), session, &requests).await?;
@@ -288,7 +333,7 @@ impl Executor {
                         "a read batch would change the table".into(),
                     ));
                 }
-                outcome.answers
+                (outcome.answers, outcome.transcript.tags)
             };
         drop(index);
         let mut digest = blake3::Hasher::new_derive_key("sharecall 2026 read batch v1");
@@ -298,12 +343,31 @@ impl Executor {
             digest.update(a.code.as_str().as_bytes());
             digest.update(&a.expires_at_ms.unwrap_or(0).to_le_bytes());
         }
+        let mut log_digest = None;
+        if self.config.log.enabled {
+            // Held for the seal; the digest of the records' agreed fields
+            // joins the output, so the gateway sees all three agree on
+            // what they will log.
+            let records = crate::sharelog::build::read_records(
+                at,
+                p.log_batch,
+                p.at_ms,
+                &requests,
+                &results,
+                &tags,
+            );
+            log_digest = Some(hex::encode(self.pending.hold(p.log_batch, at, records)));
+        }
         self.config.metrics.reads_executed(results.len() as u64);
         for (id, a) in results {
             self.reads.finish(&id, Ok(a));
         }
         debug!(at, reads = p.reads.len(), "read batch executed");
-        Ok(digest.finalize().to_hex().to_string().into_bytes())
+        let output = ReadOutput {
+            digest: digest.finalize().to_hex().to_string(),
+            log_digest,
+        };
+        serde_json::to_vec(&output).map_err(|e| ExecuteError::Params(e.to_string()))
     }
 }
 

@@ -66,6 +66,8 @@ pub struct ExecutorConfig {
     /// clock (and below the log's time) before it refuses the batch
     /// ([`log_time`]).
     pub max_log_skew: Duration,
+    /// The share log (`[log]`).
+    pub log: crate::sharelog::Settings,
 }
 
 /// The table and its executor at one provider.
@@ -83,6 +85,12 @@ pub struct Executor {
     outbox_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<ReadyRead>>>,
     /// Why the last catch-up was refused (cleared by one that succeeds).
     catch_up_refused: std::sync::Mutex<Option<String>>,
+    /// Read batches executed here, waiting for a seal (share log).
+    pending: crate::sharelog::order::PendingReads,
+    /// The coordinator's finished read batches, to be sealed.
+    seals: crate::sharelog::order::SealQueue,
+    /// The last read-batch id this coordinator gave out.
+    last_log_batch: std::sync::Mutex<u64>,
 }
 
 fn store_err(e: impl std::fmt::Display) -> BatchError {
@@ -133,11 +141,112 @@ impl Executor {
             outbox,
             outbox_rx: std::sync::Mutex::new(Some(outbox_rx)),
             catch_up_refused: std::sync::Mutex::new(None),
+            pending: Default::default(),
+            seals: Default::default(),
+            last_log_batch: std::sync::Mutex::new(0),
         }))
     }
 
     fn db(&self) -> &redb::Database {
         self.sequencer.store().database()
+    }
+
+    /// The database holding the share log (`crate::sharelog::store`).
+    pub fn share_log_db(&self) -> &redb::Database {
+        self.db()
+    }
+
+    /// The share log's settings.
+    pub fn share_log_settings(&self) -> crate::sharelog::Settings {
+        self.config.log
+    }
+
+    /// Read batches executed here and not yet sealed into the share log.
+    pub fn unsealed_reads(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A new read-batch id: microseconds since the epoch, strictly
+    /// increasing here, so ids stay increasing across restarts and
+    /// leaders without coordination.
+    fn next_log_batch(&self) -> u64 {
+        let mut last = self
+            .last_log_batch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let now = sharecall_proto::clock::now_ms().saturating_mul(1000);
+        *last = now.max(*last + 1);
+        *last
+    }
+
+    /// The share-log records of a committed batch, appended in `txn`: the
+    /// read batches it seals (in the seal's order), markers for lost ones,
+    /// its own records, and a purge when it holds a sweep.
+    fn log_batch(
+        &self,
+        txn: &redb::WriteTransaction,
+        outcome: &Outcome,
+        requests: &[Request],
+    ) -> Result<(), BatchError> {
+        if !self.config.log.enabled {
+            return Ok(());
+        }
+        let t = &outcome.transcript;
+        let mut records = self.pending.sealed(&t.sealed);
+        let held: std::collections::HashSet<u64> = records.iter().map(|r| r.batch).collect();
+        for s in &t.sealed {
+            if !held.contains(&s.batch) {
+                // Only after a crash between agreement and commit: this
+                // provider's chain then differs and the check shows it.
+                tracing::warn!(batch = s.batch, "a sealed read batch is not held here");
+                records.push(crate::sharelog::build::lost_record(
+                    s.batch,
+                    t.from.saturating_sub(1),
+                    t.log_time_ms,
+                ));
+            }
+        }
+        for b in &t.lost {
+            records.push(crate::sharelog::build::lost_record(
+                *b,
+                t.from.saturating_sub(1),
+                t.log_time_ms,
+            ));
+        }
+        records.extend(crate::sharelog::build::write_records(
+            requests,
+            t,
+            |id, kind| {
+                let k = Kind::parse(kind)?;
+                self.part(id, k).ok().map(|(p, _)| p)
+            },
+        ));
+        crate::sharelog::store::append(txn, &mut records).map_err(store_err)?;
+        let sweep = requests
+            .iter()
+            .filter(|r| matches!(r.op, Op::Sweep))
+            .map(|r| r.at_ms)
+            .max();
+        if let Some(at_ms) = sweep {
+            let cut = crate::sharelog::purge::cut(at_ms, self.config.log.retention);
+            if let Some(p) = crate::sharelog::purge::purge(txn, at_ms, cut).map_err(store_err)? {
+                info!(through = p.aux, removed = p.cursor, "share log purged");
+                crate::sharelog::store::append(txn, &mut [p]).map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a commit: read batches at cursors before this batch can no
+    /// longer be sealed.
+    fn forget_pending(&self, t: &Transcript) {
+        let dropped = self.pending.drop_before(t.to, &t.sealed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "unsealed read batches dropped from the share log (their coordinator stopped leading)"
+            );
+        }
     }
 
     /// Sequence number of the last executed request.
@@ -225,6 +334,10 @@ impl Executor {
             let at_ms = times.get(&seq).copied().unwrap_or(raw_ms);
             let mut account = [0u8; 32];
             let op = if skip.contains(&seq) {
+                // The share log names who sent a refused request too.
+                if let Ok(Some(m)) = store::request(self.db(), &id) {
+                    let _ = hex::decode_to_slice(&m.account, &mut account);
+                }
                 Op::Refused(kind)
             } else if kind == "sweep" {
                 Op::Sweep
@@ -311,12 +424,20 @@ impl Executor {
         Ok((part, meta))
     }
 
-    /// Commits a batch's outcome durably, then to the index.
-    fn commit(&self, index: &mut Index, outcome: Outcome) -> Result<String, BatchError> {
+    /// Commits a batch's outcome (and its share-log records) durably,
+    /// then to the index.
+    fn commit(
+        &self,
+        index: &mut Index,
+        outcome: Outcome,
+        requests: &[Request],
+    ) -> Result<String, BatchError> {
         let txn = self.db().begin_write().map_err(store_err)?;
         index.write(&txn, &outcome.changes).map_err(store_err)?;
         store::record_batch(&txn, &outcome.answers, &outcome.transcript).map_err(store_err)?;
+        self.log_batch(&txn, &outcome, requests)?;
         txn.commit().map_err(store_err)?;
+        self.forget_pending(&outcome.transcript);
         let digest = transcript_digest(&outcome.transcript);
         let to = outcome.changes.cursor;
         let requests = to + 1 - outcome.transcript.from;
@@ -330,11 +451,18 @@ impl Executor {
 
     /// Commits a replayed batch (no fault injection: the crash it tests
     /// happens on the live path).
-    fn commit_replayed(&self, index: &mut Index, outcome: Outcome) -> Result<String, BatchError> {
+    fn commit_replayed(
+        &self,
+        index: &mut Index,
+        outcome: Outcome,
+        requests: &[Request],
+    ) -> Result<String, BatchError> {
         let txn = self.db().begin_write().map_err(store_err)?;
         index.write(&txn, &outcome.changes).map_err(store_err)?;
         store::record_batch(&txn, &outcome.answers, &outcome.transcript).map_err(store_err)?;
+        self.log_batch(&txn, &outcome, requests)?;
         txn.commit().map_err(store_err)?;
+        self.forget_pending(&outcome.transcript);
         let digest = transcript_digest(&outcome.transcript);
         let to = outcome.changes.cursor;
         index.commit(outcome.changes);

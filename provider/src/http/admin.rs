@@ -7,7 +7,10 @@
 //! - `GET /metrics`: Prometheus/OpenMetrics text;
 //! - `GET /v1/admin/raft`, `GET /v1/admin/table`: raft and table status;
 //! - `POST /v1/admin/sequence` (order a request id through raft) and
-//!   `GET /v1/admin/sequence` (the applied ids in order).
+//!   `GET /v1/admin/sequence` (the applied ids in order);
+//! - `GET /v1/admin/log/head`, `GET /v1/admin/log/check` and
+//!   `GET /v1/admin/log`: the share log's head, the comparison of the three
+//!   chains (a `log-check` job), and its records' agreed fields.
 //!
 //! The routes are [`routes::ADMIN`](super::routes::ADMIN). The endpoint is
 //! unauthenticated and binds to loopback by default: it is for the operator.
@@ -77,6 +80,9 @@ fn handler(op: AdminOp, method: MethodFilter) -> MethodRouter<Arc<AdminState>> {
         AdminOp::Table => on(method, table_status),
         AdminOp::Sequence => on(method, sequence),
         AdminOp::Applied => on(method, applied),
+        AdminOp::LogHead => on(method, log_head),
+        AdminOp::LogCheck => on(method, log_check),
+        AdminOp::LogRecords => on(method, log_records),
     }
 }
 
@@ -252,4 +258,74 @@ async fn applied(
         Ok(ids) => Json(json!({"from": p.from.max(1), "ids": ids})).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
     }
+}
+
+/// The share log's head: records appended, chain head, first stored
+/// record, last log time, read batches waiting for a seal.
+async fn log_head(State(s): State<Arc<AdminState>>) -> Response {
+    match crate::sharelog::store::head(s.executor.share_log_db()) {
+        Ok(h) => Json(json!({
+            "enabled": s.executor.share_log_settings().enabled,
+            "count": h.count,
+            "last_seq": h.count,
+            "head": h.head,
+            "first_seq": h.first_seq,
+            "last_time_ms": h.last_time_ms,
+            "unsealed_read_batches": s.executor.unsealed_reads(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    }
+}
+
+/// Compares the three providers' chains at this provider's head (a
+/// `log-check` job): each verifies its own stored chain and all three
+/// links must be equal; an error names the provider that differs.
+async fn log_check(State(s): State<Arc<AdminState>>) -> Response {
+    let through = match crate::sharelog::store::state(s.executor.share_log_db()) {
+        Ok(st) => st.count,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    };
+    match crate::sharelog::check_heads(&s.gateway, through).await {
+        Ok(c) => Json(json!({"ok": true, "through": c.through, "link": c.link})).into_response(),
+        Err(crate::sharelog::check::HeadsError::Job(e)) => job_error(&e),
+        Err(e) => error(StatusCode::BAD_GATEWAY, "log_check", e.to_string()),
+    }
+}
+
+/// Share-log records from `from` (agreed fields, and how many shares of
+/// each kind this provider holds; never the shares themselves).
+async fn log_records(
+    State(s): State<Arc<AdminState>>,
+    axum::extract::Query(p): axum::extract::Query<Page>,
+) -> Response {
+    let db = s.executor.share_log_db();
+    let records = match crate::sharelog::store::records(db, p.from, p.limit.min(10_000) as usize) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
+    };
+    let out: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "at_ms": r.at_ms,
+                "kind": r.kind.as_str(),
+                "request_id": r.request_id,
+                "origin": hex::encode(r.origin),
+                "code": r.code.as_str(),
+                "tag": r.tag,
+                "tag_bits": r.tag_bits,
+                "cursor": r.cursor,
+                "batch": r.batch,
+                "row": r.row,
+                "aux": r.aux,
+                "key_share": r.key.is_some(),
+                "key_bits_share": r.key_bits.is_some(),
+                "endpoint_shares": r.endpoint.len(),
+                "hash": hex::encode(r.hash),
+            })
+        })
+        .collect();
+    Json(json!({"from": p.from, "records": out})).into_response()
 }

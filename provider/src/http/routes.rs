@@ -94,6 +94,12 @@ pub enum AdminOp {
     Sequence,
     /// `GET /v1/admin/sequence`: applied request ids in order.
     Applied,
+    /// `GET /v1/admin/log/head`: the share log's head.
+    LogHead,
+    /// `GET /v1/admin/log/check`: the three share-log chains compared.
+    LogCheck,
+    /// `GET /v1/admin/log`: share-log records (agreed fields only).
+    LogRecords,
 }
 
 impl Operation for AdminOp {
@@ -106,6 +112,9 @@ impl Operation for AdminOp {
             AdminOp::Table => "adminTable",
             AdminOp::Sequence => "adminSequence",
             AdminOp::Applied => "adminApplied",
+            AdminOp::LogHead => "adminLogHead",
+            AdminOp::LogCheck => "adminLogCheck",
+            AdminOp::LogRecords => "adminLogRecords",
         }
     }
 }
@@ -134,4 +143,7 @@ pub const ADMIN: &[Route<AdminOp>] = &[
     route(Method::Get, "/v1/admin/table", AdminOp::Table),
     route(Method::Post, "/v1/admin/sequence", AdminOp::Sequence),
     route(Method::Get, "/v1/admin/sequence", AdminOp::Applied),
+    route(Method::Get, "/v1/admin/log/head", AdminOp::LogHead),
+    route(Method::Get, "/v1/admin/log/check", AdminOp::LogCheck),
+    route(Method::Get, "/v1/admin/log", AdminOp::LogRecords),
 ];

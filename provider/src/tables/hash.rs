@@ -105,6 +105,10 @@ impl Narrowed for Tagged {
     fn tag(&self, q: usize) -> u32 {
         self.tags.get(q).copied().unwrap_or(0)
     }
+
+    fn tag_bits(&self, q: usize) -> u8 {
+        self.widths.get(q).map_or(0, |w| *w as u8)
+    }
 }
 
 /// One `prf_tag` round; the bucket of each tag.

@@ -160,6 +160,12 @@ pub trait Narrowed: Send + Sync {
         0
     }
 
+    /// How many low bits of [`Narrowed::tag`] query `q` computed (0 when
+    /// the variant computes no tag); the share log records them.
+    fn tag_bits(&self, _q: usize) -> u8 {
+        0
+    }
+
     /// Places the batch's surviving new entries in the variant's order
     /// (an SMC step for an ordered variant): the new order, old entries
     /// in `deleted` left out, or `None` for a variant that keeps none.
