@@ -140,7 +140,6 @@ async fn bind_prepares_locals_with_the_actual_ports_and_a_persistent_token_key()
     );
 }
 
-/// Needs the core.
 #[tokio::test]
 async fn options_over_udp_tcp_tls_register_challenge_metrics_and_shutdown() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -246,7 +245,6 @@ async fn start_udp(
     (udp, stop, running)
 }
 
-/// Needs the core.
 #[tokio::test]
 async fn a_call_between_two_registered_users_over_udp() {
     use sharecall_frontend::aor::Aor;
@@ -297,7 +295,7 @@ async fn a_call_between_two_registered_users_over_udp() {
         .expect("ok");
 }
 
-/// Needs the core. While draining, new out-of-dialog requests get 503;
+/// While draining, new out-of-dialog requests get 503;
 /// a transaction still alive holds the server until the drain timeout.
 #[tokio::test]
 async fn shutdown_drains_and_turns_new_requests_away() {
