@@ -1,9 +1,6 @@
 //! The whole front end on 127.0.0.1 (plaintext location): bind errors,
 //! OPTIONS over UDP, TCP and TLS, a REGISTER challenge, the metrics
-//! endpoint, graceful shutdown.
-//!
-//! The tests marked "needs the core" run the sans-IO core and so only
-//! pass once it is implemented.
+//! endpoint, graceful shutdown, a call between two registered users.
 
 use std::net::SocketAddr;
 use std::path::Path;
