@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
 mod demo;
+mod sip;
 
 /// sharecall: a VoIP location service run by three providers that only
 /// ever hold secret shares of who is reachable where.
@@ -51,6 +52,10 @@ enum Command {
     /// Bulk-import pseudonym,endpoint,ttl,owner rows from a CSV file
     /// (importer accounts only); resumable.
     Import(commands::ImportArgs),
+    /// Run the SIP front end (registrar, digest authentication, proxy or
+    /// redirect server over UDP, TCP and TLS) on its configuration file,
+    /// until ctrl-c or SIGTERM.
+    Sip(sip::SipArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         }
         Command::Delete(args) => return runtime.block_on(commands::delete(args)),
         Command::Import(args) => return runtime.block_on(commands::import(args)),
+        Command::Sip(args) => return runtime.block_on(sip::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

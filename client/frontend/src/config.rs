@@ -121,14 +121,14 @@ pub struct Sip {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    /// UDP socket. Default `127.0.0.1:5060`.
-    #[serde(default = "default_udp")]
+    /// UDP socket. Default `127.0.0.1:5060`; `"off"` opens none.
+    #[serde(default = "default_udp", deserialize_with = "addr_or_off")]
     pub udp: Option<SocketAddr>,
-    /// TCP listener. Default `127.0.0.1:5060`.
-    #[serde(default = "default_tcp")]
+    /// TCP listener. Default `127.0.0.1:5060`; `"off"` opens none.
+    #[serde(default = "default_tcp", deserialize_with = "addr_or_off")]
     pub tcp: Option<SocketAddr>,
-    /// TLS listener. Default none.
-    #[serde(default)]
+    /// TLS listener. Default none (`"off"`).
+    #[serde(default, deserialize_with = "addr_or_off")]
     pub tls: Option<SocketAddr>,
     /// TLS certificate chain (PEM). Without it (and `tls_key`) a
     /// self-signed certificate for `advertise` is made at start.
@@ -141,6 +141,11 @@ pub struct Listen {
     /// published endpoints. Default: the IP of the first listener.
     #[serde(default)]
     pub advertise: Option<String>,
+    /// Trusted roots (PEM certificates) for outbound TLS to other front
+    /// ends. Without it outbound TLS is refused (never unverified).
+    /// Default none.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Listen {
@@ -152,6 +157,7 @@ impl Default for Listen {
             tls_cert: None,
             tls_key: None,
             advertise: None,
+            tls_ca: None,
         }
     }
 }
@@ -271,6 +277,10 @@ pub struct Limits {
     /// (slow-loris bound), and a TLS handshake done. Default 10 s.
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
     pub message_timeout: Duration,
+    /// An outbound TCP connect (and TLS handshake) must finish within
+    /// this, else the send fails. Default 5 s.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -280,6 +290,7 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             idle_timeout: default_idle(),
             message_timeout: default_message_timeout(),
+            connect_timeout: default_connect_timeout(),
         }
     }
 }
@@ -440,11 +451,28 @@ impl Config {
                 "limits: max_message must be at least 1024 and max_connections at least 1".into(),
             );
         }
+        let l = &self.limits;
+        if l.idle_timeout.is_zero() || l.message_timeout.is_zero() || l.connect_timeout.is_zero() {
+            return bad(
+                "limits: idle_timeout, message_timeout and connect_timeout must be positive".into(),
+            );
+        }
         if self.timers.t1.is_zero() || self.timers.t2 < self.timers.t1 {
             return bad("timers: need 0 < t1 <= t2".into());
         }
         Ok(())
     }
+}
+
+/// A socket address, or `"off"` for a listener the defaults would open.
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (write HOST:PORT or \"off\")")))
 }
 
 fn yes() -> bool {
@@ -498,6 +526,9 @@ fn default_idle() -> Duration {
 fn default_message_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_t1() -> Duration {
     Duration::from_millis(500)
 }
@@ -544,5 +575,20 @@ mod tests {
         assert!(Config::parse(&expiry, Path::new(".")).is_err());
         let alg = format!("{MIN}[auth]\nalgorithms = [\"SHA-1\"]\n");
         assert!(Config::parse(&alg, Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn the_example_file_parses_and_listeners_can_be_turned_off() {
+        let text = include_str!("../../../docs/sip.example.toml");
+        let c = Config::parse(text, Path::new("/etc/sc")).expect("docs/sip.example.toml");
+        assert_eq!(c.limits.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.listen.tls_ca, None);
+        let off = format!("{MIN}[listen]\nudp = \"off\"\ntls = \"127.0.0.1:5061\"\n");
+        let c = Config::parse(&off, Path::new(".")).expect("off");
+        assert_eq!(c.listen.udp, None);
+        assert_eq!(c.listen.tcp, default_tcp());
+        assert!(c.listen.tls.is_some());
+        let bad = format!("{MIN}[listen]\nudp = \"nowhere\"\n");
+        assert!(Config::parse(&bad, Path::new(".")).is_err());
     }
 }
