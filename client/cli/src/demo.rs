@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Table variant: hash, list or tree[/fanout].
     #[arg(long, default_value = "hash")]
     table: String,
+    /// Skip the SIP part (two front ends, two phones, one call).
+    #[arg(long)]
+    no_call: bool,
 }
 
 const SAMPLE_REGISTRATIONS: &[&str] = &[
@@ -99,8 +102,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             cluster.api[i], c.listen.control, c.listen.smc
         );
     }
-    let result = session(&cluster, &registrations, &queries).await;
+    let mut result = session(&cluster, &registrations, &queries).await;
     let urls = cluster.urls();
+    if result.is_ok() && !args.no_call {
+        result = crate::demo_call::run(&urls, dir.path()).await;
+    }
     cluster.stop().await.context("stopping the providers")?;
     result?;
 

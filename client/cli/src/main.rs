@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
 mod demo;
+mod demo_call;
 mod sip;
 
 /// sharecall: a VoIP location service run by three providers that only

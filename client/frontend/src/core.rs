@@ -215,6 +215,13 @@ impl Core {
         self.proxy.transactions()
     }
 
+    /// Server transactions still waiting for their final response (the
+    /// count graceful shutdown drains; finished transactions that only wait
+    /// out their retransmission timers are not in it).
+    pub fn pending(&self) -> usize {
+        self.proxy.pending()
+    }
+
     /// Location jobs in flight.
     pub fn jobs(&self) -> usize {
         self.jobs.len()

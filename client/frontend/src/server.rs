@@ -335,7 +335,7 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting connections,
     /// answers new out-of-dialog requests 503, and returns once no
-    /// transaction is left (or after [`DRAIN_TIMEOUT`]).
+    /// request has its final answer (or after [`DRAIN_TIMEOUT`]).
     pub async fn run<L: Location>(
         self,
         location: L,
@@ -431,7 +431,7 @@ impl<L: Location> CoreTask<L> {
             let far = tokio::time::Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 _ = &mut shutdown, if drain_until.is_none() => {
-                    tracing::info!(transactions = self.core.transactions(), "shutting down: draining transactions");
+                    tracing::info!(pending = self.core.pending(), "shutting down: draining transactions");
                     self.handle.stop_accepting();
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
                 }
@@ -447,7 +447,7 @@ impl<L: Location> CoreTask<L> {
                 }
                 _ = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {}
                 _ = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
-                    tracing::warn!(transactions = self.core.transactions(), "drain timeout: stopping with transactions left");
+                    tracing::warn!(pending = self.core.pending(), "drain timeout: stopping with requests unanswered");
                     break;
                 }
             }
@@ -458,10 +458,11 @@ impl<L: Location> CoreTask<L> {
             for o in out.drain(..) {
                 self.output(o);
             }
-            let n = self.core.transactions();
-            self.metrics.set_transactions(n);
-            if drain_until.is_some() && n == 0 {
-                tracing::info!("shutdown: no transaction left");
+            self.metrics.set_transactions(self.core.transactions());
+            // Drained once every request has its final answer; finished
+            // transactions only absorbing retransmissions do not hold us.
+            if drain_until.is_some() && self.core.pending() == 0 && self.core.jobs() == 0 {
+                tracing::info!("shutdown: every request answered");
                 break;
             }
         }

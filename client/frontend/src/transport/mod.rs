@@ -555,6 +555,23 @@ pub(crate) fn salvage_response(bytes: &[u8], status: u16) -> Option<Vec<u8>> {
     let mut skipping = false;
     for (i, line) in b[..end].split(|&c| c == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if i == 0 && status != 505 {
+            // The request line may be what failed (RFC 4475 ltgtruri,
+            // lwsstart, trws, escruri): the answer copies none of it, so a
+            // neutral one with the same method (an ACK is never answered)
+            // lets the header section be parsed.
+            let method = line
+                .split(|c| c.is_ascii_whitespace())
+                .find(|t| !t.is_empty())
+                .filter(|t| {
+                    t.iter()
+                        .all(|&c| c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c))
+                })
+                .unwrap_or(b"OPTIONS");
+            head.extend_from_slice(method);
+            head.extend_from_slice(b" sip:invalid.invalid SIP/2.0\r\n");
+            continue;
+        }
         if i == 0 {
             // A request line of another SIP version is answered (505) in
             // ours: re-parse it as SIP/2.0.
