@@ -148,3 +148,59 @@ async fn publishes_updates_and_resolves_through_the_providers() {
     let err = short.resolve(&alice).await.expect_err("no provider left");
     assert!(matches!(err, LocationError::Unavailable(_)), "{err:?}");
 }
+
+/// The providers cannot tell a front end's callers apart: every
+/// resolution is signed by the front end's one resolver account, while a
+/// publication is signed by its user's own account (docs/SECURITY.md §7d).
+/// Read back from the share log, which records each request's origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolutions_are_signed_by_the_resolver_and_publications_by_the_user() {
+    let c = blocking(|| Cluster::start(ClusterOptions::default()));
+    let alice = Aor::new("alice", "a.example");
+    let bob = Aor::new("bob", "a.example");
+    let resolver = enrolled(&c).await;
+    let (alice_key, bob_key) = (enrolled(&c).await, enrolled(&c).await);
+    let loc = SharecallLocation::new(
+        &urls(&c),
+        resolver.clone(),
+        vec![
+            (alice.clone(), alice_key.clone()),
+            (bob.clone(), bob_key.clone()),
+        ],
+        Duration::from_secs(10),
+        false,
+    )
+    .expect("location");
+    loc.publish(&publication(&alice, "sip:fe-1@192.0.2.1:5060"))
+        .await
+        .expect("publish");
+    for aor in [&alice, &bob, &alice] {
+        loc.resolve(aor).await.expect("resolve");
+    }
+    let hex = |k: &AccountKey| k.account_hex();
+    // Resolutions reach the log once a later write (or the sweep) seals
+    // their read batches.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        let log = c.get(0, "/v1/admin/log?from=1&limit=1000").expect("log");
+        let records = log["records"].as_array().cloned().unwrap_or_default();
+        let resolves = records.iter().filter(|r| r["kind"] == "resolve").count();
+        if resolves >= 3 {
+            break records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "resolutions never logged: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for r in &records {
+        let origin = r["origin"].as_str().unwrap_or_default();
+        match r["kind"].as_str() {
+            Some("resolve") => assert_eq!(origin, hex(&resolver), "{r}"),
+            Some("register") => assert_eq!(origin, hex(&alice_key), "{r}"),
+            _ => {}
+        }
+        assert_ne!(origin, hex(&bob_key), "bob never signed anything: {r}");
+    }
+}
