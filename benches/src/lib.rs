@@ -3,4 +3,5 @@
 //! the latency harness (`src/bin/smc-latency.rs`).
 
 pub mod cluster;
+pub mod load;
 pub mod relay;

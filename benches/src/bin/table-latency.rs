@@ -22,7 +22,7 @@ use clap::Parser;
 use rand::rngs::OsRng;
 use rand::Rng;
 use sharecall_benches::relay::Relay;
-use sharecall_client::{AccountKey, Client, ImportRow, ResultCode};
+use sharecall_client::{AccountKey, Client, ResultCode};
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
 use sharecall_provider::devcluster::{DevCluster, DevOptions};
 
@@ -138,9 +138,7 @@ fn first_ours<'a>(walk: impl IntoIterator<Item = &'a String>) -> String {
         .unwrap_or_else(|| "(no sharecall frame)".into())
 }
 
-fn pseudonym(k: usize) -> String {
-    format!("+49 30 {k:08}")
-}
+use sharecall_benches::load::pseudonym;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -204,51 +202,14 @@ async fn main() -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut loaders = Vec::new();
     if args.import_rows > 0 {
-        // Bulk: chunks of rows shared here, a few requests in flight so
-        // the providers batch them back to back.
-        let owner = main_client.account().public_key();
-        let chunk = args.import_rows.clamp(1, 2048) as u64;
-        // In key order, as an operator's bulk load would be: a tree table
-        // then appends each run after one check per neighbouring pair.
-        let mut by_key: Vec<(u128, usize)> = (0..args.entries)
-            .map(|k| Ok((Pseudonym::parse(&pseudonym(k))?.key().as_u128(), k)))
-            .collect::<anyhow::Result<_>>()?;
-        by_key.sort_unstable();
-        let by_key: Arc<Vec<usize>> = Arc::new(by_key.into_iter().map(|(_, k)| k).collect());
-        for _ in 0..args.loaders.clamp(1, 4) {
-            let c = client(main_client.account().clone())?;
-            let next = next.clone();
-            let entries = args.entries as u64;
-            let by_key = by_key.clone();
-            loaders.push(tokio::spawn(async move {
-                loop {
-                    let first = next.fetch_add(chunk, Ordering::Relaxed);
-                    if first >= entries {
-                        return Ok::<_, anyhow::Error>(());
-                    }
-                    let rows = (first..(first + chunk).min(entries))
-                        .map(|i| {
-                            let k = by_key[i as usize];
-                            Ok(ImportRow {
-                                pseudonym: Pseudonym::parse(&pseudonym(k))?,
-                                endpoint: Endpoint::parse(&format!(
-                                    "sip:u{k}@192.0.2.{}:5060",
-                                    k % 250
-                                ))?,
-                                ttl: Duration::from_secs(86_400),
-                                owner,
-                                extra: None,
-                            })
-                        })
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    let o = c.import(&rows).await?;
-                    anyhow::ensure!(o.imported == rows.len() as u64, "import at {first}: {o:?}");
-                    if first % (chunk * 50) == 0 {
-                        eprintln!("loaded {first} rows");
-                    }
-                }
-            }));
-        }
+        let key = main_client.account().clone();
+        sharecall_benches::load::import(
+            || client(key.clone()),
+            args.entries,
+            args.import_rows,
+            args.loaders,
+        )
+        .await?;
     }
     for _ in 0..args.loaders.max(1) {
         if args.import_rows > 0 {
@@ -264,7 +225,7 @@ async fn main() -> anyhow::Result<()> {
                     return Ok::<_, anyhow::Error>(());
                 }
                 let p = Pseudonym::parse(&pseudonym(k as usize))?;
-                let e = Endpoint::parse(&format!("sip:u{k}@192.0.2.{}:5060", k % 250))?;
+                let e = Endpoint::parse(&sharecall_benches::load::endpoint(k as usize))?;
                 let o = c
                     .register(&p, &e, Duration::from_secs(86_400), None)
                     .await?;

@@ -5,6 +5,7 @@
 //! (enough on loopback, where nothing is lost but a late start).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sharecall_sip::headers::AuthParams;
@@ -12,6 +13,7 @@ use sharecall_sip::message::build_response;
 use sharecall_sip::{parse_datagram, Limits, Message};
 use thiserror::Error;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 use crate::aor::Aor;
 use crate::auth::{ha1, qop_auth_response, Algorithm};
@@ -66,13 +68,20 @@ pub struct AnswerReport {
 /// A user agent bound to one UDP socket, using one outbound proxy.
 #[derive(Debug)]
 pub struct UserAgent {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
+    /// Datagrams as they arrived, stamped (a reader task drains the socket
+    /// at once, so an emulated delay does not pile up behind earlier ones).
+    inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Instant, Vec<u8>, SocketAddr)>>,
+    /// Delayed sends, in order (only with a delay).
+    outbox: mpsc::UnboundedSender<(Instant, Vec<u8>, SocketAddr)>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
     aor: Aor,
     password: String,
     proxy: SocketAddr,
     local: SocketAddr,
     cseq: u32,
     limits: Limits,
+    delay: Duration,
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -89,17 +98,65 @@ impl UserAgent {
         proxy: SocketAddr,
         bind: SocketAddr,
     ) -> Result<UserAgent, UaError> {
-        let socket = UdpSocket::bind(bind).await?;
+        let socket = Arc::new(UdpSocket::bind(bind).await?);
         let local = socket.local_addr()?;
+        let (in_tx, inbox) = mpsc::unbounded_channel();
+        let reader = {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_535];
+                while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                    if in_tx.send((Instant::now(), buf[..n].to_vec(), from)).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let (outbox, mut out_rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>, SocketAddr)>();
+        let writer = {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                while let Some((due, bytes, to)) = out_rx.recv().await {
+                    tokio::time::sleep_until(due.into()).await;
+                    if let Err(e) = socket.send_to(&bytes, to).await {
+                        tracing::debug!(error = %e, "user agent: delayed send failed");
+                    }
+                }
+            })
+        };
         Ok(UserAgent {
             socket,
+            inbox: tokio::sync::Mutex::new(inbox),
+            outbox,
+            tasks: [reader, writer],
             aor,
             password: password.to_string(),
             proxy,
             local,
             cseq: 0,
             limits: Limits::default(),
+            delay: Duration::ZERO,
         })
+    }
+
+    /// Emulates a network with `delay` one-way latency around this agent:
+    /// every message it sends leaves `delay` late and every message it
+    /// receives is seen `delay` late (the latency benchmark; loopback has
+    /// none and `tc netem` is not available here). Sends still delayed
+    /// when the agent is dropped are lost, as on a network that went down.
+    pub fn with_delay(mut self, delay: Duration) -> UserAgent {
+        self.delay = delay;
+        self
+    }
+
+    async fn send_to(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+        if self.delay.is_zero() {
+            return self.socket.send_to(bytes, to).await;
+        }
+        self.outbox
+            .send((Instant::now() + self.delay, bytes.to_vec(), to))
+            .map_err(|_| std::io::Error::other("user agent writer stopped"))?;
+        Ok(bytes.len())
     }
 
     /// The Contact URI this agent registers.
@@ -193,7 +250,7 @@ impl UserAgent {
             if status >= 300 {
                 // Non-2xx: the ACK is hop by hop, same branch as the INVITE.
                 let ack = ack_for_failure(&req, &resp);
-                self.socket.send_to(&ack, self.proxy).await?;
+                self.send_to(&ack, self.proxy).await?;
             }
             match status {
                 200..=299 => {
@@ -226,7 +283,7 @@ impl UserAgent {
                         m
                     };
                     let ack = in_dialog("ACK", cseq, self.via());
-                    self.socket.send_to(ack.as_bytes(), self.proxy).await?;
+                    self.send_to(ack.as_bytes(), self.proxy).await?;
                     self.cseq += 1;
                     let bye = in_dialog("BYE", self.cseq, self.via());
                     let r = self
@@ -270,7 +327,7 @@ impl UserAgent {
             Some(&tag),
             std::slice::from_ref(&contact),
         );
-        self.socket.send_to(&ringing, from).await?;
+        self.send_to(&ringing, from).await?;
         let mut extra = vec![contact];
         extra.extend(
             invite
@@ -279,7 +336,7 @@ impl UserAgent {
                 .map(|r| format!("Record-Route: {r}")),
         );
         let ok = build_response(&invite, 200, "OK", Some(&tag), &extra);
-        self.socket.send_to(&ok, from).await?;
+        self.send_to(&ok, from).await?;
         let report = AnswerReport {
             from: invite.single("From").ok().flatten().unwrap_or_default(),
             request_uri: invite.request_uri().unwrap_or_default().to_string(),
@@ -296,16 +353,16 @@ impl UserAgent {
                     match m.method().as_deref() {
                         Some("BYE") => {
                             let r = build_response(&m, 200, "OK", None, &[]);
-                            self.socket.send_to(&r, src).await?;
+                            self.send_to(&r, src).await?;
                             return Ok(report);
                         }
-                        Some("INVITE") => self.socket.send_to(&ok, src).await.map(|_| ())?,
+                        Some("INVITE") => self.send_to(&ok, src).await.map(|_| ())?,
                         _ => {}
                     }
                 }
                 Err(UaError::Timeout(_)) if Instant::now() < deadline => {
                     // No ACK/BYE yet: the 200 may be lost; resend it.
-                    self.socket.send_to(&ok, from).await?;
+                    self.send_to(&ok, from).await?;
                     resend = Instant::now() + Duration::from_millis(500);
                 }
                 Err(e) => return Err(e),
@@ -363,7 +420,7 @@ impl UserAgent {
         mut on_provisional: impl FnMut(u16),
     ) -> Result<Message, UaError> {
         let deadline = Instant::now() + Duration::from_secs(32);
-        self.socket.send_to(req, self.proxy).await?;
+        self.send_to(req, self.proxy).await?;
         let mut provisional = false;
         loop {
             let step = if provisional {
@@ -390,7 +447,7 @@ impl UserAgent {
                     }
                 }
                 Err(UaError::Timeout(_)) if Instant::now() < deadline => {
-                    self.socket.send_to(req, self.proxy).await?;
+                    self.send_to(req, self.proxy).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -402,16 +459,26 @@ impl UserAgent {
         deadline: Instant,
         what: &'static str,
     ) -> Result<(Message, SocketAddr), UaError> {
-        let mut buf = vec![0u8; 65_535];
+        let mut inbox = self.inbox.lock().await;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (n, from) = tokio::time::timeout(left, self.socket.recv_from(&mut buf))
+            let (arrived, bytes, from) = tokio::time::timeout(left, inbox.recv())
                 .await
-                .map_err(|_| UaError::Timeout(what))??;
+                .map_err(|_| UaError::Timeout(what))?
+                .ok_or_else(|| UaError::Protocol("socket closed".into()))?;
             // Keep-alives and garbage are not ours to answer.
-            if let Ok(Some(m)) = parse_datagram(&buf[..n], &self.limits) {
+            if let Ok(Some(m)) = parse_datagram(&bytes, &self.limits) {
+                tokio::time::sleep_until((arrived + self.delay).into()).await;
                 return Ok((m, from));
             }
+        }
+    }
+}
+
+impl Drop for UserAgent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
         }
     }
 }
