@@ -112,7 +112,11 @@ async fn main() -> anyhow::Result<()> {
         4,
     )
     .await?;
-    eprintln!("imported {} entries in {:.1} s", args.entries, t.elapsed().as_secs_f64());
+    eprintln!(
+        "imported {} entries in {:.1} s",
+        args.entries,
+        t.elapsed().as_secs_f64()
+    );
 
     // The front end, configured as `sharecall sip` would be.
     let fe = dir.path().join("fe");

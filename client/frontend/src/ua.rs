@@ -106,7 +106,10 @@ impl UserAgent {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65_535];
                 while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                    if in_tx.send((Instant::now(), buf[..n].to_vec(), from)).is_err() {
+                    if in_tx
+                        .send((Instant::now(), buf[..n].to_vec(), from))
+                        .is_err()
+                    {
                         return;
                     }
                 }
