@@ -181,6 +181,36 @@ where
     let _ = writer.await;
 }
 
+/// Starts a dev cluster whose every provider link and client-facing port
+/// goes through a relay adding `delay` one way (none when zero). The relays
+/// live as long as the returned list.
+pub async fn delayed_cluster(
+    options: sharecall_provider::devcluster::DevOptions,
+    delay: Duration,
+) -> anyhow::Result<(
+    sharecall_provider::devcluster::DevCluster,
+    std::sync::Arc<std::sync::Mutex<Vec<Relay>>>,
+)> {
+    let relays: std::sync::Arc<std::sync::Mutex<Vec<Relay>>> = Default::default();
+    let keep = relays.clone();
+    let cluster = sharecall_provider::devcluster::DevCluster::start(
+        options,
+        move |_, _, addr: SocketAddr| {
+            if delay.is_zero() {
+                return Ok(addr);
+            }
+            let r = Relay::spawn(addr, delay)?;
+            let a = r.addr();
+            keep.lock()
+                .map_err(|_| std::io::Error::other("relay list"))?
+                .push(r);
+            Ok(a)
+        },
+    )
+    .await?;
+    Ok((cluster, relays))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,19 +16,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use rand::rngs::OsRng;
-use sharecall_benches::relay::Relay;
+
 use sharecall_client::{AccountKey, Client};
 use sharecall_frontend::aor::Aor;
 use sharecall_frontend::config::Config;
 use sharecall_frontend::server::Server;
 use sharecall_frontend::ua::UserAgent;
-use sharecall_provider::devcluster::{DevCluster, DevOptions};
+use sharecall_provider::devcluster::DevOptions;
 
 /// mimalloc, as in the other harnesses (docs/BENCHMARKS.md).
 #[global_allocator]
@@ -82,21 +82,9 @@ async fn main() -> anyhow::Result<()> {
     let main_key = AccountKey::generate(&mut OsRng);
     options.accounts.importers = vec![hex::encode(main_key.public_key())];
     let delay = Duration::from_secs_f64(args.latency_ms / 1000.0);
-    let relays: Arc<Mutex<Vec<Relay>>> = Arc::default();
-    let keep = relays.clone();
-    let cluster = DevCluster::start(options, move |_, _, addr: SocketAddr| {
-        if delay.is_zero() {
-            return Ok(addr);
-        }
-        let r = Relay::spawn(addr, delay)?;
-        let a = r.addr();
-        keep.lock()
-            .map_err(|_| std::io::Error::other("relay list"))?
-            .push(r);
-        Ok(a)
-    })
-    .await
-    .context("starting the providers")?;
+    let (cluster, relays) = sharecall_benches::relay::delayed_cluster(options, delay)
+        .await
+        .context("starting the providers")?;
     let urls = cluster.urls();
     let main = Client::new(&urls, main_key.clone())?.with_timeout(Duration::from_secs(120));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

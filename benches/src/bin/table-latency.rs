@@ -12,19 +12,17 @@
 //! `--concurrency` clients for `--seconds` (throughput).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use rand::rngs::OsRng;
 use rand::Rng;
-use sharecall_benches::relay::Relay;
 use sharecall_client::{AccountKey, Client, ResultCode};
 use sharecall_proto::encoding::{Endpoint, Pseudonym};
-use sharecall_provider::devcluster::{DevCluster, DevOptions};
+use sharecall_provider::devcluster::DevOptions;
 
 /// mimalloc: the SMC, HTTP and TLS paths allocate many short-lived buffers
 /// across threads, where glibc's arenas contend (docs/BENCHMARKS.md).
@@ -171,21 +169,9 @@ async fn main() -> anyhow::Result<()> {
     let main_key = AccountKey::generate(&mut OsRng);
     options.accounts.importers = vec![hex::encode(main_key.public_key())];
     let delay = Duration::from_secs_f64(args.latency_ms / 1000.0);
-    let relays: Arc<Mutex<Vec<Relay>>> = Arc::default();
-    let keep = relays.clone();
-    let cluster = DevCluster::start(options, move |_, _, addr: SocketAddr| {
-        if delay.is_zero() {
-            return Ok(addr);
-        }
-        let r = Relay::spawn(addr, delay)?;
-        let a = r.addr();
-        keep.lock()
-            .map_err(|_| std::io::Error::other("relay list"))?
-            .push(r);
-        Ok(a)
-    })
-    .await
-    .context("starting the providers")?;
+    let (cluster, relays) = sharecall_benches::relay::delayed_cluster(options, delay)
+        .await
+        .context("starting the providers")?;
     let urls = cluster.urls();
     let client = |key: AccountKey| -> anyhow::Result<Client> {
         Ok(Client::new(&urls, key)?.with_timeout(Duration::from_secs(120)))

@@ -612,6 +612,12 @@ pub(crate) fn salvage_response(bytes: &[u8], status: u16) -> Option<Vec<u8>> {
         max_headers: usize::MAX,
     };
     let msg = parse_datagram(&head, &generous).ok()??;
+    // An answer must find its way back and be matched: without a Via,
+    // Call-ID and CSeq there is nobody to answer.
+    let answerable = !msg.values("Via").is_empty() && msg.call_id().is_ok() && msg.cseq().is_ok();
+    if !answerable {
+        return None;
+    }
     stateless_response(&msg, status, &[])
 }
 
