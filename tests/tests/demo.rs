@@ -1,6 +1,6 @@
 //! `sharecall demo` end to end: three providers linked over TLS, a
 //! registration, its resolution through SMC and the client-side
-//! reconstruction.
+//! reconstruction, and a call through two SIP front ends.
 
 use sharecall_tests::{run, text};
 
@@ -28,12 +28,27 @@ fn demo_registers_and_resolves() {
     assert!(stdout.contains("not registered (+49301234567)"), "{stdout}");
     // Exactly one answer per query: no false matches.
     assert_eq!(stdout.matches("resolved ").count(), 3, "{stdout}");
-    // What the providers stored: two entries each (one was deleted), and
-    // nothing of the plaintext.
+    // The SIP part: two front ends, two registrations, one call through
+    // both, and sharecall holding front end B's routing URI for bob.
+    assert!(stdout.contains("REGISTER bob@b.example"), "{stdout}");
+    assert!(stdout.contains("REGISTER alice@a.example"), "{stdout}");
+    assert!(
+        stdout.contains("sharecall holds for bob@b.example: sip:fe-"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "INVITE sip:bob@b.example from alice: 407 challenge, then 100/180 and 200 OK"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bob's phone rang"), "{stdout}");
+    // What the providers stored: two sample entries each (one was
+    // deleted) and the two SIP users, and nothing of the plaintext.
     let (_, stored) = stdout
         .split_once("== what each provider stored")
         .expect("stored section");
-    assert_eq!(stored.matches(": 2 entries").count(), 3, "{stored}");
+    assert_eq!(stored.matches(": 4 entries").count(), 3, "{stored}");
     for plain in ["bob", "198.51.100.7", "carol", "2001:db8", "4420794"] {
         assert!(!stored.contains(plain), "{plain} in {stored}");
     }
