@@ -77,10 +77,32 @@ pub struct DevCluster {
     tasks: Vec<JoinHandle<Result<(), ServerError>>>,
 }
 
+/// A listener on a loopback port below the kernel's ephemeral range
+/// (32768 and up): ports bound to 0 come from that range, which outgoing
+/// connections also draw from, so a port chosen by probing and bound again
+/// later could meanwhile be some client socket's (two demos at once, or
+/// the demo's own front ends talking to the providers). The walk starts at
+/// a per-process offset and never reuses a port in this process.
+pub fn listen_below_ephemeral() -> std::io::Result<TcpListener> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 397) % SPAN;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start + k) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return Ok(l);
+        }
+    }
+    TcpListener::bind("127.0.0.1:0")
+}
+
 fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
     // Hold all listeners until every port is chosen, so none repeats.
     let probes: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .map(|_| listen_below_ephemeral())
         .collect::<Result<_, _>>()?;
     probes.iter().map(|l| l.local_addr()).collect()
 }
