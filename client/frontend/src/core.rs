@@ -347,17 +347,7 @@ impl Core {
         }
         if let Some(route) = msg.top_route() {
             // A preloaded route of an authenticated local user.
-            match Proxy::route_dest(&route) {
-                Some(dest) => {
-                    let target = Forward {
-                        uri: None,
-                        routes: Vec::new(),
-                        dest,
-                    };
-                    self.proxy.forward(server, msg, target, true, now, out);
-                }
-                None => self.proxy.reply(server, 400, &[], now, out),
-            }
+            self.forward_to_route(server, msg, &route, true, now, out);
             return;
         }
         let Ok(aor) = Aor::from_uri(&uri) else {
@@ -367,6 +357,32 @@ impl Core {
         let job = self.job(Job::Resolve { server, msg });
         self.proxy.park(server, now);
         out.push(Output::Resolve { job, aor });
+    }
+
+    /// Forwards `msg` to the address of its top Route, Request-URI
+    /// unchanged (loose routing); 400 when that Route names no address.
+    /// In-dialog requests are not Record-Routed again (`record_route` false).
+    fn forward_to_route(
+        &mut self,
+        server: TxId,
+        msg: Message,
+        route: &str,
+        record_route: bool,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        match Proxy::route_dest(route) {
+            Some(dest) => {
+                let target = Forward {
+                    uri: None,
+                    routes: Vec::new(),
+                    dest,
+                };
+                self.proxy
+                    .forward(server, msg, target, record_route, now, out);
+            }
+            None => self.proxy.reply(server, 400, &[], now, out),
+        }
     }
 
     /// An in-dialog request (To tag): follows the Route set, or the
@@ -381,17 +397,7 @@ impl Core {
         out: &mut Vec<Output>,
     ) {
         if let Some(route) = msg.top_route() {
-            match Proxy::route_dest(&route) {
-                Some(dest) => {
-                    let target = Forward {
-                        uri: None,
-                        routes: Vec::new(),
-                        dest,
-                    };
-                    self.proxy.forward(server, msg, target, false, now, out);
-                }
-                None => self.proxy.reply(server, 400, &[], now, out),
-            }
+            self.forward_to_route(server, msg, &route, false, now, out);
             return;
         }
         if let (Some(user), true) = (&ruri.user, self.proxy.uri_is_us(ruri)) {
